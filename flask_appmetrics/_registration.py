@@ -1,0 +1,125 @@
+"""Register a metric in a registry once, adopting a compatible earlier one.
+
+This is the fix for the seed's ``Duplicated timeseries in CollectorRegistry`` crash: if
+another module (the seed's ``prometheus_metrics.py``) registered ``http_requests_total``
+first, we use its collector when it has the type and label names we need, and otherwise
+raise one :class:`~flask_appmetrics.errors.MetricConflictError` that names both
+definitions. We never catch prometheus_client's ``ValueError`` and carry on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from .errors import MetricConflictError
+
+Kind = Literal["counter", "gauge", "histogram"]
+Metric = Counter | Gauge | Histogram
+
+_CLASSES: dict[str, type[Metric]] = {"counter": Counter, "gauge": Gauge, "histogram": Histogram}
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """What one metric family must look like.
+
+    :param kind: ``counter``, ``gauge`` or ``histogram``.
+    :param name: the exposed family name; counters end in ``_total``.
+    :param documentation: the HELP text.
+    :param labelnames: label names, in order.
+    :param buckets: histogram buckets (``None`` for prometheus_client's defaults).
+    :param multiprocess_mode: gauge aggregation under prometheus_client's multiprocess mode.
+    """
+
+    kind: Kind
+    name: str
+    documentation: str
+    labelnames: tuple[str, ...] = ()
+    buckets: tuple[float, ...] | None = None
+    multiprocess_mode: str = "all"
+
+    def describe(self) -> str:
+        labels = ", ".join(self.labelnames) or "no labels"
+        return f"a {self.kind} with labels ({labels})"
+
+
+def _describe_collector(collector: object) -> str:
+    kind = getattr(collector, "_type", None) or type(collector).__name__
+    labels = getattr(collector, "_labelnames", None)
+    if labels is None:
+        return f"a {kind} ({type(collector).__module__}.{type(collector).__qualname__})"
+    return f"a {kind} with labels ({', '.join(labels) or 'no labels'})"
+
+
+def _lookup(registry: CollectorRegistry, name: str) -> object | None:
+    # The registry indexes every sample name a collector produces (``x``, ``x_total``,
+    # ``x_created``, ...), so a lookup by the exposed name finds any clash. There is no
+    # public accessor; ``_names_to_collectors`` has been stable since prometheus_client 0.1.
+    with registry._lock:
+        return registry._names_to_collectors.get(name)
+
+
+def declare(registry: CollectorRegistry, spec: MetricSpec) -> Metric:
+    """Return the registry's collector for *spec*, registering it if absent.
+
+    :raises MetricConflictError: the name is taken by an incompatible collector.
+    """
+    existing = _lookup(registry, spec.name)
+    if existing is not None:
+        return _adopt(existing, spec)
+    cls = _CLASSES[spec.kind]
+    metric: Metric
+    if spec.kind == "histogram":
+        buckets: Sequence[float] = spec.buckets or Histogram.DEFAULT_BUCKETS
+        metric = Histogram(
+            spec.name, spec.documentation, spec.labelnames, registry=None, buckets=buckets
+        )
+    elif spec.kind == "gauge":
+        metric = Gauge(
+            spec.name,
+            spec.documentation,
+            spec.labelnames,
+            registry=None,
+            multiprocess_mode=spec.multiprocess_mode,  # type: ignore[arg-type]
+        )
+    else:
+        metric = cls(spec.name, spec.documentation, spec.labelnames, registry=None)
+    try:
+        registry.register(metric)
+    except ValueError:
+        # Another thread registered the same name between our lookup and ours: adopt
+        # theirs if compatible, else report the conflict with both definitions.
+        existing = _lookup(registry, spec.name)
+        if existing is None:
+            raise
+        return _adopt(existing, spec)
+    return metric
+
+
+def _adopt(existing: object, spec: MetricSpec) -> Metric:
+    cls = _CLASSES[spec.kind]
+    compatible = (
+        isinstance(existing, cls)
+        and tuple(existing._labelnames) == spec.labelnames
+        # A counter registered as ``x`` also owns ``x_total``: only adopt the family of the
+        # exact name, not a collector that merely produces a clashing sample.
+        and _family_name(existing) == _family_name_for(spec)
+    )
+    if not compatible:
+        raise MetricConflictError(spec.name, _describe_collector(existing), spec.describe())
+    assert isinstance(existing, (Counter, Gauge, Histogram))
+    return existing
+
+
+def _family_name(metric: Metric) -> str:
+    return str(metric._name)
+
+
+def _family_name_for(spec: MetricSpec) -> str:
+    if spec.kind == "counter" and spec.name.endswith("_total"):
+        return spec.name[: -len("_total")]
+    return spec.name

@@ -1,0 +1,58 @@
+"""Per-app state, stored in ``app.extensions["appmetrics"]``."""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from prometheus_client import CollectorRegistry
+
+    from .catalog import MetricSet
+    from .config import Settings
+    from .instrumentation import RequestInstrumentation
+
+EXTENSION_KEY = "appmetrics"
+
+
+@dataclass(eq=False)
+class AppState:
+    """Everything flask-appmetrics keeps for one app. Never stored on the extension object,
+    so one :class:`~flask_appmetrics.FlaskMetrics` serves any number of apps."""
+
+    app_name: str
+    settings: Settings
+    registry: CollectorRegistry
+    metric_set: MetricSet
+    instrumentation: RequestInstrumentation
+    #: Own blueprints (metrics, health, probes), kept out of the health window.
+    own_blueprints: set[str] = field(default_factory=set)
+
+    def scrape_registry(self) -> CollectorRegistry:
+        """The registry ``/metrics`` serves."""
+        return self.registry
+
+
+_latest: weakref.ref[AppState] | None = None
+_latest_lock = threading.Lock()
+
+
+def set_latest(state: AppState) -> None:
+    """Remember *state* as the most recently initialised one (weakly: apps may be dropped)."""
+    global _latest  # noqa: PLW0603 - one process-wide "most recent app" by design
+    with _latest_lock:
+        _latest = weakref.ref(state)
+
+
+def latest() -> AppState | None:
+    """The most recently initialised app's state, if that app still exists."""
+    ref = _latest
+    return ref() if ref is not None else None
+
+
+def state_of(app: Flask) -> AppState | None:
+    state = app.extensions.get(EXTENSION_KEY)
+    return state if isinstance(state, AppState) else None

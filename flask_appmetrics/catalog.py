@@ -1,0 +1,194 @@
+"""The metric catalog: every family flask-appmetrics exports, built once per registry.
+
+Names and labels are the ones the seed's dashboards use (see DESIGN.md); they are fixed
+here and nowhere else. :func:`metric_set_for` returns the one :class:`MetricSet` of a
+``CollectorRegistry``, building it on first use, so any number of apps, tests and
+``init_app`` calls share it instead of registering the same names again.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from ._registration import MetricSpec, declare
+from ._version import __version__
+from .errors import ConfigurationError
+
+CACHE_OPERATIONS = MetricSpec(
+    "counter", "cache_operations_total", "Total cache operations", ("operation", "result")
+)
+
+#: The fixed part of the catalog. ``http_request_duration_seconds`` is added with the
+#: configured buckets by :func:`_build`.
+CATALOG: tuple[MetricSpec, ...] = (
+    # -- HTTP ----------------------------------------------------------------------
+    MetricSpec(
+        "counter", "http_requests_total", "Total HTTP requests", ("method", "endpoint", "status")
+    ),
+    MetricSpec(
+        "gauge",
+        "http_requests_in_progress",
+        "HTTP requests being served",
+        ("method", "endpoint"),
+        multiprocess_mode="livesum",
+    ),
+    MetricSpec(
+        "counter",
+        "application_errors_total",
+        "Unhandled exceptions raised by views, by endpoint and exception type",
+        ("endpoint", "error_type"),
+    ),
+    # -- quota ---------------------------------------------------------------------
+    MetricSpec("gauge", "quota_requests_current_minute", "API requests in the current minute"),
+    MetricSpec("gauge", "quota_requests_today", "API requests today"),
+    MetricSpec("gauge", "quota_tokens_current_minute", "API tokens in the current minute"),
+    MetricSpec("gauge", "quota_tokens_today", "API tokens today"),
+    MetricSpec("gauge", "quota_rpm_remaining", "API requests left in the current minute"),
+    MetricSpec("gauge", "quota_tpm_remaining", "API tokens left in the current minute"),
+    # -- cache ---------------------------------------------------------------------
+    CACHE_OPERATIONS,
+    MetricSpec("gauge", "cache_hit_rate", "Cache hit ratio of get operations since start (0-1)"),
+    MetricSpec("gauge", "cache_size_bytes", "Cache size in bytes", ("layer",)),
+    MetricSpec("gauge", "cache_items_count", "Items in the cache", ("layer",)),
+    # -- circuit breakers -------------------------------------------------------------
+    MetricSpec(
+        "gauge",
+        "circuit_breaker_state",
+        "Circuit breaker state (0 closed, 1 half-open, 2 open)",
+        ("service",),
+    ),
+    MetricSpec(
+        "counter",
+        "circuit_breaker_failures_total",
+        "Calls through a circuit breaker that failed",
+        ("service",),
+    ),
+    MetricSpec(
+        "counter",
+        "circuit_breaker_successes_total",
+        "Calls through a circuit breaker that succeeded",
+        ("service",),
+    ),
+    # -- Gemini ----------------------------------------------------------------------
+    MetricSpec(
+        "counter",
+        "gemini_api_calls_total",
+        "Total Gemini API calls",
+        ("endpoint", "model", "status"),
+    ),
+    MetricSpec(
+        "histogram",
+        "gemini_api_duration_seconds",
+        "Gemini API call duration in seconds",
+        ("endpoint", "model"),
+        buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0),
+    ),
+    MetricSpec(
+        "counter", "gemini_api_tokens_total", "Total Gemini API tokens", ("endpoint", "model")
+    ),
+    # -- about the extension itself -------------------------------------------------------
+    MetricSpec(
+        "counter",
+        "flask_appmetrics_internal_errors_total",
+        "Failures inside flask-appmetrics itself, by component; the host request is unaffected",
+        ("component",),
+    ),
+    MetricSpec(
+        "gauge",
+        "flask_appmetrics_info",
+        "flask-appmetrics version serving these metrics (always 1)",
+        ("version",),
+        multiprocess_mode="max",
+    ),
+)
+
+
+@dataclass(eq=False)
+class MetricSet:
+    """The collectors of one registry, by family name, plus per-registry state."""
+
+    registry: CollectorRegistry
+    buckets: tuple[float, ...]
+    metrics: dict[str, Counter | Gauge | Histogram] = field(default_factory=dict)
+
+    def counter(self, name: str) -> Counter:
+        metric = self.metrics[name]
+        assert isinstance(metric, Counter)
+        return metric
+
+    def gauge(self, name: str) -> Gauge:
+        metric = self.metrics[name]
+        assert isinstance(metric, Gauge)
+        return metric
+
+    def histogram(self, name: str) -> Histogram:
+        metric = self.metrics[name]
+        assert isinstance(metric, Histogram)
+        return metric
+
+    def count_internal_error(self, component: str) -> None:
+        """Count a failure of the extension itself (``component`` is a fixed name of ours)."""
+        self.counter("flask_appmetrics_internal_errors_total").labels(component).inc()
+
+
+_sets: weakref.WeakKeyDictionary[CollectorRegistry, MetricSet] = weakref.WeakKeyDictionary()
+_sets_lock = threading.Lock()
+
+
+def metric_set_for(registry: CollectorRegistry, buckets: tuple[float, ...]) -> MetricSet:
+    """Return the registry's metric set, building and registering it on first use.
+
+    :raises MetricConflictError: a family name is taken by an incompatible collector.
+    :raises ConfigurationError: the registry's set was built with other buckets.
+    """
+    with _sets_lock:
+        existing = _sets.get(registry)
+        if existing is not None:
+            if existing.buckets != buckets:
+                raise ConfigurationError(
+                    "APPMETRICS_BUCKETS",
+                    f"this registry's http_request_duration_seconds already has buckets "
+                    f"{existing.buckets}; every app sharing a registry must use the same buckets",
+                )
+            return existing
+        metric_set = _build(registry, buckets)
+        _sets[registry] = metric_set
+        return metric_set
+
+
+def _build(registry: CollectorRegistry, buckets: tuple[float, ...]) -> MetricSet:
+    duration = MetricSpec(
+        "histogram",
+        "http_request_duration_seconds",
+        "HTTP request duration in seconds, to the end of the response body",
+        ("method", "endpoint"),
+        buckets=buckets,
+    )
+    specs = (*CATALOG[:1], duration, *CATALOG[1:])
+    # Declare everything before storing anything, so a conflict leaves no half-built set.
+    metrics = {spec.name: declare(registry, spec) for spec in specs}
+    metric_set = MetricSet(registry=registry, buckets=buckets, metrics=metrics)
+    _seed_known_series(metric_set)
+    return metric_set
+
+
+def _seed_known_series(metric_set: MetricSet) -> None:
+    # Series the seed's expected output shows at 0 before anything happened.
+    operations = metric_set.counter("cache_operations_total")
+    for result in ("hit", "miss"):
+        operations.labels(operation="get", result=result)
+    metric_set.gauge("flask_appmetrics_info").labels(version=__version__).set(1)
+    hits = operations.labels(operation="get", result="hit")
+    misses = operations.labels(operation="get", result="miss")
+
+    def hit_rate() -> float:
+        # Computed at scrape time from the counters, so it can never disagree with them.
+        hit, miss = hits._value.get(), misses._value.get()
+        total = hit + miss
+        return hit / total if total else 0.0
+
+    metric_set.gauge("cache_hit_rate").set_function(hit_rate)

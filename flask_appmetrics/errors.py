@@ -1,0 +1,45 @@
+"""Exceptions raised by flask-appmetrics.
+
+Every one of them is raised at start (``init_app`` or a declaration), or in strict mode,
+never from inside a request of the host app.
+"""
+
+from __future__ import annotations
+
+
+class AppMetricsError(Exception):
+    """Base class of every error flask-appmetrics raises."""
+
+
+class ConfigurationError(AppMetricsError, ValueError):
+    """An ``APPMETRICS_*`` key has a value the extension cannot use.
+
+    :param key: the configuration key, e.g. ``APPMETRICS_BUCKETS``.
+    :param message: what is wrong with its value.
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        super().__init__(f"{key}: {message}")
+
+
+class MetricConflictError(AppMetricsError, ValueError):
+    """A metric name is already registered with another type or other label names.
+
+    Raised instead of prometheus_client's ``Duplicated timeseries`` error: it names the
+    metric and both definitions so the user can decide which module should own it.
+    """
+
+    def __init__(self, name: str, existing: str, wanted: str) -> None:
+        self.name = name
+        self.existing = existing
+        self.wanted = wanted
+        super().__init__(
+            f"metric {name!r} is already registered as {existing}, but flask-appmetrics "
+            f"needs {wanted}. Rename or remove the other definition, or give "
+            "FlaskMetrics its own registry=CollectorRegistry()."
+        )
+
+
+class AlreadyInitializedError(AppMetricsError, RuntimeError):
+    """``init_app`` was called twice for the same Flask app."""

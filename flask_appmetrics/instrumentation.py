@@ -1,0 +1,199 @@
+"""Per-request HTTP measurement through Flask's request hooks.
+
+One :class:`RequestInstrumentation` serves one app. The hot path is a dictionary lookup of
+pre-bound prometheus_client children per (method, endpoint) plus three metric updates;
+everything that depends only on the route is computed once and cached.
+
+Life of a request:
+
+* ``before_request`` (installed first, so no other hook can short-circuit it) resolves the
+  labels, raises ``http_requests_in_progress`` and stores the start time in the WSGI
+  environ (per request, unlike ``g``, which a test's pushed app context can share).
+* ``after_request`` records status and duration; for a streamed response it defers that to
+  the response's ``close()``, so the duration runs to the end of the body.
+* ``teardown_request`` counts unhandled exceptions in ``application_errors_total`` and
+  records a 500 for a request whose ``after_request`` never ran (``TESTING`` or
+  ``PROPAGATE_EXCEPTIONS`` re-raised the error).
+
+Nothing here raises into the request: a failure is logged and counted instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import partial
+from time import perf_counter
+from types import GeneratorType
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, Response, request
+
+from ._labels import METHOD_LABELS, OTHER_METHOD, UNMATCHED_ENDPOINT, BoundedLabel
+
+if TYPE_CHECKING:
+    from werkzeug.routing import Rule
+
+    from .catalog import MetricSet
+    from .config import HttpSettings
+
+logger = logging.getLogger(__name__)
+
+_PENDING = "flask_appmetrics.pending"
+
+#: Called when a request that counts for health ends: ``(duration_seconds, status_code)``.
+RequestObserver = Callable[[float, int], None]
+
+
+class _Route:
+    """Pre-bound metric children for one (method, endpoint) pair."""
+
+    __slots__ = (
+        "by_status",
+        "duration",
+        "endpoint",
+        "in_progress",
+        "in_window",
+        "method",
+        "requests",
+    )
+
+    def __init__(self, metric_set: MetricSet, method: str, endpoint: str, in_window: bool) -> None:
+        self.method = method
+        self.endpoint = endpoint
+        self.in_window = in_window
+        self.requests = metric_set.counter("http_requests_total")
+        self.duration = metric_set.histogram("http_request_duration_seconds").labels(
+            method, endpoint
+        )
+        self.in_progress = metric_set.gauge("http_requests_in_progress").labels(method, endpoint)
+        self.by_status: dict[int, Any] = {}
+
+    def count(self, status: int) -> None:
+        child = self.by_status.get(status)
+        if child is None:
+            child = self.requests.labels(self.method, self.endpoint, str(status))
+            self.by_status[status] = child
+        child.inc()
+
+
+def _streams_body(response: Response) -> bool:
+    """Whether the body is produced while it is sent: a generator (``stream_with_context``
+    included) or a file (``send_file``). Error pages that Flask converts from werkzeug
+    exceptions are also "streamed" iterators, but already complete: deferring those would
+    leave them unrecorded until the response is closed, which test clients never do."""
+    return response.direct_passthrough or isinstance(response.response, GeneratorType)
+
+
+class RequestInstrumentation:
+    """Installs the request hooks on one app and records into one metric set.
+
+    :param metric_set: the registry's metrics.
+    :param settings: the app's HTTP settings.
+    :param own_blueprints: names of the extension's blueprints, kept out of the health window.
+    :param observer: told about each finished request that counts for health.
+    :param on_internal_error: told about each failure of the instrumentation itself.
+    """
+
+    def __init__(
+        self,
+        metric_set: MetricSet,
+        settings: HttpSettings,
+        *,
+        own_blueprints: frozenset[str],
+        observer: RequestObserver | None = None,
+        on_internal_error: Callable[[str], None] | None = None,
+    ) -> None:
+        self._metric_set = metric_set
+        self._exclude = settings.exclude_paths
+        self._own_blueprints = own_blueprints
+        self._routes: dict[tuple[str, str], _Route] = {}
+        self._errors = metric_set.counter("application_errors_total")
+        self._error_type = BoundedLabel(settings.max_error_types)
+        self.observer = observer
+        self._on_internal_error = on_internal_error
+
+    def install(self, app: Flask) -> None:
+        # First in the list so that a hook of another extension that returns early (a rate
+        # limiter, a login redirect) cannot skip ours and leave the request unmeasured.
+        app.before_request_funcs.setdefault(None, []).insert(0, self._before_request)
+        app.after_request(self._after_request)
+        app.teardown_request(self._teardown_request)
+
+    # -- hooks --------------------------------------------------------------------------
+
+    def _before_request(self) -> None:
+        try:
+            if self._exclude and request.path.startswith(self._exclude):
+                return
+            rule = request.url_rule
+            key = (
+                METHOD_LABELS.get(request.method, OTHER_METHOD),
+                rule.rule if rule is not None else UNMATCHED_ENDPOINT,
+            )
+            route = self._routes.get(key)
+            if route is None:
+                route = self._route(key, rule)
+            route.in_progress.inc()
+            request.environ[_PENDING] = (route, perf_counter())
+        except Exception:
+            self._internal_error("before_request")
+
+    def _after_request(self, response: Response) -> Response:
+        try:
+            pending = request.environ.pop(_PENDING, None)
+            if pending is not None:
+                if _streams_body(response):
+                    # Time a streamed body to its end: the WSGI server closes the response
+                    # after sending the last chunk.
+                    response.call_on_close(partial(self._finish, pending, response.status_code))
+                else:
+                    self._finish(pending, response.status_code)
+        except Exception:
+            self._internal_error("after_request")
+        return response
+
+    def _teardown_request(self, exc: BaseException | None) -> None:
+        try:
+            if exc is not None:
+                rule = request.url_rule
+                endpoint = rule.rule if rule is not None else UNMATCHED_ENDPOINT
+                self._errors.labels(endpoint, self._error_type(type(exc).__name__)).inc()
+            pending = request.environ.pop(_PENDING, None)
+            if pending is not None:
+                # after_request did not run: the exception propagated (TESTING or
+                # PROPAGATE_EXCEPTIONS), and the client gets a 500 from the server.
+                self._finish(pending, 500)
+        except Exception:
+            self._internal_error("teardown_request")
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _route(self, key: tuple[str, str], rule: Rule | None) -> _Route:
+        blueprint = rule.endpoint.partition(".")[0] if rule is not None else ""
+        route = _Route(
+            self._metric_set, key[0], key[1], in_window=blueprint not in self._own_blueprints
+        )
+        # Bounded: ten method labels times the app's URL rules, plus one unmatched endpoint.
+        self._routes[key] = route
+        return route
+
+    def _finish(self, pending: tuple[_Route, float], status: int) -> None:
+        try:
+            route, start = pending
+            duration = perf_counter() - start
+            route.duration.observe(duration)
+            route.count(status)
+            route.in_progress.dec()
+            if route.in_window and self.observer is not None:
+                self.observer(duration, status)
+        except Exception:
+            self._internal_error("finish")
+
+    def _internal_error(self, where: str) -> None:
+        logger.exception("flask-appmetrics failed in %s; the request is unaffected", where)
+        if self._on_internal_error is not None:
+            try:
+                self._on_internal_error(where)
+            except Exception:  # pragma: no cover - the reporter itself failed
+                logger.exception("flask-appmetrics could not count an internal error")
