@@ -1,0 +1,83 @@
+"""Shared fixtures: a fresh registry, extension and app per test (STYLE.md).
+
+``app`` is the fixture pytest-flask builds ``client`` from. Tests that need the default
+``prometheus_client.REGISTRY`` use :func:`default_registry_app` and compare deltas, since
+that registry lives for the whole process (and we never reset it: users cannot either).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from flask import Flask, Response, abort, stream_with_context
+from prometheus_client import CollectorRegistry
+
+from flask_appmetrics import FlaskMetrics
+
+AppFactory = Callable[..., Flask]
+
+
+def add_test_routes(app: Flask) -> None:
+    """Routes the core tests exercise."""
+
+    @app.get("/items/<int:item_id>")
+    def item(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
+    @app.route("/echo", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+    def echo() -> str:
+        return "ok"
+
+    @app.get("/boom")
+    def boom() -> str:
+        raise RuntimeError("view failed")
+
+    @app.get("/forbidden")
+    def forbidden() -> str:
+        abort(403)
+
+    @app.get("/stream")
+    def stream() -> Response:
+        def body() -> Iterator[str]:
+            yield "a"
+            yield "b"
+
+        return Response(stream_with_context(body()))
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    """A fresh registry, so values start at zero in every test."""
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def metrics(registry: CollectorRegistry) -> FlaskMetrics:
+    return FlaskMetrics(registry=registry)
+
+
+@pytest.fixture
+def app_factory(metrics: FlaskMetrics) -> AppFactory:
+    """``make(config=None, *, ext=metrics, routes=True)``: a new app, initialised."""
+
+    def make(
+        config: dict[str, Any] | None = None,
+        *,
+        ext: FlaskMetrics | None = None,
+        routes: bool = True,
+    ) -> Flask:
+        app = Flask("test_app")
+        app.config.update(config or {})
+        if routes:
+            add_test_routes(app)
+        (ext or metrics).init_app(app)
+        return app
+
+    return make
+
+
+@pytest.fixture
+def app(app_factory: AppFactory) -> Flask:
+    return app_factory()
