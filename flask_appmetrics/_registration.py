@@ -9,7 +9,7 @@ definitions. We never catch prometheus_client's ``ValueError`` and carry on.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -98,6 +98,27 @@ def declare(registry: CollectorRegistry, spec: MetricSpec) -> Metric:
             raise
         return _adopt(existing, spec)
     return metric
+
+
+def declare_all(registry: CollectorRegistry, specs: Iterable[MetricSpec]) -> dict[str, Metric]:
+    """Declare every spec, or none: on a conflict, unregister what this call registered.
+
+    :raises MetricConflictError: a name is taken by an incompatible collector.
+    """
+    declared: dict[str, Metric] = {}
+    registered: list[Metric] = []
+    try:
+        for spec in specs:
+            was_there = _lookup(registry, spec.name) is not None
+            metric = declare(registry, spec)
+            if not was_there:
+                registered.append(metric)
+            declared[spec.name] = metric
+    except BaseException:
+        for metric in registered:
+            registry.unregister(metric)
+        raise
+    return declared
 
 
 def _adopt(existing: object, spec: MetricSpec) -> Metric:
