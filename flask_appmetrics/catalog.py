@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from ._registration import MetricSpec, declare
+from ._registration import MetricSpec, declare_all
 from ._version import __version__
 from .errors import ConfigurationError
 
@@ -169,8 +169,8 @@ def _build(registry: CollectorRegistry, buckets: tuple[float, ...]) -> MetricSet
         buckets=buckets,
     )
     specs = (*CATALOG[:1], duration, *CATALOG[1:])
-    # Declare everything before storing anything, so a conflict leaves no half-built set.
-    metrics = {spec.name: declare(registry, spec) for spec in specs}
+    # All or nothing, so a conflict leaves no half-built set behind in the registry.
+    metrics = declare_all(registry, specs)
     metric_set = MetricSet(registry=registry, buckets=buckets, metrics=metrics)
     _seed_known_series(metric_set)
     return metric_set
