@@ -11,9 +11,9 @@ Life of a request:
   environ (per request, unlike ``g``, which a test's pushed app context can share).
 * ``after_request`` records status and duration; for a streamed response it defers that to
   the response's ``close()``, so the duration runs to the end of the body.
-* ``teardown_request`` counts unhandled exceptions in ``application_errors_total`` and
-  records a 500 for a request whose ``after_request`` never ran (``TESTING`` or
-  ``PROPAGATE_EXCEPTIONS`` re-raised the error).
+* Flask's ``got_request_exception`` signal counts unhandled exceptions in
+  ``application_errors_total`` and records a 500 for a request whose ``after_request``
+  will never run (``TESTING`` or ``PROPAGATE_EXCEPTIONS`` re-raises the error).
 
 Nothing here raises into the request: a failure is logged and counted instead.
 """
@@ -27,7 +27,7 @@ from time import perf_counter
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, request
+from flask import Flask, Request, Response, got_request_exception, request
 
 from ._labels import METHOD_LABELS, OTHER_METHOD, UNMATCHED_ENDPOINT, BoundedLabel
 
@@ -85,6 +85,12 @@ def _streams_body(response: Response) -> bool:
     return response.direct_passthrough or isinstance(response.response, GeneratorType)
 
 
+def _propagates(app: Flask) -> bool:
+    """Whether Flask re-raises unhandled exceptions (its ``handle_exception`` rule)."""
+    propagate = app.config["PROPAGATE_EXCEPTIONS"]
+    return bool(app.testing or app.debug) if propagate is None else bool(propagate)
+
+
 class RequestInstrumentation:
     """Installs the request hooks on one app and records into one metric set.
 
@@ -118,24 +124,28 @@ class RequestInstrumentation:
         # limiter, a login redirect) cannot skip ours and leave the request unmeasured.
         app.before_request_funcs.setdefault(None, []).insert(0, self._before_request)
         app.after_request(self._after_request)
-        app.teardown_request(self._teardown_request)
+        # A signal rather than teardown_request: it costs nothing on requests that do not
+        # fail, and it fires in both the handled (500 page) and the propagating case.
+        got_request_exception.connect(self._on_exception, sender=app, weak=False)
 
     # -- hooks --------------------------------------------------------------------------
 
     def _before_request(self) -> None:
         try:
-            if self._exclude and request.path.startswith(self._exclude):
+            # One context-variable lookup instead of one per attribute.
+            req: Request = request._get_current_object()  # type: ignore[attr-defined]
+            if self._exclude and req.path.startswith(self._exclude):
                 return
-            rule = request.url_rule
+            rule = req.url_rule
             key = (
-                METHOD_LABELS.get(request.method, OTHER_METHOD),
+                METHOD_LABELS.get(req.method, OTHER_METHOD),
                 rule.rule if rule is not None else UNMATCHED_ENDPOINT,
             )
             route = self._routes.get(key)
             if route is None:
                 route = self._route(key, rule)
             route.in_progress.inc()
-            request.environ[_PENDING] = (route, perf_counter())
+            req.environ[_PENDING] = (route, perf_counter())
         except Exception:
             self._internal_error("before_request")
 
@@ -153,19 +163,20 @@ class RequestInstrumentation:
             self._internal_error("after_request")
         return response
 
-    def _teardown_request(self, exc: BaseException | None) -> None:
+    def _on_exception(self, sender: Flask, exception: BaseException, **_: Any) -> None:
+        # Flask's got_request_exception: an unhandled exception in this app's request.
         try:
-            if exc is not None:
-                rule = request.url_rule
-                endpoint = rule.rule if rule is not None else UNMATCHED_ENDPOINT
-                self._errors.labels(endpoint, self._error_type(type(exc).__name__)).inc()
-            pending = request.environ.pop(_PENDING, None)
-            if pending is not None:
-                # after_request did not run: the exception propagated (TESTING or
-                # PROPAGATE_EXCEPTIONS), and the client gets a 500 from the server.
-                self._finish(pending, 500)
+            rule = request.url_rule
+            endpoint = rule.rule if rule is not None else UNMATCHED_ENDPOINT
+            self._errors.labels(endpoint, self._error_type(type(exception).__name__)).inc()
+            if _propagates(sender):
+                # TESTING, DEBUG or PROPAGATE_EXCEPTIONS: Flask re-raises and after_request
+                # never runs; the client (or the server) answers 500.
+                pending = request.environ.pop(_PENDING, None)
+                if pending is not None:
+                    self._finish(pending, 500)
         except Exception:
-            self._internal_error("teardown_request")
+            self._internal_error("got_request_exception")
 
     # -- internals ----------------------------------------------------------------------
 

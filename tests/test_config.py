@@ -41,7 +41,9 @@ def test_user_values_are_kept(app_factory: AppFactory) -> None:
         ("APPMETRICS_BUCKTES", [1.0]),
     ],
 )
-def test_bad_values_fail_at_init_naming_the_key(key: str, value: Any, metrics: FlaskMetrics) -> None:
+def test_bad_values_fail_at_init_naming_the_key(
+    key: str, value: Any, metrics: FlaskMetrics
+) -> None:
     app = Flask("bad")
     app.config[key] = value
     with pytest.raises(ConfigurationError) as info:

@@ -37,7 +37,9 @@ def series_count(registry: CollectorRegistry) -> int:
     return sum(len(m.samples) for m in registry.collect())
 
 
-def test_endpoint_label_is_the_url_rule_template(client: FlaskClient, registry: CollectorRegistry) -> None:
+def test_endpoint_label_is_the_url_rule_template(
+    client: FlaskClient, registry: CollectorRegistry
+) -> None:
     for item in (1, 2, 3):
         assert client.get(f"/items/{item}").status_code == 200
     assert requests(registry, "GET", "/items/<int:item_id>", "200") == 3.0
@@ -45,7 +47,9 @@ def test_endpoint_label_is_the_url_rule_template(client: FlaskClient, registry: 
     assert in_progress(registry, "GET", "/items/<int:item_id>") == 0.0
 
 
-def test_methods_and_statuses_are_labelled(client: FlaskClient, registry: CollectorRegistry) -> None:
+def test_methods_and_statuses_are_labelled(
+    client: FlaskClient, registry: CollectorRegistry
+) -> None:
     client.post("/echo")
     client.put("/echo")
     client.get("/forbidden")
@@ -53,9 +57,12 @@ def test_methods_and_statuses_are_labelled(client: FlaskClient, registry: Collec
     assert requests(registry, "PUT", "/echo", "200") == 1.0
     assert requests(registry, "GET", "/forbidden", "403") == 1.0
     # An HTTP error the view chose is not an application error.
-    assert registry.get_sample_value(
-        "application_errors_total", {"endpoint": "/forbidden", "error_type": "Forbidden"}
-    ) is None
+    assert (
+        registry.get_sample_value(
+            "application_errors_total", {"endpoint": "/forbidden", "error_type": "Forbidden"}
+        )
+        is None
+    )
 
 
 def test_unmatched_urls_and_odd_methods_share_one_series_each(
@@ -158,7 +165,9 @@ def test_a_streamed_response_is_timed_to_the_end_of_its_body(
     assert total >= pause
 
 
-def test_stream_with_context_is_counted_once(client: FlaskClient, registry: CollectorRegistry) -> None:
+def test_stream_with_context_is_counted_once(
+    client: FlaskClient, registry: CollectorRegistry
+) -> None:
     response = client.get("/stream")
     assert response.get_data(as_text=True) == "ab"
     response.close()
@@ -166,13 +175,17 @@ def test_stream_with_context_is_counted_once(client: FlaskClient, registry: Coll
     assert in_progress(registry, "GET", "/stream") == 0.0
 
 
-def test_metrics_scrapes_are_counted_by_default(client: FlaskClient, registry: CollectorRegistry) -> None:
+def test_metrics_scrapes_are_counted_by_default(
+    client: FlaskClient, registry: CollectorRegistry
+) -> None:
     client.get("/metrics")
     client.get("/metrics")
     assert requests(registry, "GET", "/metrics", "200") == 2.0
 
 
-def test_excluded_paths_are_not_recorded(app_factory: AppFactory, registry: CollectorRegistry) -> None:
+def test_excluded_paths_are_not_recorded(
+    app_factory: AppFactory, registry: CollectorRegistry
+) -> None:
     app = app_factory({"APPMETRICS_EXCLUDE_PATHS": ["/metrics", "/items/"]})
     client = app.test_client()
     client.get("/metrics")

@@ -52,7 +52,9 @@ def test_fresh_app_per_test_on_default_registry_counts() -> None:
         assert _requests(REGISTRY) == before + 1
 
 
-def test_fifty_apps_from_one_factory_all_count(app_factory: AppFactory, registry: CollectorRegistry) -> None:
+def test_fifty_apps_from_one_factory_all_count(
+    app_factory: AppFactory, registry: CollectorRegistry
+) -> None:
     apps = [app_factory() for _ in range(50)]
     for app in apps:
         assert app.test_client().get("/items/1").status_code == 200
