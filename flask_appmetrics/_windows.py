@@ -1,0 +1,271 @@
+"""Bounded, thread-safe time windows behind the health endpoint.
+
+Pure Python (no Flask, no prometheus_client), each with an injectable ``clock`` so tests
+can move time without sleeping. Three windows, each with a small :class:`typing.Protocol`
+so that another backend (a Redis window shared by several worker processes) can replace the
+in-process one without touching the health logic:
+
+* :class:`LatencyRing` (a :class:`LatencyWindow`): the last *N* request durations in a
+  ``deque(maxlen=N)``, the seed's fix for its leaking list. Recording is one append; the
+  average and p95 are computed when health is read, over at most *N* values.
+* :class:`BucketedCounter` (a :class:`RequestWindow`): requests and errors over the last
+  *window* seconds in a fixed ring of time buckets. Counts are exact whatever the request
+  rate (unlike a sample buffer, nothing is capped), recording is O(1), and memory is a
+  fixed number of integers forever.
+* :class:`RecentUsers` (a :class:`UserWindow`): distinct identities seen in the last
+  *window* seconds, as a least-recently-seen ordered dict of fixed-size hashes, capped at
+  *max_tracked* entries, so memory does not depend on what clients send.
+
+Each window guards its state with its own lock; every critical section is a handful of
+constant-time operations, so contention stays low even with many threads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+#: A monotonic clock in seconds; ``time.monotonic`` unless a test injects its own.
+Clock = Callable[[], float]
+
+#: Time buckets of a :class:`BucketedCounter`: the window is counted at 1/60 resolution
+#: (5 s buckets for the default 5 minutes).
+DEFAULT_BUCKETS = 60
+
+
+# -- value objects ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Summary of the durations in a :class:`LatencyWindow`, in seconds.
+
+    All values are ``0.0`` when the window is empty.
+    """
+
+    #: Durations currently in the window (at most its size).
+    count: int
+    average: float
+    #: 95th percentile, nearest-rank method (a value that was actually observed).
+    p95: float
+    maximum: float
+
+
+@dataclass(frozen=True)
+class RequestCounts:
+    """Requests and errors counted by a :class:`RequestWindow` over its window."""
+
+    requests: int
+    errors: int
+    #: The span the counts cover, in seconds.
+    window_seconds: float
+
+    @property
+    def error_ratio(self) -> float:
+        """``errors / requests``, or ``0.0`` with no requests."""
+        return self.errors / self.requests if self.requests else 0.0
+
+
+# -- interfaces ---------------------------------------------------------------------------
+
+
+@runtime_checkable
+class LatencyWindow(Protocol):
+    """The most recent request durations."""
+
+    def record(self, seconds: float) -> None:
+        """Add one duration. Called once per request: must be O(1) and never block long."""
+
+    def stats(self) -> LatencyStats:
+        """Summarise the durations now in the window."""
+
+
+@runtime_checkable
+class RequestWindow(Protocol):
+    """Exact request and error counts over a sliding time window."""
+
+    def record(self, *, error: bool) -> None:
+        """Count one finished request (and one error if *error*). O(1) per call."""
+
+    def counts(self) -> RequestCounts:
+        """Requests and errors within the window as of now."""
+
+
+@runtime_checkable
+class UserWindow(Protocol):
+    """Distinct user identities seen recently."""
+
+    def touch(self, identity: str) -> None:
+        """Note that *identity* made a request now. O(1) per call."""
+
+    def count(self) -> int:
+        """Distinct identities seen within the window (capped by the implementation)."""
+
+
+# -- implementations ----------------------------------------------------------------------
+
+
+class LatencyRing:
+    """The last *size* durations in a ring buffer.
+
+    :param size: how many durations to keep (the seed used 100).
+    """
+
+    __slots__ = ("_lock", "_values", "size")
+
+    def __init__(self, size: int = 100) -> None:
+        if size < 1:
+            raise ValueError(f"size must be at least 1, got {size}")
+        self.size = size
+        self._values: deque[float] = deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def record(self, seconds: float) -> None:
+        with self._lock:
+            self._values.append(seconds)
+
+    def stats(self) -> LatencyStats:
+        with self._lock:
+            values = list(self._values)
+        if not values:
+            return LatencyStats(count=0, average=0.0, p95=0.0, maximum=0.0)
+        # Sorting at most ``size`` values when health is read, never on the request path.
+        values.sort()
+        count = len(values)
+        rank = math.ceil(0.95 * count)
+        return LatencyStats(
+            count=count,
+            average=math.fsum(values) / count,
+            p95=values[rank - 1],
+            maximum=values[-1],
+        )
+
+
+class BucketedCounter:
+    """Request and error counts over the last *window_seconds*, in *buckets* time slots.
+
+    Slot ``i`` holds the counts of one bucket-wide interval and is reset when time comes
+    round to it again; a read adds up the slots whose interval is within the window. The
+    window therefore covers between ``window_seconds - width`` and ``window_seconds`` of
+    history, ``width = window_seconds / buckets``; counts within it are exact.
+
+    :param window_seconds: span of the window.
+    :param buckets: number of slots: the resolution at which old counts expire.
+    :param clock: monotonic time source, in seconds.
+    """
+
+    __slots__ = ("_errors", "_lock", "_requests", "_stamps", "buckets", "clock", "width")
+
+    def __init__(
+        self,
+        window_seconds: float = 300.0,
+        *,
+        buckets: int = DEFAULT_BUCKETS,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        if not window_seconds > 0 or not math.isfinite(window_seconds):
+            raise ValueError(f"window_seconds must be positive, got {window_seconds}")
+        if buckets < 1:
+            raise ValueError(f"buckets must be at least 1, got {buckets}")
+        self.buckets = buckets
+        self.width = window_seconds / buckets
+        self.clock = clock
+        # Parallel lists rather than objects: a record touches three list cells.
+        self._stamps = [-1] * buckets
+        self._requests = [0] * buckets
+        self._errors = [0] * buckets
+        self._lock = threading.Lock()
+
+    @property
+    def window_seconds(self) -> float:
+        return self.width * self.buckets
+
+    def record(self, *, error: bool) -> None:
+        interval = int(self.clock() // self.width)
+        slot = interval % self.buckets
+        with self._lock:
+            if self._stamps[slot] != interval:
+                self._stamps[slot] = interval
+                self._requests[slot] = 0
+                self._errors[slot] = 0
+            self._requests[slot] += 1
+            if error:
+                self._errors[slot] += 1
+
+    def counts(self) -> RequestCounts:
+        interval = int(self.clock() // self.width)
+        oldest = interval - self.buckets + 1
+        requests = errors = 0
+        with self._lock:
+            for slot, stamp in enumerate(self._stamps):
+                if oldest <= stamp <= interval:
+                    requests += self._requests[slot]
+                    errors += self._errors[slot]
+        return RequestCounts(requests=requests, errors=errors, window_seconds=self.window_seconds)
+
+
+class RecentUsers:
+    """Distinct identities seen in the last *window_seconds*, at most *max_tracked*.
+
+    Identities are stored as 8-byte keyed BLAKE2b digests (keyed with a random per-process
+    secret), so an entry costs the same whatever a client sends and the raw identity (a
+    session cookie, say) is never kept. Entries are ordered by last sighting: expired ones
+    are dropped from the old end, and when *max_tracked* is reached the least recently
+    seen identity is evicted, so :meth:`count` saturates at *max_tracked*.
+
+    :param window_seconds: how long an identity counts after its last request.
+    :param max_tracked: the most identities kept.
+    :param clock: monotonic time source, in seconds.
+    """
+
+    __slots__ = ("_key", "_lock", "_seen", "clock", "max_tracked", "window_seconds")
+
+    def __init__(
+        self,
+        window_seconds: float = 300.0,
+        *,
+        max_tracked: int = 10_000,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        if not window_seconds > 0:
+            raise ValueError(f"window_seconds must be positive, got {window_seconds}")
+        if max_tracked < 1:
+            raise ValueError(f"max_tracked must be at least 1, got {max_tracked}")
+        self.window_seconds = window_seconds
+        self.max_tracked = max_tracked
+        self.clock = clock
+        self._key = os.urandom(16)
+        self._seen: OrderedDict[bytes, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def touch(self, identity: str) -> None:
+        digest = hashlib.blake2b(
+            identity.encode("utf-8", "surrogatepass"), digest_size=8, key=self._key
+        ).digest()
+        now = self.clock()
+        with self._lock:
+            seen = self._seen
+            seen[digest] = now
+            seen.move_to_end(digest)
+            if len(seen) > self.max_tracked:
+                seen.popitem(last=False)
+
+    def count(self) -> int:
+        horizon = self.clock() - self.window_seconds
+        with self._lock:
+            seen = self._seen
+            # Oldest first: stop at the first entry still inside the window. Each entry is
+            # dropped once, so the cost is amortised O(1) per touch.
+            while seen:
+                digest, last = next(iter(seen.items()))
+                if last > horizon:
+                    break
+                del seen[digest]
+            return len(seen)

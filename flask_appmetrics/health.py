@@ -1,0 +1,353 @@
+"""Application health: recent requests, user checks and circuit breakers, judged per app.
+
+One :class:`HealthMonitor` per app, built by ``init_app`` and kept in the app's state. The
+request instrumentation reports each finished request that counts for health (the
+extension's own endpoints do not) to :meth:`HealthMonitor.observe`; a ``teardown_request``
+hook notes the user behind each such request. Both are O(1) per request into bounded
+windows (:mod:`flask_appmetrics._windows`). Health is judged when asked:
+
+* ``unhealthy``: the 5xx ratio over the error window reached
+  ``APPMETRICS_HEALTH_UNHEALTHY_ERROR_RATIO``, or a critical check failed;
+* ``degraded``: the 5xx ratio reached ``APPMETRICS_HEALTH_DEGRADED_ERROR_RATIO``, the p95
+  latency of the last requests exceeds ``APPMETRICS_HEALTH_LATENCY_THRESHOLD_SECONDS``, a
+  non-critical check failed, or a circuit breaker is open (``circuit_breaker_state`` 2);
+* ``healthy`` otherwise.
+
+Errors are responses with a 5xx status (unhandled exceptions included): 4xx responses are
+the client's mistakes, not signs of a sick app.
+
+"Concurrent users" are the distinct identities that made a request in the last
+``APPMETRICS_USERS_WINDOW_SECONDS``, at most ``APPMETRICS_USERS_MAX_TRACKED`` of them; see
+:func:`default_user_identity` for what an identity is by default.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import warnings
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from flask import current_app, g, has_app_context, request, session
+
+from ._checks import CheckRegistry, CheckResult, CheckRunner
+from ._state import latest, state_of
+from ._windows import (
+    BucketedCounter,
+    Clock,
+    LatencyRing,
+    LatencyStats,
+    LatencyWindow,
+    RecentUsers,
+    RequestCounts,
+    RequestWindow,
+    UserWindow,
+)
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from prometheus_client import Gauge
+
+    from .catalog import MetricSet
+    from .config import HealthSettings
+
+logger = logging.getLogger(__name__)
+
+Status = Literal["healthy", "degraded", "unhealthy"]
+#: Returns the identity of the current request's user, or ``None`` not to count it.
+UserIdentity = Callable[[], "str | None"]
+
+_RANK: dict[Status, int] = {"healthy": 0, "degraded": 1, "unhealthy": 2}
+_BREAKER_STATES = {0.0: "closed", 1.0: "half_open", 2.0: "open"}
+_OPEN = 2.0
+
+
+def default_user_identity() -> str | None:
+    """The default identity of a request's user, for ``concurrent_users``.
+
+    In order: the Flask-Login user (the one already loaded for this request, else the
+    ``_user_id`` Flask-Login keeps in the session, so no user is loaded from the database
+    just to be counted); a server-side session id (``session.sid``, as Flask-Session
+    provides); the ``Authorization`` header (a bearer token or API key stands for one
+    client's session); else the client address and User-Agent. Flask's default signed
+    cookie is not used: its value changes each time the session is refreshed. Identities
+    are hashed before they are stored.
+    """
+    user = g.get("_login_user")
+    if user is not None and getattr(user, "is_authenticated", False):
+        return f"user:{user.get_id()}"
+    user_id = session.get("_user_id")
+    if user_id is not None:
+        return f"user:{user_id}"
+    sid = getattr(session, "sid", None)
+    if isinstance(sid, str) and sid:
+        return f"session:{sid}"
+    authorization = request.headers.get("Authorization")
+    if authorization:
+        return f"auth:{authorization}"
+    return f"client:{request.remote_addr}|{request.user_agent.string}"
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """One evaluation of an app's health."""
+
+    status: Status
+    requests: RequestCounts
+    latency: LatencyStats
+    concurrent_users: int
+    uptime_seconds: float
+    checks: tuple[CheckResult, ...]
+    #: Every circuit breaker of the app's registry, by service: closed, half_open or open.
+    breakers: dict[str, str]
+    #: Why the status is not ``healthy``, one line per cause.
+    reasons: tuple[str, ...]
+    #: What the error ratio alone says (per-measurement status of the IETF format).
+    error_status: Status = "healthy"
+    #: What the p95 latency alone says.
+    latency_status: Status = "healthy"
+
+    @property
+    def http_status(self) -> int:
+        """503 when unhealthy, else 200."""
+        return 503 if self.status == "unhealthy" else 200
+
+    def as_dict(self) -> dict[str, Any]:
+        """The seed's JSON (its four keys first, unchanged) plus what an operator needs."""
+        return {
+            "status": self.status,
+            "recent_errors_5min": self.requests.errors,
+            "avg_response_time_ms": round(self.latency.average * 1000.0, 3),
+            "concurrent_users": self.concurrent_users,
+            "recent_requests_5min": self.requests.requests,
+            "error_ratio_5min": round(self.requests.error_ratio, 6),
+            "p95_response_time_ms": round(self.latency.p95 * 1000.0, 3),
+            "max_response_time_ms": round(self.latency.maximum * 1000.0, 3),
+            "latency_samples": self.latency.count,
+            "error_window_seconds": self.requests.window_seconds,
+            "uptime_seconds": round(self.uptime_seconds, 3),
+            "checks": {result.name: result.as_dict() for result in self.checks},
+            "circuit_breakers": dict(self.breakers),
+            "reasons": list(self.reasons),
+        }
+
+
+class HealthMonitor:
+    """The health windows, checks and judgement of one app.
+
+    :param settings: the app's health settings.
+    :param checks: the checks to run (live: checks registered later apply too).
+    :param breaker_gauge: ``circuit_breaker_state``, read at evaluation time.
+    :param clock: monotonic time source for the windows and uptime.
+    :param user_identity: returns the current request's user identity.
+    :param context: factory of the context checks run in (``app.app_context``).
+    :param on_internal_error: told (with a component name) when recording fails.
+    :param latency: replaces the in-process latency window (a shared one, say).
+    :param requests: replaces the in-process request/error window.
+    :param users: replaces the in-process users window.
+    """
+
+    def __init__(
+        self,
+        settings: HealthSettings,
+        *,
+        checks: CheckRegistry,
+        breaker_gauge: Gauge | None = None,
+        clock: Clock = time.monotonic,
+        user_identity: UserIdentity | None = None,
+        context: Callable[[], Any] | None = None,
+        on_internal_error: Callable[[str], None] | None = None,
+        latency: LatencyWindow | None = None,
+        requests: RequestWindow | None = None,
+        users: UserWindow | None = None,
+    ) -> None:
+        self.settings = settings
+        self.checks = checks
+        self.clock = clock
+        self.latency: LatencyWindow = latency or LatencyRing(settings.latency_window)
+        self.requests: RequestWindow = requests or BucketedCounter(
+            settings.error_window_seconds, clock=clock
+        )
+        self.users: UserWindow = users or RecentUsers(
+            settings.users_window_seconds, max_tracked=settings.users_max_tracked, clock=clock
+        )
+        self.user_identity = user_identity or default_user_identity
+        self._breakers = breaker_gauge
+        self._runner = CheckRunner(settings.check_timeout_seconds, context=context)
+        self._on_internal_error = on_internal_error
+        self._started = clock()
+        self._own_blueprints: frozenset[str] = frozenset()
+        self._exclude_paths: tuple[str, ...] = ()
+
+    # -- recording (request path) ---------------------------------------------------------
+
+    def observe(self, duration_seconds: float, status_code: int) -> None:
+        """Record one finished request: the instrumentation's observer."""
+        self.latency.record(duration_seconds)
+        self.requests.record(error=status_code >= 500)
+
+    def install(
+        self, app: Flask, *, own_blueprints: Iterable[str], exclude_paths: tuple[str, ...] = ()
+    ) -> None:
+        """Note each request's user at teardown (where the session and Flask-Login's user
+        are still there, and which runs even when the view raised)."""
+        self._own_blueprints = frozenset(own_blueprints)
+        self._exclude_paths = exclude_paths
+        app.teardown_request(self._note_user)
+
+    def _note_user(self, exc: BaseException | None) -> None:
+        try:
+            if request.blueprint in self._own_blueprints:
+                return
+            if self._exclude_paths and request.path.startswith(self._exclude_paths):
+                return
+            identity = self.user_identity()
+            if identity is not None:
+                self.users.touch(str(identity))
+        except Exception:
+            logger.exception("flask-appmetrics could not note the request's user")
+            if self._on_internal_error is not None:
+                self._on_internal_error("user_identity")
+
+    # -- judgement ------------------------------------------------------------------------
+
+    def run_checks(self) -> tuple[CheckResult, ...]:
+        """Run every registered check (in parallel, each within its timeout)."""
+        return self._runner.run(self.checks)
+
+    def breaker_states(self) -> dict[str, str]:
+        """Each circuit breaker's state, from the ``circuit_breaker_state`` gauge."""
+        if self._breakers is None:
+            return {}
+        states: dict[str, str] = {}
+        for family in self._breakers.collect():
+            for sample in family.samples:
+                service = sample.labels.get("service", "")
+                states[service] = _BREAKER_STATES.get(sample.value, str(sample.value))
+        return dict(sorted(states.items()))
+
+    def evaluate(self) -> HealthReport:
+        """Judge the app's health now: windows, checks and circuit breakers."""
+        settings = self.settings
+        counts = self.requests.counts()
+        latency = self.latency.stats()
+        checks = self.run_checks()
+        breakers = self.breaker_states()
+        status: Status = "healthy"
+        reasons: list[str] = []
+
+        def worsen(to: Status, reason: str) -> None:
+            nonlocal status
+            reasons.append(reason)
+            if _RANK[to] > _RANK[status]:
+                status = to
+
+        ratio = counts.error_ratio
+        error_status: Status = "healthy"
+        if counts.requests and ratio >= settings.unhealthy_error_ratio:
+            error_status = "unhealthy"
+            worsen("unhealthy", f"error ratio {ratio:.3f} >= {settings.unhealthy_error_ratio:g}")
+        elif counts.requests and ratio >= settings.degraded_error_ratio:
+            error_status = "degraded"
+            worsen("degraded", f"error ratio {ratio:.3f} >= {settings.degraded_error_ratio:g}")
+        latency_status: Status = "healthy"
+        threshold = settings.latency_threshold_seconds
+        if threshold is not None and latency.count and latency.p95 > threshold:
+            latency_status = "degraded"
+            worsen("degraded", f"p95 latency {latency.p95:.3f} s > {threshold:g} s")
+        for result in checks:
+            if not result.passed:
+                level: Status = "unhealthy" if result.critical else "degraded"
+                worsen(level, f"check {result.name!r} failed: {result.error}")
+        for service, state in breakers.items():
+            if state == "open":
+                worsen("degraded", f"circuit breaker {service!r} is open")
+        return HealthReport(
+            status=status,
+            requests=counts,
+            latency=latency,
+            concurrent_users=self.users.count(),
+            uptime_seconds=self.clock() - self._started,
+            checks=checks,
+            breakers=breakers,
+            reasons=tuple(reasons),
+            error_status=error_status,
+            latency_status=latency_status,
+        )
+
+
+def build_monitor(
+    app: Flask,
+    settings: HealthSettings,
+    metric_set: MetricSet,
+    checks: CheckRegistry,
+    *,
+    user_identity: UserIdentity | None = None,
+) -> HealthMonitor:
+    """The monitor ``init_app`` gives *app*, wired to the registry's metrics."""
+    monitor = HealthMonitor(
+        settings,
+        checks=checks,
+        breaker_gauge=metric_set.gauge("circuit_breaker_state"),
+        user_identity=user_identity,
+        context=app.app_context,
+        on_internal_error=metric_set.count_internal_error,
+    )
+    _export_users(metric_set, monitor)
+    return monitor
+
+
+_user_sources: weakref.WeakKeyDictionary[MetricSet, weakref.WeakSet[HealthMonitor]] = (
+    weakref.WeakKeyDictionary()
+)
+_user_sources_lock = threading.Lock()
+
+
+def _export_users(metric_set: MetricSet, monitor: HealthMonitor) -> None:
+    """Make ``concurrent_users`` of *metric_set*'s registry count *monitor*'s users too.
+
+    The gauge is computed at scrape time, as the sum over the registry's apps still alive
+    (each app counts its own distinct users).
+    """
+    with _user_sources_lock:
+        monitors = _user_sources.get(metric_set)
+        if monitors is not None:
+            monitors.add(monitor)
+            return
+        monitors = weakref.WeakSet([monitor])
+        _user_sources[metric_set] = monitors
+
+    def concurrent_users() -> float:
+        return float(sum(m.users.count() for m in list(monitors)))
+
+    metric_set.gauge("concurrent_users").set_function(concurrent_users)
+
+
+def get_health_status() -> dict[str, Any]:
+    """The health of the current app, as ``GET /api/health`` reports it.
+
+    Inside an application context: that app's; outside one (a worker thread, a CLI job):
+    the most recently initialised app's. Runs the registered checks, so it may take up to
+    the longest check timeout. With no app initialised it warns (once per call site) and
+    returns the seed's keys with ``"status": "unknown"``.
+    """
+    state = state_of(current_app) if has_app_context() else None
+    if state is None:
+        state = latest()
+    if state is None or state.health is None:
+        warnings.warn(
+            "get_health_status(): no Flask app has been initialised with flask-appmetrics",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return {
+            "status": "unknown",
+            "recent_errors_5min": 0,
+            "avg_response_time_ms": 0.0,
+            "concurrent_users": 0,
+        }
+    return state.health.evaluate().as_dict()

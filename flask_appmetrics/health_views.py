@@ -1,0 +1,206 @@
+"""The health blueprint: ``/api/health``, ``/livez`` and ``/readyz``.
+
+* ``/api/health`` (``APPMETRICS_HEALTH_PATH``): the full judgement of
+  :meth:`~flask_appmetrics.health.HealthMonitor.evaluate`, in the seed's JSON; 200 when
+  ``healthy`` or ``degraded``, 503 when ``unhealthy``.
+* ``/livez`` (``APPMETRICS_LIVEZ_PATH``): 200 whenever the process serves requests; ignores
+  dependencies, so Kubernetes restarts only a wedged process, not one whose database is down.
+* ``/readyz`` (``APPMETRICS_READYZ_PATH``): the registered checks only; 503 when a critical
+  one fails. Traffic windows are left out on purpose: a readiness that failed on error
+  ratio would take every replica out of service at once when a dependency fails.
+
+A client that asks for ``application/health+json`` gets the format of the IETF draft
+(draft-inadarei-api-health-check): ``pass``/``warn``/``fail`` and ``checks`` keyed
+``component:measurement``. Every response is ``Cache-Control: no-store``; a failure of the
+health code itself answers 503, never 500.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from flask import Blueprint, Response, current_app, request
+
+from ._state import state_of
+
+if TYPE_CHECKING:
+    from ._checks import CheckResult
+    from .config import EndpointSettings
+    from .health import HealthMonitor, HealthReport
+
+logger = logging.getLogger(__name__)
+
+#: Name of the blueprint serving the health endpoints (kept out of the health windows).
+HEALTH_BLUEPRINT = "appmetrics_health"
+HEALTH_JSON = "application/health+json"
+
+_IETF_STATUS = {"healthy": "pass", "degraded": "warn", "unhealthy": "fail"}
+
+
+def _wants_health_json() -> bool:
+    best = request.accept_mimetypes.best_match(["application/json", HEALTH_JSON])
+    return best == HEALTH_JSON
+
+
+def _respond(body: dict[str, Any], status: int) -> Response:
+    mimetype = HEALTH_JSON if _wants_health_json() else "application/json"
+    response = Response(json.dumps(body), status=status, mimetype=mimetype)
+    response.headers["Cache-Control"] = "no-store"
+    response.vary.add("Accept")
+    return response
+
+
+def _monitor() -> HealthMonitor:
+    state = state_of(current_app)
+    if state is None or state.health is None:  # pragma: no cover - registered by init_app
+        raise RuntimeError("flask-appmetrics health monitor missing")
+    return state.health
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _check_entries(results: tuple[CheckResult, ...], time: str) -> dict[str, list[dict[str, Any]]]:
+    checks: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        entry: dict[str, Any] = {
+            "componentType": "component",
+            "observedValue": round(result.duration_seconds * 1000.0, 3),
+            "observedUnit": "ms",
+            "status": "pass" if result.passed else ("fail" if result.critical else "warn"),
+            "time": time,
+        }
+        if result.error is not None:
+            entry["output"] = result.error
+        checks[f"{result.name}:responseTime"] = [entry]
+    return checks
+
+
+def ietf_body(report: HealthReport, description: str) -> dict[str, Any]:
+    """*report* in the IETF draft's format (draft-inadarei-api-health-check)."""
+    time = _now()
+    checks: dict[str, list[dict[str, Any]]] = {
+        "http:errorRatio": [
+            {
+                "componentType": "system",
+                "observedValue": round(report.requests.error_ratio, 6),
+                "observedUnit": "ratio",
+                "status": _IETF_STATUS[report.error_status],
+                "time": time,
+                "output": f"{report.requests.errors} of {report.requests.requests} requests "
+                f"failed in the last {report.requests.window_seconds:g} s",
+            }
+        ],
+        "http:responseTime": [
+            {
+                "componentType": "system",
+                "observedValue": round(report.latency.p95 * 1000.0, 3),
+                "observedUnit": "ms",
+                "status": _IETF_STATUS[report.latency_status],
+                "time": time,
+                "output": f"p95 of the last {report.latency.count} requests",
+            }
+        ],
+        "users:concurrent": [
+            {
+                "componentType": "system",
+                "observedValue": report.concurrent_users,
+                "status": "pass",
+                "time": time,
+            }
+        ],
+        "uptime": [
+            {
+                "componentType": "system",
+                "observedValue": round(report.uptime_seconds, 3),
+                "observedUnit": "s",
+                "status": "pass",
+                "time": time,
+            }
+        ],
+    }
+    checks.update(_check_entries(report.checks, time))
+    for service, state in report.breakers.items():
+        checks[f"{service}:circuitBreaker"] = [
+            {
+                "componentType": "component",
+                "observedValue": state,
+                "status": "warn" if state == "open" else "pass",
+                "time": time,
+            }
+        ]
+    body: dict[str, Any] = {
+        "status": _IETF_STATUS[report.status],
+        "description": description,
+        "checks": checks,
+    }
+    if report.reasons:
+        body["output"] = "; ".join(report.reasons)
+    return body
+
+
+def _failed(component: str) -> Response:
+    logger.exception("flask-appmetrics failed to evaluate %s", component)
+    state = state_of(current_app)
+    if state is not None:
+        state.metric_set.count_internal_error(component)
+    body = {"status": "fail" if _wants_health_json() else "unhealthy", "error": "internal"}
+    return _respond(body, 503)
+
+
+def health_view() -> Response:
+    """``GET /api/health``: the app's health; 503 when unhealthy."""
+    try:
+        report = _monitor().evaluate()
+        if _wants_health_json():
+            body = ietf_body(report, f"health of {current_app.name}")
+        else:
+            body = report.as_dict()
+        return _respond(body, report.http_status)
+    except Exception:
+        return _failed("health")
+
+
+def livez_view() -> Response:
+    """``GET /livez``: 200 while the process serves requests."""
+    return _respond({"status": "pass"}, 200)
+
+
+def readyz_view() -> Response:
+    """``GET /readyz``: the checks; 503 when a critical one fails."""
+    try:
+        results = _monitor().run_checks()
+        if any(not r.passed and r.critical for r in results):
+            status, code = "fail", 503
+        elif any(not r.passed for r in results):
+            status, code = "warn", 200
+        else:
+            status, code = "pass", 200
+        body: dict[str, Any] = {"status": status}
+        if _wants_health_json():
+            body["checks"] = _check_entries(results, _now())
+        else:
+            body["checks"] = {r.name: r.as_dict() for r in results}
+        return _respond(body, code)
+    except Exception:
+        return _failed("readyz")
+
+
+def health_blueprint(endpoints: EndpointSettings) -> Blueprint | None:
+    """The blueprint serving the health endpoints whose path is set, or ``None`` if none."""
+    routes = (
+        (endpoints.health_path, "health", health_view),
+        (endpoints.livez_path, "livez", livez_view),
+        (endpoints.readyz_path, "readyz", readyz_view),
+    )
+    if all(path is None for path, _, _ in routes):
+        return None
+    blueprint = Blueprint(HEALTH_BLUEPRINT, __name__)
+    for path, name, view in routes:
+        if path is not None:
+            blueprint.add_url_rule(path, name, view, methods=["GET"])
+    return blueprint
