@@ -31,8 +31,16 @@ class AppState:
     #: Own blueprints (metrics, health, probes), kept out of the health window.
     own_blueprints: set[str] = field(default_factory=set)
 
+    #: prometheus_client's multiprocess directory, when that mode is on (gunicorn workers).
+    multiprocess_dir: str | None = None
+
     def scrape_registry(self) -> CollectorRegistry:
-        """The registry ``/metrics`` serves."""
+        """The registry ``/metrics`` serves: in multiprocess mode, a fresh one per scrape
+        that sums every process's files (see :mod:`flask_appmetrics._multiprocess`)."""
+        if self.multiprocess_dir is not None:
+            from ._multiprocess import scrape_registry
+
+            return scrape_registry(self.multiprocess_dir)
         return self.registry
 
 

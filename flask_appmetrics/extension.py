@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY
 
+from ._multiprocess import check_setup as check_multiprocess_setup
 from ._state import EXTENSION_KEY, AppState, set_latest, state_of
 from .catalog import metric_set_for
 from .config import load_settings
@@ -66,6 +67,8 @@ class FlaskMetrics:
                 "current_app.extensions['appmetrics'] to reach it."
             )
         settings = load_settings(app.config)
+        # Before any metric is touched: a half-configured multiprocess mode is refused here.
+        multiprocess_dir = check_multiprocess_setup()
         metric_set = metric_set_for(self.registry, settings.http.buckets)
         instrumentation = RequestInstrumentation(
             metric_set,
@@ -80,6 +83,7 @@ class FlaskMetrics:
             metric_set=metric_set,
             instrumentation=instrumentation,
             own_blueprints={METRICS_BLUEPRINT},
+            multiprocess_dir=multiprocess_dir,
         )
         instrumentation.install(app)
         if settings.endpoints.metrics_path is not None:

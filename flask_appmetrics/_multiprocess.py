@@ -1,0 +1,203 @@
+"""prometheus_client's multiprocess mode: checks, directory preparation, the scrape registry.
+
+With ``PROMETHEUS_MULTIPROC_DIR`` set *before* prometheus_client is imported, every metric
+value lives in a per-process mmap file in that directory, and a scrape aggregates all the
+files (dead workers' counters included). Three things go wrong silently in practice, and
+each is turned into a :class:`~flask_appmetrics.errors.ConfigurationError` here:
+
+* the variable is set after prometheus_client was imported (gunicorn's ``--env``, or
+  ``os.environ`` assigned in the app module): values stay in process memory and the page
+  shows whichever worker answered;
+* the directory is missing or not writable: prometheus_client fails on the first metric
+  update, inside a request;
+* the variable was removed after import: the scrape would find no directory.
+
+Gauges are aggregated per their ``multiprocess_mode`` (see the catalog). Gauges computed by
+a function at scrape time (``cache_hit_rate``) have no file value worth reading, so the
+scrape registry replaces them with values derived from the aggregated counters.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, values
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from .errors import ConfigurationError
+
+logger = logging.getLogger(__name__)
+
+#: The environment variable prometheus_client reads at import time.
+ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
+_LEGACY_ENV_VAR = "prometheus_multiproc_dir"
+
+
+def value_class_is_multiprocess() -> bool:
+    """Whether prometheus_client chose its mmap-backed value class when it was imported."""
+    return bool(getattr(values.ValueClass, "_multiprocess", False))
+
+
+def check_setup() -> str | None:
+    """Return the multiprocess directory if multiprocess mode is on and usable, else ``None``.
+
+    :raises ConfigurationError: the mode is half on (variable set after prometheus_client
+        was imported, or removed since), or the directory is missing or not writable.
+    """
+    path = os.environ.get(ENV_VAR)
+    if path is None and _LEGACY_ENV_VAR in os.environ:
+        raise ConfigurationError(
+            ENV_VAR,
+            f"only the deprecated lower-case {_LEGACY_ENV_VAR} is set; "
+            f"set {ENV_VAR} instead (before the server starts)",
+        )
+    active = value_class_is_multiprocess()
+    if path is None:
+        if active:
+            raise ConfigurationError(
+                ENV_VAR,
+                "was set when prometheus_client was imported but has been removed since; "
+                "the scrape would find no metric files",
+            )
+        return None
+    if not active:
+        raise ConfigurationError(
+            ENV_VAR,
+            f"is set ({path!r}) but prometheus_client was imported before it was, so every "
+            "worker keeps its metrics in memory and each scrape would show one worker only. "
+            "Set it in the environment of the server process (not with gunicorn --env or "
+            "os.environ in the app).",
+        )
+    check_directory(path)
+    return path
+
+
+def check_directory(path: str) -> None:
+    """Raise :class:`ConfigurationError` unless *path* is a directory we can create files in."""
+    if not path:
+        raise ConfigurationError(ENV_VAR, "is set but empty")
+    if not os.path.isdir(path):
+        raise ConfigurationError(
+            ENV_VAR, f"{path!r} is not a directory (create it, empty, before the server starts)"
+        )
+    # os.access says yes to root on read-only mounts; only creating a file tells the truth.
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise ConfigurationError(ENV_VAR, f"cannot write in {path!r}: {exc}") from exc
+
+
+def prepare_directory(path: str, *, keep_pid: int | None = None) -> int:
+    """Create *path* if needed and delete metric files of earlier runs.
+
+    Called once by the server's master process before workers start: a file left by an
+    earlier run would otherwise add its counters to this run's totals.
+
+    :param keep_pid: a process whose files are kept (the gunicorn master itself, when the
+        app was preloaded in it and already opened its files).
+    :returns: the number of files removed.
+    :raises ConfigurationError: the directory cannot be created or emptied.
+    """
+    try:
+        os.makedirs(path, exist_ok=True)
+        removed = 0
+        for name in glob.glob(os.path.join(path, "*.db")):
+            if keep_pid is not None and name.endswith(f"_{keep_pid}.db"):
+                continue
+            os.remove(name)
+            removed += 1
+    except OSError as exc:
+        raise ConfigurationError(ENV_VAR, f"cannot prepare {path!r}: {exc}") from exc
+    check_directory(path)
+    return removed
+
+
+# -- the scrape side -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DerivedGauge:
+    """A label-less gauge whose multiprocess value is computed from aggregated families.
+
+    :param name: the family name it replaces in the aggregated output.
+    :param documentation: its HELP text.
+    :param compute: given the aggregated families by name, the value (``None``: omit it).
+    """
+
+    name: str
+    documentation: str
+    compute: Callable[[Mapping[str, Metric]], float | None]
+
+
+def sample_sum(families: Mapping[str, Metric], family: str, sample: str, **labels: str) -> float:
+    """Sum of the samples *sample* of *family* whose labels include *labels*."""
+    metric = families.get(family)
+    if metric is None:
+        return 0.0
+    total = 0.0
+    for s in metric.samples:
+        if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items()):
+            total += s.value
+    return total
+
+
+def _cache_hit_rate(families: Mapping[str, Metric]) -> float:
+    hits = sample_sum(
+        families, "cache_operations", "cache_operations_total", operation="get", result="hit"
+    )
+    misses = sample_sum(
+        families, "cache_operations", "cache_operations_total", operation="get", result="miss"
+    )
+    total = hits + misses
+    return hits / total if total else 0.0
+
+
+#: Gauges that are functions of other families, recomputed from the all-workers totals.
+DERIVED_GAUGES: tuple[DerivedGauge, ...] = (
+    DerivedGauge(
+        "cache_hit_rate", "Cache hit ratio of get operations since start (0-1)", _cache_hit_rate
+    ),
+)
+
+
+class AggregatingCollector:
+    """prometheus_client's :class:`MultiProcessCollector`, with derived gauges recomputed.
+
+    :param path: the multiprocess directory.
+    :param derived: gauges to compute from the aggregate instead of reading their files.
+    """
+
+    def __init__(self, path: str, derived: Iterable[DerivedGauge] = DERIVED_GAUGES) -> None:
+        # prometheus_client's multiprocess module is not annotated.
+        self._collector = MultiProcessCollector(None, path)  # type: ignore[no-untyped-call]
+        self._derived = tuple(derived)
+        self._derived_names = frozenset(d.name for d in self._derived)
+
+    def collect(self) -> Iterable[Metric]:
+        collected = self._collector.collect()  # type: ignore[no-untyped-call]
+        families: dict[str, Metric] = {m.name: m for m in collected}
+        for name in self._derived_names:
+            families.pop(name, None)
+        out = list(families.values())
+        for gauge in self._derived:
+            value = gauge.compute(families)
+            if value is not None:
+                out.append(GaugeMetricFamily(gauge.name, gauge.documentation, value=value))
+        return out
+
+
+def scrape_registry(
+    path: str, derived: Iterable[DerivedGauge] = DERIVED_GAUGES
+) -> CollectorRegistry:
+    """A fresh registry aggregating every process's files, as prometheus_client's docs
+    recommend for multiprocess mode (one per scrape: no state survives between scrapes)."""
+    registry = CollectorRegistry()
+    registry.register(AggregatingCollector(path, derived))
+    return registry

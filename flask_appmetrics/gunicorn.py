@@ -1,0 +1,105 @@
+"""gunicorn configuration for several workers sharing one ``/metrics`` page.
+
+Use it as the config module::
+
+    PROMETHEUS_MULTIPROC_DIR=/run/myapp-metrics \\
+        gunicorn -c python:flask_appmetrics.gunicorn -w 4 'myapp:create_app()'
+
+or import its hooks in your own ``gunicorn.conf.py``::
+
+    from flask_appmetrics.gunicorn import child_exit, on_starting, when_ready
+
+``PROMETHEUS_MULTIPROC_DIR`` must be in the environment of the gunicorn process itself
+(prometheus_client reads it when first imported, which the master does when it loads this
+module); gunicorn's ``--env``/``raw_env`` sets it too late and is refused at start.
+
+What the hooks do:
+
+* :func:`on_starting` (master, once): creates the directory and removes metric files of
+  earlier runs; refuses to start (exit with a message) when the setup is broken, or when
+  several workers would each serve their own numbers because the variable is unset.
+* :func:`when_ready` (master): logs where metrics are aggregated.
+* :func:`child_exit` (master, per dead worker, also after ``SIGKILL``): calls
+  :func:`prometheus_client.multiprocess.mark_process_dead`, which drops the worker's
+  ``live*`` gauges, so a worker killed mid-request leaves no stuck
+  ``http_requests_in_progress``. Its counters and histograms stay in the sum.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Protocol
+
+from prometheus_client.multiprocess import mark_process_dead
+
+from ._multiprocess import ENV_VAR, check_setup, prepare_directory
+from .errors import ConfigurationError
+
+__all__ = ["child_exit", "on_starting", "when_ready"]
+
+
+class _Log(Protocol):
+    def info(self, msg: str, *args: Any) -> None: ...
+    def error(self, msg: str, *args: Any) -> None: ...
+
+
+class _Config(Protocol):
+    @property
+    def workers(self) -> int: ...
+
+
+class _Server(Protocol):
+    """The parts of gunicorn's ``Arbiter`` the hooks use."""
+
+    @property
+    def log(self) -> _Log: ...
+    @property
+    def cfg(self) -> _Config: ...
+
+
+class _Worker(Protocol):
+    @property
+    def pid(self) -> int: ...
+
+
+def on_starting(server: _Server) -> None:
+    """Prepare the multiprocess directory, or stop gunicorn with the reason.
+
+    :raises SystemExit: the setup would give a wrong or empty ``/metrics`` page.
+    """
+    path = os.environ.get(ENV_VAR)
+    try:
+        if path is None:
+            workers = server.cfg.workers
+            if workers > 1:
+                raise ConfigurationError(
+                    ENV_VAR,
+                    f"is not set but gunicorn runs {workers} workers: each scrape would show "
+                    "the numbers of whichever worker answered. Set it to an empty directory "
+                    "in gunicorn's environment, or run one worker.",
+                )
+            check_setup()
+            return
+        # The master may already hold files of its own (an app preloaded with --preload).
+        removed = prepare_directory(path, keep_pid=os.getpid())
+        check_setup()
+    except ConfigurationError as exc:
+        server.log.error("flask-appmetrics: %s", exc)
+        raise SystemExit(f"flask-appmetrics: {exc}") from exc
+    server.log.info(
+        "flask-appmetrics: multiprocess metrics in %s (%d stale files removed)", path, removed
+    )
+
+
+def when_ready(server: _Server) -> None:
+    """Log how ``/metrics`` aggregates the workers."""
+    path = os.environ.get(ENV_VAR)
+    if path is not None:
+        server.log.info("flask-appmetrics: /metrics sums all workers' files in %s", path)
+
+
+def child_exit(server: _Server, worker: _Worker) -> None:
+    """Drop the live gauges of a worker that exited (however it died)."""
+    path = os.environ.get(ENV_VAR)
+    if path is not None:
+        mark_process_dead(worker.pid, path)  # type: ignore[no-untyped-call]

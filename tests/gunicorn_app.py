@@ -1,0 +1,48 @@
+"""The app that tests/test_gunicorn.py serves with real gunicorn workers.
+
+``/block/<name>`` holds its worker until the test creates ``release-<name>`` in
+``TEST_SIGNAL_DIR`` (after writing the worker's pid to ``started-<name>``), so the test
+knows exactly which worker serves which request, without timing assumptions.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from flask import Flask
+
+from flask_appmetrics import FlaskMetrics
+
+_SIGNALS = Path(os.environ.get("TEST_SIGNAL_DIR", "."))
+_BLOCK_LIMIT_SECONDS = 60.0
+
+metrics = FlaskMetrics()
+app = Flask(__name__)
+
+
+@app.get("/items/<int:item_id>")
+def item(item_id: int) -> dict[str, int]:
+    return {"id": item_id, "pid": os.getpid()}
+
+
+@app.get("/block/<name>")
+def block(name: str) -> dict[str, int]:
+    (_SIGNALS / f"started-{name}.tmp").write_text(str(os.getpid()))
+    (_SIGNALS / f"started-{name}.tmp").rename(_SIGNALS / f"started-{name}")
+    deadline = time.monotonic() + _BLOCK_LIMIT_SECONDS
+    while not (_SIGNALS / f"release-{name}").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return {"pid": os.getpid()}
+
+
+@app.get("/cache/<result>")
+def cache(result: str) -> dict[str, int]:
+    state = FlaskMetrics.state(app)
+    assert state is not None
+    state.metric_set.counter("cache_operations_total").labels("get", result).inc()
+    return {"pid": os.getpid()}
+
+
+metrics.init_app(app)

@@ -1,0 +1,345 @@
+"""Real gunicorn, three sync workers, prometheus_client's multiprocess mode.
+
+Every scrape must show the sum over all workers, dead ones included, with no stuck
+``http_requests_in_progress`` from a worker killed mid-request, and a broken setup must
+stop gunicorn at start with a message instead of serving a wrong page.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from flask import Flask
+from prometheus_client import CollectorRegistry
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
+from prometheus_client.parser import text_string_to_metric_families
+
+from flask_appmetrics import ConfigurationError, FlaskMetrics
+from flask_appmetrics._multiprocess import check_directory, check_setup
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+WAIT_SECONDS = 30.0
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def _wait_for(condition: str, predicate: object) -> None:
+    """Poll *predicate* (a callable) until true; bounded, never a timed assertion."""
+    assert callable(predicate)
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"gave up waiting for {condition}")
+
+
+class Gunicorn:
+    """A gunicorn master on a socket we bound ourselves (port 0: no port race)."""
+
+    def __init__(self, tmp: Path, *, workers: int = 3, multiproc: Path | None = None) -> None:
+        self.signals = tmp / "signals"
+        self.signals.mkdir()
+        self.multiproc = multiproc if multiproc is not None else tmp / "multiproc"
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.base = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        env = {
+            **os.environ,
+            "PROMETHEUS_MULTIPROC_DIR": str(self.multiproc),
+            "TEST_SIGNAL_DIR": str(self.signals),
+        }
+        fd = self.sock.fileno()
+        self.log = (tmp / "gunicorn.log").open("w")
+        self.proc = subprocess.Popen(
+            [
+                GUNICORN,
+                "-c",
+                "python:flask_appmetrics.gunicorn",
+                "-w",
+                str(workers),
+                "-b",
+                f"fd://{fd}",
+                "--graceful-timeout",
+                "5",
+                "tests.gunicorn_app:app",
+            ],
+            cwd=ROOT,
+            env=env,
+            pass_fds=(fd,),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.wait_workers(workers)
+
+    def workers(self) -> set[int]:
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        try:
+            return {int(p) for p in children.read_text().split()}
+        except FileNotFoundError:
+            return set()
+
+    def wait_workers(self, count: int, *, without: int | None = None) -> set[int]:
+        assert self.proc.poll() is None, "gunicorn exited"
+        _wait_for(
+            f"{count} workers",
+            lambda: len(self.workers()) == count and without not in self.workers(),
+        )
+        return self.workers()
+
+    def get(self, path: str) -> requests.Response:
+        return requests.get(self.base + path, timeout=WAIT_SECONDS)
+
+    def scrape(self) -> Samples:
+        response = self.get("/metrics")
+        assert response.status_code == 200
+        samples: Samples = {}
+        for family in text_string_to_metric_families(response.text):
+            for s in family.samples:
+                key = (s.name, frozenset(s.labels.items()))
+                assert key not in samples, f"duplicate series {key}"
+                samples[key] = s.value
+        return samples
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=WAIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.sock.close()
+        self.log.close()
+
+
+class Blocked:
+    """A request to ``/block/<name>`` held open by its worker until released."""
+
+    def __init__(self, server: Gunicorn, name: str) -> None:
+        self.server = server
+        self.name = name
+        self.status: int | None = None
+        self.failed = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        started = server.signals / f"started-{name}"
+        _wait_for(f"{name} to start", started.exists)
+        self.pid = int(started.read_text())
+
+    def _run(self) -> None:
+        try:
+            self.status = self.server.get(f"/block/{self.name}").status_code
+        except requests.ConnectionError:
+            self.failed = True
+
+    def release(self) -> int | None:
+        (self.server.signals / f"release-{self.name}").touch()
+        self.thread.join(WAIT_SECONDS)
+        return self.status
+
+
+@pytest.fixture
+def gunicorn(tmp_path: Path) -> Iterator[Gunicorn]:
+    multiproc = tmp_path / "multiproc"
+    multiproc.mkdir()
+    # A counter file left by an earlier run: on_starting must remove it, or every total
+    # below would be off by 1000.
+    stale = MmapedDict(str(multiproc / "counter_999999.db"))
+    labels = ("method", "endpoint", "status")
+    key = mmap_key(
+        "http_requests", "http_requests_total", labels, ("GET", "/items/<int:item_id>", "200"), ""
+    )
+    stale.write_value(key, 1000.0, 0.0)
+    stale.close()
+    server = Gunicorn(tmp_path, multiproc=multiproc)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _value(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, frozenset(labels.items())))
+
+
+BLOCK = "/block/<name>"
+ITEMS = "/items/<int:item_id>"
+
+
+def test_every_scrape_sums_all_workers_including_dead_ones(gunicorn: Gunicorn) -> None:
+    assert not (gunicorn.multiproc / "counter_999999.db").exists()
+    a, b = Blocked(gunicorn, "a"), Blocked(gunicorn, "b")
+    assert a.pid != b.pid
+    # The third worker answers: it sees the other two workers' live in-progress gauges.
+    samples = gunicorn.scrape()
+    assert _value(samples, "http_requests_in_progress", method="GET", endpoint=BLOCK) == 2
+
+    # Killed mid-request: child_exit must drop its live gauge.
+    os.kill(a.pid, signal.SIGKILL)
+    gunicorn.wait_workers(3, without=a.pid)
+    samples = gunicorn.scrape()
+    assert _value(samples, "http_requests_in_progress", method="GET", endpoint=BLOCK) == 1
+
+    c = Blocked(gunicorn, "c")  # b still holds its worker, so c runs in another one
+    assert c.pid != b.pid
+    assert b.release() == 200
+    assert c.release() == 200
+    assert a.release() is None
+    assert a.failed
+
+    # b's worker dies idle: its counters stay in the sum.
+    os.kill(b.pid, signal.SIGKILL)
+    gunicorn.wait_workers(3, without=b.pid)
+
+    for i in range(30):
+        assert gunicorn.get(f"/items/{i}").status_code == 200
+    for _ in range(3):
+        assert gunicorn.get("/cache/hit").status_code == 200
+    assert gunicorn.get("/cache/miss").status_code == 200
+
+    earlier_scrapes = 2
+    for k in range(6):
+        samples = gunicorn.scrape()
+        get = {"method": "GET"}
+        assert _value(samples, "http_requests_total", **get, endpoint=ITEMS, status="200") == 30
+        assert _value(samples, "http_requests_total", **get, endpoint=BLOCK, status="200") == 2
+        assert (
+            _value(samples, "http_requests_total", **get, endpoint="/metrics", status="200")
+            == earlier_scrapes + k
+        )
+        assert _value(samples, "http_request_duration_seconds_count", **get, endpoint=ITEMS) == 30
+        assert (
+            _value(
+                samples, "http_request_duration_seconds_bucket", **get, endpoint=ITEMS, le="+Inf"
+            )
+            == 30
+        )
+        assert _value(samples, "http_requests_in_progress", **get, endpoint=BLOCK) == 0
+        assert _value(samples, "http_requests_in_progress", **get, endpoint=ITEMS) == 0
+        # The scrape itself is the one request in progress.
+        assert _value(samples, "http_requests_in_progress", **get, endpoint="/metrics") == 1
+        # Derived at scrape time from the all-workers counters, not one worker's view.
+        assert _value(samples, "cache_operations_total", operation="get", result="hit") == 3
+        assert _value(samples, "cache_hit_rate") == 0.75
+        assert _value(samples, "flask_appmetrics_info", version=_version()) == 1
+
+
+def _version() -> str:
+    from flask_appmetrics import __version__
+
+    return __version__
+
+
+def test_multiproc_dir_is_created_at_start(tmp_path: Path) -> None:
+    server = Gunicorn(tmp_path, workers=2, multiproc=tmp_path / "new" / "metrics")
+    try:
+        assert server.get("/items/1").status_code == 200
+        samples = server.scrape()
+        assert (
+            _value(samples, "http_requests_total", method="GET", endpoint=ITEMS, status="200") == 1
+        )
+    finally:
+        server.stop()
+
+
+def _run_gunicorn(
+    tmp_path: Path, env: dict[str, str], *args: str, app: str = "tests.gunicorn_app:app"
+) -> subprocess.CompletedProcess[str]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    try:
+        return subprocess.run(
+            [GUNICORN, *args, "-b", f"fd://{sock.fileno()}", app],
+            cwd=ROOT,
+            env={**os.environ, "TEST_SIGNAL_DIR": str(tmp_path), **env},
+            pass_fds=(sock.fileno(),),
+            capture_output=True,
+            text=True,
+            timeout=WAIT_SECONDS,
+            check=False,
+        )
+    finally:
+        sock.close()
+
+
+CONFIG = ("-c", "python:flask_appmetrics.gunicorn")
+
+
+def _without_multiproc_env() -> dict[str, str]:
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    return {}
+
+
+def test_several_workers_without_multiproc_dir_refuse_to_start(tmp_path: Path) -> None:
+    result = _run_gunicorn(tmp_path, _without_multiproc_env(), *CONFIG, "-w", "3")
+    assert result.returncode != 0
+    assert "PROMETHEUS_MULTIPROC_DIR: is not set but gunicorn runs 3 workers" in result.stderr
+
+
+def test_multiproc_dir_set_by_gunicorn_env_is_too_late(tmp_path: Path) -> None:
+    # gunicorn applies --env after loading the config module, i.e. after prometheus_client
+    # was imported: the values would stay in memory.
+    path = tmp_path / "mp"
+    result = _run_gunicorn(
+        tmp_path, {}, *CONFIG, "-w", "2", "--env", f"PROMETHEUS_MULTIPROC_DIR={path}"
+    )
+    assert result.returncode != 0
+    assert "prometheus_client was imported before it was" in result.stderr
+
+
+def test_unusable_multiproc_dir_refuses_to_start(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(not_a_dir / "metrics")}
+    result = _run_gunicorn(tmp_path, env, *CONFIG, "-w", "2")
+    assert result.returncode != 0
+    assert "cannot prepare" in result.stderr
+
+
+def test_app_setting_multiproc_dir_late_fails_worker_boot(tmp_path: Path) -> None:
+    # Without our gunicorn hooks, init_app in the worker is the guard.
+    env = {"TEST_LATE_MULTIPROC_DIR": str(tmp_path)}
+    result = _run_gunicorn(tmp_path, env, "-w", "1", app="tests.gunicorn_app_late_env:app")
+    assert result.returncode != 0
+    assert "prometheus_client was imported before it was" in result.stderr
+
+
+# -- the same checks in-process -----------------------------------------------------------
+
+
+def test_init_app_refuses_env_var_set_after_import(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    ext = FlaskMetrics(registry=CollectorRegistry())
+    with pytest.raises(ConfigurationError, match="PROMETHEUS_MULTIPROC_DIR"):
+        ext.init_app(Flask("late"))
+
+
+def test_check_setup_is_off_without_env_var() -> None:
+    assert check_setup() is None
+
+
+def test_check_directory_rejects_missing_and_unwritable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="not a directory"):
+        check_directory(str(tmp_path / "missing"))
+    # Read-only even for root: os.access would say yes, creating a file does not.
+    with pytest.raises(ConfigurationError, match="cannot write"):
+        check_directory("/proc/1")
