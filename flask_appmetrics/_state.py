@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from flask import Flask
     from prometheus_client import CollectorRegistry
 
+    from .auth import Guard
     from .catalog import MetricSet
     from .config import Settings
     from .instrumentation import RequestInstrumentation
@@ -31,6 +32,8 @@ class AppState:
     #: Own blueprints (metrics, health, probes), kept out of the health window.
     own_blueprints: set[str] = field(default_factory=set)
 
+    #: Who may read /metrics and health details.
+    auth: Guard | None = None
     #: prometheus_client's multiprocess directory, when that mode is on (gunicorn workers).
     multiprocess_dir: str | None = None
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,20 @@ DEFAULTS: dict[str, Any] = {
     "APPMETRICS_MAX_ERROR_TYPES": 50,
     # -- behaviour ------------------------------------------------------------------
     "APPMETRICS_STRICT": False,
+    # -- production (see AuthSettings, SentrySettings, RedisSettings) -------------------
+    "APPMETRICS_AUTH_TOKEN": None,
+    "APPMETRICS_AUTH_USERNAME": None,
+    "APPMETRICS_AUTH_PASSWORD": None,
+    "APPMETRICS_AUTH_HEALTH": "details",
+    "APPMETRICS_SENTRY_DSN": None,
+    "APPMETRICS_SENTRY_ENVIRONMENT": None,
+    "APPMETRICS_SENTRY_RELEASE": None,
+    "APPMETRICS_SENTRY_OPTIONS": {},
+    "APPMETRICS_SENTRY_SCRUB_FIELDS": (),
+    "APPMETRICS_REDIS_URL": None,
+    "APPMETRICS_REDIS_PREFIX": "appmetrics",
+    "APPMETRICS_REDIS_SOCKET_TIMEOUT_SECONDS": 0.05,
+    "APPMETRICS_REDIS_RETRY_SECONDS": 5.0,
 }
 
 
@@ -63,12 +78,71 @@ class EndpointSettings:
     readyz_path: str | None
 
 
+#: Values of ``APPMETRICS_AUTH_HEALTH``: what health needs credentials for.
+AUTH_HEALTH_MODES = ("details", "all", "none")
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """Credentials ``/metrics`` and health details require (keys ``APPMETRICS_AUTH_*``).
+
+    With no token, no username and no ``auth=`` decorator, everything stays public.
+    """
+
+    #: ``Authorization: Bearer <token>`` is accepted (compared in constant time).
+    token: str | None
+    #: ``Authorization: Basic`` with this user and password is accepted.
+    username: str | None
+    password: str | None
+    #: ``details``: the health summary stays public, details need credentials; ``all``:
+    #: ``/api/health`` and ``/readyz`` need them; ``none``: health is public.
+    health: str
+
+    @property
+    def configured(self) -> bool:
+        return self.token is not None or self.username is not None
+
+
+@dataclass(frozen=True)
+class SentrySettings:
+    """Sentry error tracking (keys ``APPMETRICS_SENTRY_*``; ``SENTRY_*`` env as fallback)."""
+
+    #: ``None`` (or ``""``) leaves Sentry alone.
+    dsn: str | None
+    environment: str
+    release: str | None
+    #: Extra keyword arguments for ``sentry_sdk.init`` (``traces_sample_rate``, ...).
+    options: Mapping[str, Any]
+    #: Field names scrubbed from events besides the built-in list.
+    scrub_fields: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    """Windows shared by all workers and hosts (keys ``APPMETRICS_REDIS_*``)."""
+
+    #: ``redis://`` URL; ``None`` keeps every window in process memory.
+    url: str | None
+    #: Prefix of every key, so several apps can share one Redis.
+    prefix: str
+    #: Connect and read timeout: the most a request can wait for Redis.
+    socket_timeout: float
+    #: After a failure, local windows are used for this long before Redis is tried again.
+    retry_seconds: float
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything ``init_app`` read from ``app.config``."""
 
     http: HttpSettings
     endpoints: EndpointSettings
+    #: Who may read ``/metrics`` and health details.
+    auth: AuthSettings
+    #: Sentry error tracking.
+    sentry: SentrySettings
+    #: Shared windows in Redis.
+    redis: RedisSettings
     #: Raise on bad input to helpers and signals instead of logging it.
     strict: bool
 
@@ -155,6 +229,63 @@ def _buckets(reader: ConfigReader) -> tuple[float, ...]:
     return tuple(b for b in buckets if b != math.inf)
 
 
+def _auth(reader: ConfigReader) -> AuthSettings:
+    username = reader.text("APPMETRICS_AUTH_USERNAME", optional=True)
+    password = reader.text("APPMETRICS_AUTH_PASSWORD", optional=True)
+    if (username is None) != (password is None):
+        raise ConfigurationError(
+            "APPMETRICS_AUTH_PASSWORD" if password is None else "APPMETRICS_AUTH_USERNAME",
+            "basic auth needs both APPMETRICS_AUTH_USERNAME and APPMETRICS_AUTH_PASSWORD",
+        )
+    health = reader.raw("APPMETRICS_AUTH_HEALTH")
+    if health not in AUTH_HEALTH_MODES:
+        raise ConfigurationError(
+            "APPMETRICS_AUTH_HEALTH", f"expected one of {AUTH_HEALTH_MODES}, got {health!r}"
+        )
+    return AuthSettings(
+        token=reader.text("APPMETRICS_AUTH_TOKEN", optional=True),
+        username=username,
+        password=password,
+        health=health,
+    )
+
+
+def _sentry(reader: ConfigReader) -> SentrySettings:
+    # SENTRY_* environment variables are Sentry's own convention; the APPMETRICS_ keys win.
+    dsn = reader.raw("APPMETRICS_SENTRY_DSN")
+    if dsn is None:
+        dsn = os.environ.get("SENTRY_DSN") or None
+    elif not isinstance(dsn, str):
+        raise ConfigurationError("APPMETRICS_SENTRY_DSN", f"expected a string, got {dsn!r}")
+    environment = reader.text("APPMETRICS_SENTRY_ENVIRONMENT", optional=True)
+    release = reader.text("APPMETRICS_SENTRY_RELEASE", optional=True)
+    options = reader.mapping("APPMETRICS_SENTRY_OPTIONS")
+    if not all(isinstance(k, str) for k in options):
+        raise ConfigurationError("APPMETRICS_SENTRY_OPTIONS", "keys must be sentry_sdk.init names")
+    return SentrySettings(
+        dsn=dsn or None,
+        environment=environment or os.environ.get("SENTRY_ENVIRONMENT") or "production",
+        release=release or os.environ.get("SENTRY_RELEASE") or None,
+        options=dict(options),
+        scrub_fields=reader.strings("APPMETRICS_SENTRY_SCRUB_FIELDS"),
+    )
+
+
+def _redis(reader: ConfigReader) -> RedisSettings:
+    url = reader.text("APPMETRICS_REDIS_URL", optional=True)
+    if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigurationError(
+            "APPMETRICS_REDIS_URL", f"expected a redis://, rediss:// or unix:// URL, got {url!r}"
+        )
+    prefix = reader.text("APPMETRICS_REDIS_PREFIX")
+    assert prefix is not None
+    timeout = reader.number("APPMETRICS_REDIS_SOCKET_TIMEOUT_SECONDS", minimum=0.001, maximum=5.0)
+    retry = reader.number("APPMETRICS_REDIS_RETRY_SECONDS", minimum=0.0, maximum=3600.0)
+    assert timeout is not None
+    assert retry is not None
+    return RedisSettings(url=url, prefix=prefix, socket_timeout=timeout, retry_seconds=retry)
+
+
 def load_settings(config: MutableMapping[str, Any]) -> Settings:
     """Read, default and validate every ``APPMETRICS_*`` key of *config*."""
     reader = ConfigReader(config)
@@ -173,4 +304,11 @@ def load_settings(config: MutableMapping[str, Any]) -> Settings:
         livez_path=reader.path("APPMETRICS_LIVEZ_PATH"),
         readyz_path=reader.path("APPMETRICS_READYZ_PATH"),
     )
-    return Settings(http=http, endpoints=endpoints, strict=reader.boolean("APPMETRICS_STRICT"))
+    return Settings(
+        http=http,
+        auth=_auth(reader),
+        sentry=_sentry(reader),
+        redis=_redis(reader),
+        endpoints=endpoints,
+        strict=reader.boolean("APPMETRICS_STRICT"),
+    )

@@ -9,6 +9,7 @@ from prometheus_client import REGISTRY
 
 from ._multiprocess import check_setup as check_multiprocess_setup
 from ._state import EXTENSION_KEY, AppState, set_latest, state_of
+from .auth import AuthDecorator, Guard
 from .catalog import metric_set_for
 from .config import load_settings
 from .errors import AlreadyInitializedError
@@ -43,8 +44,15 @@ class FlaskMetrics:
         so that the process collector and the app's own metrics show on the same page.
     """
 
-    def __init__(self, app: Flask | None = None, *, registry: CollectorRegistry | None = None):
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        registry: CollectorRegistry | None = None,
+        auth: AuthDecorator | None = None,
+    ):
         self._registry = registry
+        self._auth = auth
         if app is not None:
             self.init_app(app)
 
@@ -84,6 +92,7 @@ class FlaskMetrics:
             instrumentation=instrumentation,
             own_blueprints={METRICS_BLUEPRINT},
             multiprocess_dir=multiprocess_dir,
+            auth=Guard(settings.auth, self._auth),
         )
         instrumentation.install(app)
         if settings.endpoints.metrics_path is not None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, current_app, request
 
 from ._state import state_of
+from .auth import health_body, health_denied
 
 if TYPE_CHECKING:
     from ._checks import CheckResult
@@ -154,13 +155,16 @@ def _failed(component: str) -> Response:
 
 def health_view() -> Response:
     """``GET /api/health``: the app's health; 503 when unhealthy."""
+    denied = health_denied()
+    if denied is not None:
+        return denied
     try:
         report = _monitor().evaluate()
         if _wants_health_json():
             body = ietf_body(report, f"health of {current_app.name}")
         else:
             body = report.as_dict()
-        return _respond(body, report.http_status)
+        return _respond(health_body(body), report.http_status)
     except Exception:
         return _failed("health")
 
@@ -172,6 +176,9 @@ def livez_view() -> Response:
 
 def readyz_view() -> Response:
     """``GET /readyz``: the checks; 503 when a critical one fails."""
+    denied = health_denied()
+    if denied is not None:
+        return denied
     try:
         results = _monitor().run_checks()
         if any(not r.passed and r.critical for r in results):
@@ -185,7 +192,7 @@ def readyz_view() -> Response:
             body["checks"] = _check_entries(results, _now())
         else:
             body["checks"] = {r.name: r.as_dict() for r in results}
-        return _respond(body, code)
+        return _respond(health_body(body), code)
     except Exception:
         return _failed("readyz")
 

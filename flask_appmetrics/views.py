@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from flask import Blueprint, Response, current_app, request
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
+from .auth import metrics_denied
+
 if TYPE_CHECKING:
     from ._state import AppState
 
@@ -27,6 +29,9 @@ def _state() -> AppState:
 
 def metrics_view() -> Response:
     """Serve the registry in the format the scraper asked for."""
+    denied = metrics_denied()
+    if denied is not None:
+        return denied
     state = _state()
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     registry = state.scrape_registry()

@@ -1,0 +1,210 @@
+"""Protected ``/metrics`` and health details: bearer token, basic auth, a user decorator."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import pytest
+from flask import Flask, Response, abort, request
+from flask.testing import FlaskClient
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from flask_appmetrics import ConfigurationError, FlaskMetrics
+from tests.conftest import AppFactory
+
+TOKEN = "s3cret-token-0123456789"
+SUMMARY = {"status", "recent_errors_5min", "avg_response_time_ms", "concurrent_users"}
+
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    raw = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _assert_refused(response: Any, *schemes: str) -> None:
+    assert response.status_code == 401
+    challenges = response.headers.getlist("WWW-Authenticate")
+    assert [c.split(" ")[0] for c in challenges] == list(schemes)
+    # No metric data: the body is the fixed refusal text.
+    assert response.data == b"401 Unauthorized\n"
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def _families(response: Any) -> set[str]:
+    assert response.status_code == 200
+    return {f.name for f in text_string_to_metric_families(response.get_data(as_text=True))}
+
+
+def test_metrics_are_public_without_auth_config(client: FlaskClient) -> None:
+    assert "http_requests" in _families(client.get("/metrics"))
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, _bearer("wrong-token-0123456789"), _bearer(""), {"Authorization": TOKEN}],
+    ids=["missing", "wrong", "empty", "no-scheme"],
+)
+def test_bearer_token_refuses_bad_credentials(
+    app_factory: AppFactory, registry: CollectorRegistry, headers: dict[str, str]
+) -> None:
+    client = app_factory({"APPMETRICS_AUTH_TOKEN": TOKEN}).test_client()
+    _assert_refused(client.get("/metrics", headers=headers), "Bearer")
+    # The refusal is itself a measured request.
+    sample = ("http_requests_total", {"method": "GET", "endpoint": "/metrics", "status": "401"})
+    assert registry.get_sample_value(*sample) == 1.0
+
+
+def test_bearer_token_admits_the_token(app_factory: AppFactory) -> None:
+    client = app_factory({"APPMETRICS_AUTH_TOKEN": TOKEN}).test_client()
+    assert "http_requests" in _families(client.get("/metrics", headers=_bearer(TOKEN)))
+    lower = {"Authorization": f"bearer {TOKEN}"}
+    assert "http_requests" in _families(client.get("/metrics", headers=lower))
+
+
+def test_basic_auth(app_factory: AppFactory) -> None:
+    config = {"APPMETRICS_AUTH_USERNAME": "prometheus", "APPMETRICS_AUTH_PASSWORD": "pässword"}
+    client = app_factory(config).test_client()
+    assert "http_requests" in _families(
+        client.get("/metrics", headers=_basic("prometheus", "pässword"))
+    )
+    _assert_refused(client.get("/metrics", headers=_basic("prometheus", "wrong")), "Basic")
+    _assert_refused(client.get("/metrics", headers=_basic("other", "pässword")), "Basic")
+    _assert_refused(client.get("/metrics", headers=_bearer("pässword")), "Basic")
+    _assert_refused(client.get("/metrics"), "Basic")
+
+
+def test_token_and_basic_together_accept_either(app_factory: AppFactory) -> None:
+    config = {
+        "APPMETRICS_AUTH_TOKEN": TOKEN,
+        "APPMETRICS_AUTH_USERNAME": "u",
+        "APPMETRICS_AUTH_PASSWORD": "p",
+    }
+    client = app_factory(config).test_client()
+    _assert_refused(client.get("/metrics"), "Bearer", "Basic")
+    assert _families(client.get("/metrics", headers=_bearer(TOKEN)))
+    assert _families(client.get("/metrics", headers=_basic("u", "p")))
+
+
+def test_health_summary_stays_public_and_details_need_credentials(
+    app_factory: AppFactory,
+) -> None:
+    client = app_factory({"APPMETRICS_AUTH_TOKEN": TOKEN}).test_client()
+    public = client.get("/api/health")
+    assert public.status_code == 200
+    assert set(public.get_json()) == SUMMARY
+    full = client.get("/api/health", headers=_bearer(TOKEN)).get_json()
+    assert set(full) > SUMMARY
+    assert "checks" in full
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.get_json() == {"status": "pass"}
+    assert "checks" in client.get("/readyz", headers=_bearer(TOKEN)).get_json()
+    ietf = client.get("/api/health", headers={"Accept": "application/health+json"}).get_json()
+    assert set(ietf) == {"status", "description"}
+
+
+def test_health_all_protects_health_but_not_liveness(app_factory: AppFactory) -> None:
+    config = {"APPMETRICS_AUTH_TOKEN": TOKEN, "APPMETRICS_AUTH_HEALTH": "all"}
+    client = app_factory(config).test_client()
+    for path in ("/api/health", "/readyz"):
+        response = client.get(path)
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert b"recent_errors" not in response.data
+        assert client.get(path, headers=_bearer(TOKEN)).status_code == 200
+    assert client.get("/livez").status_code == 200
+
+
+def test_health_none_leaves_details_public(app_factory: AppFactory) -> None:
+    config = {"APPMETRICS_AUTH_TOKEN": TOKEN, "APPMETRICS_AUTH_HEALTH": "none"}
+    client = app_factory(config).test_client()
+    assert "checks" in client.get("/api/health").get_json()
+    _assert_refused(client.get("/metrics"), "Bearer")
+
+
+# -- a decorator of the app's own ----------------------------------------------------------
+
+View = Callable[..., Any]
+
+
+def require_admin_header(view: View) -> View:
+    """What an app's own decorator looks like: refuses with its own response."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if request.headers.get("X-Admin") != "yes":
+            return Response("admins only", status=403)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def abort_unless_admin(view: View) -> View:
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if request.headers.get("X-Admin") != "yes":
+            abort(401)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def _app(registry: CollectorRegistry, auth: Callable[[View], View], **config: Any) -> Flask:
+    app = Flask("decorated")
+    app.config.update(config)
+    FlaskMetrics(registry=registry, auth=auth).init_app(app)
+    return app
+
+
+def test_user_decorator_guards_metrics_with_its_own_refusal(registry: CollectorRegistry) -> None:
+    client = _app(registry, require_admin_header).test_client()
+    refused = client.get("/metrics")
+    assert refused.status_code == 403
+    assert refused.data == b"admins only"
+    assert _families(client.get("/metrics", headers={"X-Admin": "yes"}))
+    assert set(client.get("/api/health").get_json()) == SUMMARY
+    assert "checks" in client.get("/api/health", headers={"X-Admin": "yes"}).get_json()
+
+
+def test_user_decorator_that_aborts(registry: CollectorRegistry) -> None:
+    client = _app(registry, abort_unless_admin).test_client()
+    refused = client.get("/metrics")
+    assert refused.status_code == 401
+    assert b"http_requests" not in refused.data
+    assert _families(client.get("/metrics", headers={"X-Admin": "yes"}))
+
+
+def test_user_decorator_or_token(registry: CollectorRegistry) -> None:
+    client = _app(registry, require_admin_header, APPMETRICS_AUTH_TOKEN=TOKEN).test_client()
+    assert _families(client.get("/metrics", headers={"X-Admin": "yes"}))
+    assert _families(client.get("/metrics", headers=_bearer(TOKEN)))
+    # Neither: the scraper-friendly challenge, since credentials are configured.
+    _assert_refused(client.get("/metrics"), "Bearer")
+
+
+@pytest.mark.parametrize(
+    ("config", "key"),
+    [
+        ({"APPMETRICS_AUTH_USERNAME": "u"}, "APPMETRICS_AUTH_PASSWORD"),
+        ({"APPMETRICS_AUTH_PASSWORD": "p"}, "APPMETRICS_AUTH_USERNAME"),
+        ({"APPMETRICS_AUTH_TOKEN": ""}, "APPMETRICS_AUTH_TOKEN"),
+        (
+            {"APPMETRICS_AUTH_TOKEN": TOKEN, "APPMETRICS_AUTH_HEALTH": "some"},
+            "APPMETRICS_AUTH_HEALTH",
+        ),
+    ],
+)
+def test_bad_auth_config_is_refused_at_start(
+    app_factory: AppFactory, config: dict[str, Any], key: str
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        app_factory(config)
+    assert info.value.key == key
