@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .auth import Guard
     from .catalog import MetricSet
     from .config import Settings
+    from .health import HealthMonitor
     from .instrumentation import RequestInstrumentation
 
 EXTENSION_KEY = "appmetrics"
@@ -31,6 +32,8 @@ class AppState:
     instrumentation: RequestInstrumentation
     #: Own blueprints (metrics, health, probes), kept out of the health window.
     own_blueprints: set[str] = field(default_factory=set)
+    #: The app's health windows, checks and status evaluation.
+    health: HealthMonitor | None = None
 
     #: Who may read /metrics and health details.
     auth: Guard | None = None

@@ -90,6 +90,14 @@ CATALOG: tuple[MetricSpec, ...] = (
     MetricSpec(
         "counter", "gemini_api_tokens_total", "Total Gemini API tokens", ("endpoint", "model")
     ),
+    # -- health ----------------------------------------------------------------------
+    MetricSpec(
+        "gauge",
+        "concurrent_users",
+        "Distinct users (logged-in user, session, token or client) seen in the last "
+        "APPMETRICS_USERS_WINDOW_SECONDS",
+        multiprocess_mode="max",
+    ),
     # -- about the extension itself -------------------------------------------------------
     MetricSpec(
         "counter",

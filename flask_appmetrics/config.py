@@ -39,6 +39,15 @@ DEFAULTS: dict[str, Any] = {
     "APPMETRICS_MAX_ERROR_TYPES": 50,
     # -- behaviour ------------------------------------------------------------------
     "APPMETRICS_STRICT": False,
+    # -- health (see HealthSettings for why these defaults) ------------------------------
+    "APPMETRICS_HEALTH_LATENCY_WINDOW": 100,
+    "APPMETRICS_HEALTH_ERROR_WINDOW_SECONDS": 300,
+    "APPMETRICS_HEALTH_DEGRADED_ERROR_RATIO": 0.05,
+    "APPMETRICS_HEALTH_UNHEALTHY_ERROR_RATIO": 0.5,
+    "APPMETRICS_HEALTH_LATENCY_THRESHOLD_SECONDS": 5.0,
+    "APPMETRICS_HEALTH_CHECK_TIMEOUT_SECONDS": 0.5,
+    "APPMETRICS_USERS_WINDOW_SECONDS": 300,
+    "APPMETRICS_USERS_MAX_TRACKED": 10_000,
     # -- production (see AuthSettings, SentrySettings, RedisSettings) -------------------
     "APPMETRICS_AUTH_TOKEN": None,
     "APPMETRICS_AUTH_USERNAME": None,
@@ -132,6 +141,41 @@ class RedisSettings:
 
 
 @dataclass(frozen=True)
+class HealthSettings:
+    """How ``/api/health`` judges the app (keys ``APPMETRICS_HEALTH_*``, ``APPMETRICS_USERS_*``).
+
+    Why the defaults:
+
+    * ``latency_window`` 100: the seed's ``deque(maxlen=100)``; enough samples for a
+      meaningful p95 (the 5 slowest), small enough to follow a change within seconds.
+    * ``error_window_seconds`` 300: the seed's ``recent_errors_5min``.
+    * ``degraded_error_ratio`` 0.05: one request in twenty failing with a 5xx is far beyond
+      any usual availability objective (99.9% allows 0.1%) and worth a human's look, while
+      the odd failure among a few requests does not flap the status.
+    * ``unhealthy_error_ratio`` 0.5: when most requests fail the instance is not doing its
+      job; 100% errors over the window is always unhealthy.
+    * ``latency_threshold_seconds`` 5.0 (p95; ``None`` disables): the seed's app waits on
+      Gemini, whose generations take seconds, so a lower default would report a normal
+      LLM backend as degraded; a p95 above 5 s (the histogram's 5 s bucket) means most
+      users wait noticeably whatever the backend.
+    * ``check_timeout_seconds`` 0.5: checks run in parallel, so a probe answers within
+      about this time even when a check hangs: inside Kubernetes' default 1 s probe timeout.
+    * ``users_window_seconds`` 300 and ``users_max_tracked`` 10,000: "concurrent users" are
+      the distinct identities seen in the last 5 minutes (the error window's span); 10,000
+      entries of 8-byte digests cost about 1 MiB at most.
+    """
+
+    latency_window: int
+    error_window_seconds: float
+    degraded_error_ratio: float
+    unhealthy_error_ratio: float
+    latency_threshold_seconds: float | None
+    check_timeout_seconds: float
+    users_window_seconds: float
+    users_max_tracked: int
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything ``init_app`` read from ``app.config``."""
 
@@ -145,6 +189,8 @@ class Settings:
     redis: RedisSettings
     #: Raise on bad input to helpers and signals instead of logging it.
     strict: bool
+    #: How the health endpoint judges the app.
+    health: HealthSettings
 
 
 class ConfigReader:
@@ -286,6 +332,36 @@ def _redis(reader: ConfigReader) -> RedisSettings:
     return RedisSettings(url=url, prefix=prefix, socket_timeout=timeout, retry_seconds=retry)
 
 
+def _positive(reader: ConfigReader, key: str, *, maximum: float = math.inf) -> float:
+    value = reader.number(key, maximum=maximum)
+    if value is None or value <= 0.0:
+        raise ConfigurationError(key, f"must be above 0, got {value!r}")
+    return value
+
+
+def _health(reader: ConfigReader) -> HealthSettings:
+    degraded = _positive(reader, "APPMETRICS_HEALTH_DEGRADED_ERROR_RATIO", maximum=1.0)
+    unhealthy = _positive(reader, "APPMETRICS_HEALTH_UNHEALTHY_ERROR_RATIO", maximum=1.0)
+    if degraded > unhealthy:
+        raise ConfigurationError(
+            "APPMETRICS_HEALTH_DEGRADED_ERROR_RATIO",
+            f"must not exceed APPMETRICS_HEALTH_UNHEALTHY_ERROR_RATIO ({unhealthy}), "
+            f"got {degraded}",
+        )
+    threshold_key = "APPMETRICS_HEALTH_LATENCY_THRESHOLD_SECONDS"
+    threshold = reader.raw(threshold_key)
+    return HealthSettings(
+        latency_window=reader.integer("APPMETRICS_HEALTH_LATENCY_WINDOW", minimum=1),
+        error_window_seconds=_positive(reader, "APPMETRICS_HEALTH_ERROR_WINDOW_SECONDS"),
+        degraded_error_ratio=degraded,
+        unhealthy_error_ratio=unhealthy,
+        latency_threshold_seconds=None if threshold is None else _positive(reader, threshold_key),
+        check_timeout_seconds=_positive(reader, "APPMETRICS_HEALTH_CHECK_TIMEOUT_SECONDS"),
+        users_window_seconds=_positive(reader, "APPMETRICS_USERS_WINDOW_SECONDS"),
+        users_max_tracked=reader.integer("APPMETRICS_USERS_MAX_TRACKED", minimum=1),
+    )
+
+
 def load_settings(config: MutableMapping[str, Any]) -> Settings:
     """Read, default and validate every ``APPMETRICS_*`` key of *config*."""
     reader = ConfigReader(config)
@@ -311,4 +387,5 @@ def load_settings(config: MutableMapping[str, Any]) -> Settings:
         redis=_redis(reader),
         endpoints=endpoints,
         strict=reader.boolean("APPMETRICS_STRICT"),
+        health=_health(reader),
     )

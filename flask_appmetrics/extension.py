@@ -9,14 +9,19 @@ from prometheus_client import REGISTRY
 
 from ._multiprocess import check_setup as check_multiprocess_setup
 from ._state import EXTENSION_KEY, AppState, set_latest, state_of
+from ._checks import CheckFunc, CheckRegistry, F
 from .auth import AuthDecorator, Guard
 from .catalog import metric_set_for
 from .config import load_settings
 from .errors import AlreadyInitializedError
+from .health import UserIdentity, build_monitor
+from .health_views import HEALTH_BLUEPRINT, health_blueprint
 from .instrumentation import RequestInstrumentation
 from .views import METRICS_BLUEPRINT, metrics_blueprint
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from flask import Flask
     from prometheus_client import CollectorRegistry
 
@@ -50,9 +55,13 @@ class FlaskMetrics:
         *,
         registry: CollectorRegistry | None = None,
         auth: AuthDecorator | None = None,
+        user_identity: UserIdentity | None = None,
     ):
         self._registry = registry
         self._auth = auth
+        # Extension-wide on purpose: checks apply to every app this instance initialises.
+        self._checks = CheckRegistry()
+        self._user_identity = user_identity
         if app is not None:
             self.init_app(app)
 
@@ -78,10 +87,15 @@ class FlaskMetrics:
         # Before any metric is touched: a half-configured multiprocess mode is refused here.
         multiprocess_dir = check_multiprocess_setup()
         metric_set = metric_set_for(self.registry, settings.http.buckets)
+        own_blueprints = frozenset({METRICS_BLUEPRINT, HEALTH_BLUEPRINT})
+        health = build_monitor(
+            app, settings.health, metric_set, self._checks, user_identity=self._user_identity
+        )
         instrumentation = RequestInstrumentation(
             metric_set,
             settings.http,
-            own_blueprints=frozenset({METRICS_BLUEPRINT}),
+            own_blueprints=own_blueprints,
+            observer=health.observe,
             on_internal_error=metric_set.count_internal_error,
         )
         state = AppState(
@@ -90,18 +104,57 @@ class FlaskMetrics:
             registry=self.registry,
             metric_set=metric_set,
             instrumentation=instrumentation,
-            own_blueprints={METRICS_BLUEPRINT},
+            own_blueprints=set(own_blueprints),
+            health=health,
             multiprocess_dir=multiprocess_dir,
             auth=Guard(settings.auth, self._auth),
         )
         instrumentation.install(app)
+        health.install(
+            app, own_blueprints=own_blueprints, exclude_paths=settings.http.exclude_paths
+        )
         if settings.endpoints.metrics_path is not None:
             app.register_blueprint(metrics_blueprint(settings.endpoints.metrics_path))
+        health_views = health_blueprint(settings.endpoints)
+        if health_views is not None:
+            app.register_blueprint(health_views)
         app.extensions[EXTENSION_KEY] = state
         set_latest(state)
         logger.info("Prometheus metrics initialized successfully")
         if settings.endpoints.metrics_path is not None:
             logger.info("Metrics available at %s endpoint", settings.endpoints.metrics_path)
+
+    def health_check(
+        self, name: str, *, critical: bool = True, timeout: float | None = None
+    ) -> Callable[[F], F]:
+        """Register the decorated function as the health check *name*, for every app.
+
+        ::
+
+            @metrics.health_check("database", critical=True, timeout=2.0)
+            def database() -> bool:
+                db.session.execute(text("SELECT 1"))
+                return True
+
+        The check runs in the app's context, in a thread of its own, whenever
+        ``/api/health``, ``/readyz`` or ``get_health_status()`` is served. It fails when it
+        returns ``False``, raises, or runs past *timeout* seconds (default
+        ``APPMETRICS_HEALTH_CHECK_TIMEOUT_SECONDS``); a failed critical check makes the app
+        ``unhealthy`` (503), a non-critical one ``degraded``. Checks belong to this
+        extension object and apply to every app it initialises, before or after; a name
+        registered again replaces the earlier check.
+        """
+        return self._checks.decorator(name, critical=critical, timeout=timeout)
+
+    def add_health_check(
+        self, name: str, func: CheckFunc, *, critical: bool = True, timeout: float | None = None
+    ) -> None:
+        """Register *func* as the health check *name*; see :meth:`health_check`."""
+        self._checks.add(name, func, critical=critical, timeout=timeout)
+
+    def remove_health_check(self, name: str) -> None:
+        """Unregister the health check *name* (no error if absent)."""
+        self._checks.remove(name)
 
     @staticmethod
     def state(app: Flask) -> AppState | None:
