@@ -308,6 +308,16 @@ def _sentry(reader: ConfigReader) -> SentrySettings:
     options = reader.mapping("APPMETRICS_SENTRY_OPTIONS")
     if not all(isinstance(k, str) for k in options):
         raise ConfigurationError("APPMETRICS_SENTRY_OPTIONS", "keys must be sentry_sdk.init names")
+    if options.get("send_default_pii"):
+        raise ConfigurationError(
+            "APPMETRICS_SENTRY_OPTIONS", "send_default_pii is always False in flask-appmetrics"
+        )
+    for forced in ("dsn", "environment", "release"):
+        if forced in options:
+            raise ConfigurationError(
+                "APPMETRICS_SENTRY_OPTIONS",
+                f"set {forced} with APPMETRICS_SENTRY_{forced.upper()}, not in the options",
+            )
     return SentrySettings(
         dsn=dsn or None,
         environment=environment or os.environ.get("SENTRY_ENVIRONMENT") or "production",

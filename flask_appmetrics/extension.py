@@ -123,6 +123,11 @@ class FlaskMetrics:
         logger.info("Prometheus metrics initialized successfully")
         if settings.endpoints.metrics_path is not None:
             logger.info("Metrics available at %s endpoint", settings.endpoints.metrics_path)
+        if settings.sentry.dsn is not None:
+            from .integrations.sentry import init_sentry
+
+            auth = settings.auth
+            init_sentry(settings.sentry, secrets=filter(None, (auth.token, auth.password)))
 
     def health_check(
         self, name: str, *, critical: bool = True, timeout: float | None = None
