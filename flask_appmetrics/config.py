@@ -33,6 +33,9 @@ DEFAULTS: dict[str, Any] = {
     "APPMETRICS_HEALTH_PATH": "/api/health",
     "APPMETRICS_LIVEZ_PATH": "/livez",
     "APPMETRICS_READYZ_PATH": "/readyz",
+    # The HTML status page (status_page.py); None turns it off.
+    "APPMETRICS_STATUS_PATH": "/status",
+    "APPMETRICS_STATUS_REFRESH_SECONDS": 5.0,
     # -- HTTP instrumentation -------------------------------------------------------
     "APPMETRICS_BUCKETS": DEFAULT_BUCKETS,
     "APPMETRICS_EXCLUDE_PATHS": (),

@@ -17,6 +17,7 @@ from .errors import AlreadyInitializedError
 from .health import UserIdentity, build_monitor
 from .health_views import HEALTH_BLUEPRINT, health_blueprint
 from .instrumentation import RequestInstrumentation
+from .status_page import STATUS_BLUEPRINT, load_status_settings, status_blueprint
 from .views import METRICS_BLUEPRINT, metrics_blueprint
 
 if TYPE_CHECKING:
@@ -87,7 +88,8 @@ class FlaskMetrics:
         # Before any metric is touched: a half-configured multiprocess mode is refused here.
         multiprocess_dir = check_multiprocess_setup()
         metric_set = metric_set_for(self.registry, settings.http.buckets)
-        own_blueprints = frozenset({METRICS_BLUEPRINT, HEALTH_BLUEPRINT})
+        status_settings = load_status_settings(app.config)
+        own_blueprints = frozenset({METRICS_BLUEPRINT, HEALTH_BLUEPRINT, STATUS_BLUEPRINT})
         health = build_monitor(
             app, settings.health, metric_set, self._checks, user_identity=self._user_identity
         )
@@ -106,6 +108,7 @@ class FlaskMetrics:
             instrumentation=instrumentation,
             own_blueprints=set(own_blueprints),
             health=health,
+            status=status_settings,
             multiprocess_dir=multiprocess_dir,
             auth=Guard(settings.auth, self._auth),
         )
@@ -118,6 +121,9 @@ class FlaskMetrics:
         health_views = health_blueprint(settings.endpoints)
         if health_views is not None:
             app.register_blueprint(health_views)
+        status_views = status_blueprint(status_settings)
+        if status_views is not None:
+            app.register_blueprint(status_views)
         app.extensions[EXTENSION_KEY] = state
         set_latest(state)
         logger.info("Prometheus metrics initialized successfully")

@@ -159,6 +159,11 @@ def health_view() -> Response:
     if denied is not None:
         return denied
     try:
+        from .status_page import offered, page_response
+
+        if offered():
+            # A browser: the status page (JSON clients and probes never ask for HTML).
+            return page_response()
         report = _monitor().evaluate()
         if _wants_health_json():
             body = ietf_body(report, f"health of {current_app.name}")
