@@ -131,6 +131,11 @@ class LatencyRing:
         with self._lock:
             self._values.append(seconds)
 
+    def recent(self) -> tuple[float, ...]:
+        """The durations in the window, oldest first (for the status page's plot)."""
+        with self._lock:
+            return tuple(self._values)
+
     def stats(self) -> LatencyStats:
         with self._lock:
             values = list(self._values)
@@ -209,6 +214,21 @@ class BucketedCounter:
                     requests += self._requests[slot]
                     errors += self._errors[slot]
         return RequestCounts(requests=requests, errors=errors, window_seconds=self.window_seconds)
+
+    def series(self) -> tuple[RequestCounts, ...]:
+        """Counts per time slot over the window, oldest first, empty slots included (for
+        the status page's plot); each covers ``width`` seconds."""
+        interval = int(self.clock() // self.width)
+        with self._lock:
+            slots = {
+                stamp: (self._requests[slot], self._errors[slot])
+                for slot, stamp in enumerate(self._stamps)
+            }
+        out = []
+        for stamp in range(interval - self.buckets + 1, interval + 1):
+            requests, errors = slots.get(stamp, (0, 0))
+            out.append(RequestCounts(requests=requests, errors=errors, window_seconds=self.width))
+        return tuple(out)
 
 
 class RecentUsers:

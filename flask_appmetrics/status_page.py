@@ -1,0 +1,202 @@
+"""A status page for people: the health verdict, the checks and a plot of recent traffic.
+
+Served at ``APPMETRICS_STATUS_PATH`` (default ``/status``), and at ``/api/health`` when a
+browser asks for HTML (``Accept: text/html`` preferred over JSON; API clients and probes,
+which send ``*/*`` or ask for JSON, keep getting JSON). One self-contained HTML document:
+inline CSS, JavaScript and SVG, nothing fetched from elsewhere, so it works on a machine
+with no way out. The page polls ``<status path>?format=json`` every
+``APPMETRICS_STATUS_REFRESH_SECONDS``: the ``/api/health`` body plus the recent samples of
+the health windows (the latency ring, and requests and errors per time slot).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from flask import Blueprint, Response, current_app, request, url_for
+
+from ._state import state_of
+from ._status_template import (
+    ERROR_COLOUR,
+    LATENCY_COLOUR,
+    PAGE,
+    STATUS_COLOURS,
+)
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from collections.abc import MutableMapping
+
+    from ._windows import RequestCounts
+    from .health import HealthMonitor
+
+#: Name of the status page's blueprint (kept out of the health windows).
+STATUS_BLUEPRINT = "appmetrics_status"
+
+
+@runtime_checkable
+class LatencySamples(Protocol):
+    """A latency window that can list its samples (the in-process ring can)."""
+
+    def recent(self) -> tuple[float, ...]: ...
+
+
+@runtime_checkable
+class RequestSeries(Protocol):
+    """A request window that can give its counts per time slot."""
+
+    def series(self) -> tuple[RequestCounts, ...]: ...
+
+
+@dataclass(frozen=True)
+class StatusSettings:
+    """Where the page is served (``None``: nowhere) and how often it refreshes."""
+
+    path: str | None
+    refresh_seconds: float
+
+
+def load_status_settings(config: MutableMapping[str, Any]) -> StatusSettings:
+    """Read ``APPMETRICS_STATUS_PATH`` and ``APPMETRICS_STATUS_REFRESH_SECONDS``.
+
+    :raises ConfigurationError: a bad value.
+    """
+    from .config import ConfigReader
+    from .errors import ConfigurationError
+
+    reader = ConfigReader(config)
+    key = "APPMETRICS_STATUS_REFRESH_SECONDS"
+    refresh = reader.number(key, minimum=0.5, maximum=3600.0)
+    if refresh is None:  # pragma: no cover - number() only returns None when optional
+        raise ConfigurationError(key, "expected a number")
+    return StatusSettings(path=reader.path("APPMETRICS_STATUS_PATH"), refresh_seconds=refresh)
+
+
+def series(monitor: HealthMonitor) -> dict[str, Any]:
+    """Recent samples of *monitor*'s windows; empty lists for windows that keep none."""
+    latency = monitor.latency
+    requests = monitor.requests
+    slots = requests.series() if isinstance(requests, RequestSeries) else ()
+    return {
+        "latency_ms": (
+            [round(v * 1000.0, 3) for v in latency.recent()]
+            if isinstance(latency, LatencySamples)
+            else []
+        ),
+        "buckets": [{"requests": s.requests, "errors": s.errors} for s in slots],
+        "bucket_seconds": slots[0].window_seconds if slots else 0.0,
+        "window_seconds": sum(s.window_seconds for s in slots),
+    }
+
+
+def snapshot(monitor: HealthMonitor) -> dict[str, Any]:
+    """What the page shows: the health report (as ``/api/health``) and the window samples."""
+    body = monitor.evaluate().as_dict()
+    body["series"] = series(monitor)
+    return body
+
+
+def wants_html() -> bool:
+    """Whether the client prefers HTML to JSON (a browser, not curl or a probe)."""
+    accept = request.accept_mimetypes
+    best = accept.best_match(["application/json", "text/html"])
+    return best == "text/html" and accept["text/html"] > accept["application/json"]
+
+
+def _settings() -> StatusSettings | None:
+    state = state_of(current_app)
+    return state.status if state is not None else None
+
+
+def _monitor() -> HealthMonitor:
+    state = state_of(current_app)
+    if state is None or state.health is None:  # pragma: no cover - set by init_app
+        raise RuntimeError("flask-appmetrics health monitor missing")
+    return state.health
+
+
+def denied() -> Response | None:
+    """The refusal of the current request, or ``None`` if it may see the page.
+
+    The page shows health details (checks, reasons, breakers, samples), so it follows
+    ``APPMETRICS_AUTH_HEALTH``: public with ``none``, else for authorised clients only.
+    """
+    state = state_of(current_app)
+    guard = state.auth if state is not None else None
+    if guard is None or guard.settings.health == "none":
+        return None
+    return guard.deny()
+
+
+def offered() -> bool:
+    """Whether ``/api/health`` answers the current request with the page: the page is on,
+    the client prefers HTML, and it may see details (else it gets the JSON summary)."""
+    state = state_of(current_app)
+    if state is None or state.status is None or state.status.path is None or not wants_html():
+        return False
+    guard = state.auth
+    return guard is None or guard.settings.health == "none" or guard.authorized()
+
+
+def _no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    response.vary.add("Accept")
+    return response
+
+
+def page_response() -> Response:
+    """The HTML page for the current app (status 200 whatever the health: it is a page)."""
+    settings = _settings()
+    refresh = settings.refresh_seconds if settings is not None else 5.0
+    data = snapshot(_monitor())
+    # "</" cannot end the inline <script> early once escaped.
+    embedded = json.dumps(data).replace("</", "<\\/")
+    data_url = url_for(f"{STATUS_BLUEPRINT}.status", format="json")
+    reasons = "; ".join(data["reasons"]) or "All good."
+    html = PAGE.substitute(
+        title=f"{current_app.name}: {data['status']}",
+        status=data["status"],
+        reasons=_escape(reasons),
+        snapshot=embedded,
+        data_url=json.dumps(data_url),
+        refresh=f"{refresh:g}",
+        app_name=_escape(current_app.name),
+        version=__version__,
+        latency_colour=LATENCY_COLOUR,
+        error_colour=ERROR_COLOUR,
+        healthy_colour=STATUS_COLOURS["healthy"],
+        degraded_colour=STATUS_COLOURS["degraded"],
+        unhealthy_colour=STATUS_COLOURS["unhealthy"],
+        unknown_colour=STATUS_COLOURS["unknown"],
+    )
+    return _no_store(Response(html, mimetype="text/html"))
+
+
+def _escape(value: str) -> str:
+    from markupsafe import escape
+
+    return str(escape(value))
+
+
+def status_view() -> Response:
+    """``GET /status``: the page; its data with ``?format=json`` or ``Accept: application/json``."""
+    refusal = denied()
+    if refusal is not None:
+        return refusal
+    fmt = request.args.get("format")
+    accept = request.accept_mimetypes
+    if fmt == "json" or (fmt is None and accept["application/json"] > accept["text/html"]):
+        body = json.dumps(snapshot(_monitor()))
+        return _no_store(Response(body, mimetype="application/json"))
+    return page_response()
+
+
+def status_blueprint(settings: StatusSettings) -> Blueprint | None:
+    """The blueprint serving the page at ``settings.path`` (``None`` when turned off)."""
+    if settings.path is None:
+        return None
+    blueprint = Blueprint(STATUS_BLUEPRINT, __name__)
+    blueprint.add_url_rule(settings.path, "status", status_view, methods=["GET"])
+    return blueprint

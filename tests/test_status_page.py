@@ -1,0 +1,320 @@
+"""The status page: content negotiation, its JSON, and what real headless Chromium renders.
+
+The browser tests serve a real app over HTTP on a free local port and run Debian's
+``chromium`` against it: ``--dump-dom`` shows the DOM after the script ran (and after a
+refresh), ``--screenshot`` gives a PNG whose pixels the tests inspect (status colour in
+the banner, latency line and error bars in the plot).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from prometheus_client import CollectorRegistry
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from flask_appmetrics import ConfigurationError, FlaskMetrics
+from flask_appmetrics._status_template import ERROR_COLOUR, LATENCY_COLOUR, STATUS_COLOURS
+from flask_appmetrics._windows import BucketedCounter, LatencyRing
+from tests._png import read_png
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+def make_app(config: dict[str, Any] | None = None, *, failing_check: bool = False) -> Flask:
+    metrics = FlaskMetrics(registry=CollectorRegistry())
+
+    @metrics.health_check("database", critical=False)
+    def database() -> bool:
+        return True
+
+    if failing_check:
+
+        @metrics.health_check("cache", critical=False)
+        def cache() -> bool:
+            raise ConnectionError("cache unreachable")
+
+    app = Flask("status_test")
+    app.config.update(config or {})
+    metrics.init_app(app)
+
+    @app.get("/work")
+    def work() -> str:
+        return "done"
+
+    @app.get("/fail")
+    def fail() -> tuple[str, int]:
+        return "failed", 500
+
+    return app
+
+
+def drive(app: Flask, ok: int, failed: int) -> None:
+    client = app.test_client()
+    for _ in range(ok):
+        assert client.get("/work").status_code == 200
+    for _ in range(failed):
+        assert client.get("/fail").status_code == 500
+
+
+# -- the windows' read methods ------------------------------------------------------------
+
+
+def test_latency_ring_recent_is_oldest_first_and_bounded() -> None:
+    ring = LatencyRing(3)
+    assert ring.recent() == ()
+    for value in (0.1, 0.2, 0.3, 0.4):
+        ring.record(value)
+    assert ring.recent() == (0.2, 0.3, 0.4)
+
+
+def test_bucketed_counter_series_per_slot_and_expiry() -> None:
+    now = [100.0]
+    counter = BucketedCounter(10.0, buckets=5, clock=lambda: now[0])
+    counter.record(error=False)
+    now[0] = 104.5
+    counter.record(error=True)
+    counter.record(error=False)
+    slots = counter.series()
+    assert len(slots) == 5
+    assert [(s.requests, s.errors) for s in slots] == [(0, 0), (0, 0), (1, 0), (0, 0), (2, 1)]
+    assert all(s.window_seconds == 2.0 for s in slots)
+    assert sum(s.requests for s in slots) == counter.counts().requests
+    now[0] = 111.0  # the first request (t=100) left the window, the others did not
+    assert [(s.requests, s.errors) for s in counter.series()] == [
+        (0, 0),
+        (2, 1),
+        (0, 0),
+        (0, 0),
+        (0, 0),
+    ]
+
+
+# -- negotiation and JSON ------------------------------------------------------------------
+
+
+def test_status_json_carries_report_and_window_samples() -> None:
+    app = make_app()
+    drive(app, ok=7, failed=3)
+    client = app.test_client()
+    body = client.get("/status?format=json").get_json()
+    assert body["recent_errors_5min"] == 3
+    assert body["recent_requests_5min"] == 10
+    assert body["status"] == "degraded"
+    series = body["series"]
+    assert len(series["latency_ms"]) == 10
+    assert sum(b["errors"] for b in series["buckets"]) == 3
+    assert sum(b["requests"] for b in series["buckets"]) == 10
+    assert series["window_seconds"] == pytest.approx(300.0)
+    # The page and its data are not requests of the app: the windows did not move.
+    client.get("/status")
+    again = client.get("/status", headers={"Accept": "application/json"}).get_json()
+    assert again["recent_requests_5min"] == 10
+
+
+def test_health_endpoint_gives_browsers_the_page_and_clients_json() -> None:
+    client = make_app().test_client()
+    page = client.get("/api/health", headers={"Accept": BROWSER_ACCEPT})
+    assert page.status_code == 200
+    assert page.mimetype == "text/html"
+    assert page.headers["Cache-Control"] == "no-store"
+    assert "Accept" in page.headers["Vary"]
+    for accept in ("*/*", "application/json", "application/json, text/html;q=0.5", None):
+        headers = {"Accept": accept} if accept else {}
+        response = client.get("/api/health", headers=headers)
+        assert response.mimetype == "application/json", accept
+        assert response.get_json()["status"] == "healthy"
+    ietf = client.get("/api/health", headers={"Accept": "application/health+json"})
+    assert ietf.mimetype == "application/health+json"
+
+
+def test_status_page_is_self_contained() -> None:
+    html = make_app().test_client().get("/status").get_data(as_text=True)
+    assert "<script src" not in html
+    assert "<link" not in html
+    urls = set(re.findall(r"https?://[^\s\"'<>]+", html))
+    assert urls == {"http://www.w3.org/2000/svg"}  # an XML namespace, never fetched
+    assert 'data-status="healthy"' in html  # server-rendered, readable without JavaScript
+
+
+def test_status_path_configurable_and_can_be_turned_off() -> None:
+    moved = make_app({"APPMETRICS_STATUS_PATH": "/ops/status"}).test_client()
+    assert moved.get("/status").status_code == 404
+    assert moved.get("/ops/status").mimetype == "text/html"
+    off_app = make_app({"APPMETRICS_STATUS_PATH": None})
+    assert off_app.config["APPMETRICS_STATUS_PATH"] is None
+    off = off_app.test_client()
+    assert off.get("/status").status_code == 404
+    # Without the page, browsers get the JSON like everybody else.
+    assert off.get("/api/health", headers={"Accept": BROWSER_ACCEPT}).mimetype == (
+        "application/json"
+    )
+
+
+def test_status_settings_are_validated_and_visible() -> None:
+    app = make_app()
+    assert app.config["APPMETRICS_STATUS_PATH"] == "/status"
+    assert app.config["APPMETRICS_STATUS_REFRESH_SECONDS"] == 5.0
+    with pytest.raises(ConfigurationError, match="APPMETRICS_STATUS_REFRESH_SECONDS"):
+        make_app({"APPMETRICS_STATUS_REFRESH_SECONDS": 0})
+    with pytest.raises(ConfigurationError, match="APPMETRICS_STATUS_PATH"):
+        make_app({"APPMETRICS_STATUS_PATH": "status"})
+
+
+def test_status_page_follows_health_auth() -> None:
+    token = "s3cret-token-0123456789"
+    client = make_app({"APPMETRICS_AUTH_TOKEN": token}).test_client()
+    refused = client.get("/status")
+    assert refused.status_code == 401
+    assert b"recent_errors" not in refused.data
+    assert client.get("/status?format=json").status_code == 401
+    # A browser without credentials gets the public JSON summary at /api/health, not the page.
+    summary = client.get("/api/health", headers={"Accept": BROWSER_ACCEPT})
+    assert summary.mimetype == "application/json"
+    assert set(summary.get_json()) <= {
+        "status",
+        "recent_errors_5min",
+        "avg_response_time_ms",
+        "concurrent_users",
+    }
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert client.get("/status", headers=bearer).mimetype == "text/html"
+    page = client.get("/api/health", headers={"Accept": BROWSER_ACCEPT, **bearer})
+    assert page.mimetype == "text/html"
+    public = make_app({"APPMETRICS_AUTH_TOKEN": token, "APPMETRICS_AUTH_HEALTH": "none"})
+    assert public.test_client().get("/status").status_code == 200
+
+
+def test_embedded_snapshot_cannot_close_the_script_tag() -> None:
+    metrics = FlaskMetrics(registry=CollectorRegistry())
+
+    @metrics.health_check("</script><b>x", critical=False)
+    def hostile() -> bool:
+        return False
+
+    app = Flask("status_test")
+    metrics.init_app(app)
+    html = app.test_client().get("/status").get_data(as_text=True)
+    assert "</script><b>" not in html
+
+
+# -- real Chromium -------------------------------------------------------------------------
+
+chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(
+    chromium is None, reason="chromium not installed (scripts/system-deps.sh installs it)"
+)
+
+
+@pytest.fixture
+def serve() -> Iterator[Any]:
+    """``serve(app) -> base URL``: the app over real HTTP on a free port, stopped after."""
+    servers: list[tuple[BaseWSGIServer, threading.Thread]] = []
+
+    def start(app: Flask) -> str:
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield start
+    for server, thread in servers:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def run_chromium(tmp_path: Path, url: str, *args: str) -> str:
+    assert chromium is not None
+    command = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--window-size=1000,800",
+        *args,
+        url,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=90, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def hex_rgb(colour: str) -> tuple[int, int, int]:
+    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_chromium_renders_status_checks_and_plot(tmp_path: Path, serve: Any) -> None:
+    app = make_app(failing_check=True)
+    drive(app, ok=30, failed=6)
+    base = serve(app)
+    dom = run_chromium(tmp_path, f"{base}/status", "--dump-dom")
+    assert 'data-rendered="yes"' in dom  # the script ran
+    assert 'id="banner" class="status-degraded"' in dom
+    assert dom.count('<tr class="check">') == 2
+    assert "cache unreachable" in dom or "ConnectionError" in dom
+    assert 'id="latency-line"' in dom
+    assert dom.count('class="error-bar"') >= 1
+
+    shot = tmp_path / "status.png"
+    run_chromium(tmp_path, f"{base}/status", f"--screenshot={shot}")
+    image = read_png(shot.read_bytes())
+    assert (image.width, image.height) == (1000, 800)
+    banner = (30, 20, 970, 110)
+    banner_pixels = (banner[2] - banner[0]) * (banner[3] - banner[1])
+    degraded = hex_rgb(STATUS_COLOURS["degraded"])
+    # Most of the banner is the status colour (text covers the rest).
+    assert image.count(degraded, banner, tol=12) > banner_pixels * 0.7
+    plot = (20, 240, 980, 490)
+    assert image.count(hex_rgb(LATENCY_COLOUR), plot, tol=40) > 500
+    assert image.count(hex_rgb(ERROR_COLOUR), plot, tol=40) > 200
+    for status in ("healthy", "unhealthy"):
+        assert image.count(hex_rgb(STATUS_COLOURS[status]), banner, tol=12) == 0
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_chromium_page_at_health_path_turns_red_on_refresh(tmp_path: Path, serve: Any) -> None:
+    metrics = FlaskMetrics(registry=CollectorRegistry())
+    calls = {"n": 0}
+
+    @metrics.health_check("database")
+    def database() -> bool:
+        # Passes for the server-rendered snapshot, fails for every refresh after it.
+        calls["n"] += 1
+        return calls["n"] == 1
+
+    app = Flask("status_test")
+    app.config["APPMETRICS_STATUS_REFRESH_SECONDS"] = 1.0
+    metrics.init_app(app)
+    base = serve(app)
+    # Chromium asks for text/html first, so /api/health answers with the page.
+    dom = run_chromium(tmp_path, f"{base}/api/health", "--dump-dom", "--virtual-time-budget=5000")
+    assert 'data-rendered="yes"' in dom
+    assert 'class="status-unhealthy"' in dom
+    assert "refreshed " in dom  # drawn by a refresh, not from the server-rendered snapshot
+    assert calls["n"] >= 2
+
+    calls["n"] = 1  # every evaluation from now on fails: the screenshot shows red
+    shot = tmp_path / "unhealthy.png"
+    run_chromium(tmp_path, f"{base}/api/health", f"--screenshot={shot}")
+    image = read_png(shot.read_bytes())
+    red = hex_rgb(STATUS_COLOURS["unhealthy"])
+    assert image.count(red, (30, 20, 970, 110), tol=12) > 940 * 90 * 0.7
