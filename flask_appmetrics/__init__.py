@@ -1,7 +1,10 @@
 """flask-appmetrics: production monitoring for Flask in one line."""
 
 from ._checks import CheckResult, HealthCheck
+from ._pricing import DEFAULT_GEMINI_PRICES
+from ._quota import InMemoryQuota, QuotaCounter, QuotaLimits, QuotaUsage
 from ._version import __version__
+from .custom import CustomMetric
 from .errors import (
     AlreadyInitializedError,
     AppMetricsError,
@@ -10,17 +13,39 @@ from .errors import (
 )
 from .extension import FlaskMetrics
 from .health import HealthReport, default_user_identity, get_health_status
+from .helpers import (
+    quota_usage,
+    record_business_event,
+    record_cache_event,
+    record_circuit_breaker_event,
+    record_gemini_usage,
+    record_quota_usage,
+    track_gemini_call,
+)
 
 __all__ = [
+    "DEFAULT_GEMINI_PRICES",
     "AlreadyInitializedError",
     "AppMetricsError",
     "CheckResult",
     "ConfigurationError",
+    "CustomMetric",
     "FlaskMetrics",
     "HealthCheck",
     "HealthReport",
+    "InMemoryQuota",
     "MetricConflictError",
+    "QuotaCounter",
+    "QuotaLimits",
+    "QuotaUsage",
     "__version__",
     "default_user_identity",
     "get_health_status",
+    "quota_usage",
+    "record_business_event",
+    "record_cache_event",
+    "record_circuit_breaker_event",
+    "record_gemini_usage",
+    "record_quota_usage",
+    "track_gemini_call",
 ]

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .config import Settings
     from .health import HealthMonitor
     from .instrumentation import RequestInstrumentation
+    from .receivers import DomainReceivers
     from .status_page import StatusSettings
 
 EXTENSION_KEY = "appmetrics"
@@ -35,6 +36,8 @@ class AppState:
     own_blueprints: set[str] = field(default_factory=set)
     #: The app's health windows, checks and status evaluation.
     health: HealthMonitor | None = None
+    #: Receivers of the domain signals (cache, Gemini, quota, breakers, business).
+    domain: DomainReceivers | None = None
     #: Where the status page is served and how often it refreshes.
     status: StatusSettings | None = None
 

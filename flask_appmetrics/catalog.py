@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from ._domain_specs import DOMAIN_SPECS
 from ._registration import MetricSpec, declare_all
 from ._version import __version__
 from .errors import ConfigurationError
@@ -90,6 +91,7 @@ CATALOG: tuple[MetricSpec, ...] = (
     MetricSpec(
         "counter", "gemini_api_tokens_total", "Total Gemini API tokens", ("endpoint", "model")
     ),
+    *DOMAIN_SPECS,
     # -- health ----------------------------------------------------------------------
     MetricSpec(
         "gauge",

@@ -18,7 +18,10 @@ import os
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ._pricing import DEFAULT_GEMINI_PRICES, ModelPrice, parse_prices
+from ._quota import DEFAULT_TIMEZONE, QuotaLimits
 from .errors import ConfigurationError
 
 #: Prometheus client's default histogram buckets, in seconds.
@@ -42,6 +45,16 @@ DEFAULTS: dict[str, Any] = {
     "APPMETRICS_MAX_ERROR_TYPES": 50,
     # -- behaviour ------------------------------------------------------------------
     "APPMETRICS_STRICT": False,
+    # -- domain metrics (see DomainSettings) -------------------------------------------
+    "APPMETRICS_GEMINI_ENDPOINTS": ("/api/generate",),
+    "APPMETRICS_GEMINI_MODELS": ("gemini-1.5-flash",),
+    "APPMETRICS_GEMINI_PRICES": DEFAULT_GEMINI_PRICES,
+    "APPMETRICS_MAX_LABEL_VALUES": 20,
+    "APPMETRICS_QUOTA_RPM": None,
+    "APPMETRICS_QUOTA_TPM": None,
+    "APPMETRICS_QUOTA_RPD": None,
+    "APPMETRICS_QUOTA_TPD": None,
+    "APPMETRICS_QUOTA_TIMEZONE": DEFAULT_TIMEZONE,
     # -- health (see HealthSettings for why these defaults) ------------------------------
     "APPMETRICS_HEALTH_LATENCY_WINDOW": 100,
     "APPMETRICS_HEALTH_ERROR_WINDOW_SECONDS": 300,
@@ -179,6 +192,25 @@ class HealthSettings:
 
 
 @dataclass(frozen=True)
+class DomainSettings:
+    """Gemini, quota and input-fed labels (keys ``APPMETRICS_GEMINI_*``, ``APPMETRICS_QUOTA_*``,
+    ``APPMETRICS_MAX_LABEL_VALUES``)."""
+
+    #: Endpoint and model label values created at 0 at start, and always kept as they are.
+    gemini_endpoints: tuple[str, ...]
+    gemini_models: tuple[str, ...]
+    #: USD per million tokens by model-name prefix (see :mod:`flask_appmetrics._pricing`).
+    gemini_prices: Mapping[str, ModelPrice]
+    #: Distinct values each label fed from input (Gemini endpoint and model, cache operation
+    #: and layer, breaker service) keeps besides the configured ones; then ``other``.
+    max_label_values: int
+    #: RPM, TPM, RPD and TPD limits; ``None`` is unlimited.
+    quota_limits: QuotaLimits
+    #: IANA time zone whose midnight starts a new quota day.
+    quota_timezone: str
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything ``init_app`` read from ``app.config``."""
 
@@ -194,6 +226,8 @@ class Settings:
     strict: bool
     #: How the health endpoint judges the app.
     health: HealthSettings
+    #: Gemini, quota and input-fed label settings.
+    domain: DomainSettings
 
 
 class ConfigReader:
@@ -375,6 +409,35 @@ def _health(reader: ConfigReader) -> HealthSettings:
     )
 
 
+def _optional_limit(reader: ConfigReader, key: str) -> int | None:
+    return None if reader.raw(key) is None else reader.integer(key, minimum=1)
+
+
+def _domain(reader: ConfigReader) -> DomainSettings:
+    zone_key = "APPMETRICS_QUOTA_TIMEZONE"
+    zone = reader.text(zone_key)
+    assert zone is not None
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigurationError(zone_key, f"unknown time zone {zone!r}") from exc
+    return DomainSettings(
+        gemini_endpoints=reader.strings("APPMETRICS_GEMINI_ENDPOINTS"),
+        gemini_models=reader.strings("APPMETRICS_GEMINI_MODELS"),
+        gemini_prices=parse_prices(
+            "APPMETRICS_GEMINI_PRICES", reader.raw("APPMETRICS_GEMINI_PRICES")
+        ),
+        max_label_values=reader.integer("APPMETRICS_MAX_LABEL_VALUES", minimum=1),
+        quota_limits=QuotaLimits(
+            rpm=_optional_limit(reader, "APPMETRICS_QUOTA_RPM"),
+            tpm=_optional_limit(reader, "APPMETRICS_QUOTA_TPM"),
+            rpd=_optional_limit(reader, "APPMETRICS_QUOTA_RPD"),
+            tpd=_optional_limit(reader, "APPMETRICS_QUOTA_TPD"),
+        ),
+        quota_timezone=zone,
+    )
+
+
 def load_settings(config: MutableMapping[str, Any]) -> Settings:
     """Read, default and validate every ``APPMETRICS_*`` key of *config*."""
     reader = ConfigReader(config)
@@ -401,4 +464,5 @@ def load_settings(config: MutableMapping[str, Any]) -> Settings:
         endpoints=endpoints,
         strict=reader.boolean("APPMETRICS_STRICT"),
         health=_health(reader),
+        domain=_domain(reader),
     )

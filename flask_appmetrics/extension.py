@@ -7,16 +7,20 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY
 
+from ._domain import domain_for
 from ._multiprocess import check_setup as check_multiprocess_setup
 from ._state import EXTENSION_KEY, AppState, set_latest, state_of
 from ._checks import CheckFunc, CheckRegistry, F
 from .auth import AuthDecorator, Guard
 from .catalog import metric_set_for
 from .config import load_settings
+from .custom import CustomMetricsMixin
 from .errors import AlreadyInitializedError
 from .health import UserIdentity, build_monitor
 from .health_views import HEALTH_BLUEPRINT, health_blueprint
 from .instrumentation import RequestInstrumentation
+from .receivers import install as install_receivers
+from .signals import app_initialized
 from .status_page import STATUS_BLUEPRINT, load_status_settings, status_blueprint
 from .views import METRICS_BLUEPRINT, metrics_blueprint
 
@@ -26,10 +30,12 @@ if TYPE_CHECKING:
     from flask import Flask
     from prometheus_client import CollectorRegistry
 
+    from ._quota import QuotaCounter
+
 logger = logging.getLogger("flask_appmetrics")
 
 
-class FlaskMetrics:
+class FlaskMetrics(CustomMetricsMixin):
     """Prometheus metrics and health for Flask apps.
 
     ::
@@ -48,6 +54,9 @@ class FlaskMetrics:
     :param app: an app to initialise now, or ``None`` to call :meth:`init_app` later.
     :param registry: where the metrics live; ``None`` means ``prometheus_client.REGISTRY``
         so that the process collector and the app's own metrics show on the same page.
+    :param quota: where the ``quota_*`` gauges count API usage (a
+        :class:`~flask_appmetrics.QuotaCounter`); ``None`` is an in-process counter whose
+        day ends at midnight ``APPMETRICS_QUOTA_TIMEZONE``.
     """
 
     def __init__(
@@ -57,7 +66,9 @@ class FlaskMetrics:
         registry: CollectorRegistry | None = None,
         auth: AuthDecorator | None = None,
         user_identity: UserIdentity | None = None,
+        quota: QuotaCounter | None = None,
     ):
+        self._quota = quota
         self._registry = registry
         self._auth = auth
         # Extension-wide on purpose: checks apply to every app this instance initialises.
@@ -88,6 +99,7 @@ class FlaskMetrics:
         # Before any metric is touched: a half-configured multiprocess mode is refused here.
         multiprocess_dir = check_multiprocess_setup()
         metric_set = metric_set_for(self.registry, settings.http.buckets)
+        domain = domain_for(metric_set, settings.domain, self._quota)
         status_settings = load_status_settings(app.config)
         own_blueprints = frozenset({METRICS_BLUEPRINT, HEALTH_BLUEPRINT, STATUS_BLUEPRINT})
         health = build_monitor(
@@ -124,8 +136,10 @@ class FlaskMetrics:
         status_views = status_blueprint(status_settings)
         if status_views is not None:
             app.register_blueprint(status_views)
+        state.domain = install_receivers(app, domain, settings.domain, strict=settings.strict)
         app.extensions[EXTENSION_KEY] = state
         set_latest(state)
+        app_initialized.send(app)
         logger.info("Prometheus metrics initialized successfully")
         if settings.endpoints.metrics_path is not None:
             logger.info("Metrics available at %s endpoint", settings.endpoints.metrics_path)

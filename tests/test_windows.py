@@ -226,8 +226,7 @@ def test_user_entries_have_a_fixed_size_whatever_the_identity() -> None:
     users.touch("x" * 1_000_000)
     users.touch("\udcff surrogate")  # what a raw header can decode to
     assert users.count() == 2
-    assert all(len(key) == 8 for key in users._seen)
-    assert not any(b"xxxx" in key for key in users._seen)
+    assert all(isinstance(key, int) and key.bit_length() <= 64 for key in users._seen)
 
 
 def test_users_from_8_threads_are_counted_exactly() -> None:

@@ -1,0 +1,85 @@
+"""Validation of values that reach the extension from app code (helpers and signals).
+
+Every check raises :class:`TypeError` (wrong type) or :class:`ValueError` (right type, bad
+value) with a message that starts with the field name, so that :func:`reject` can log it
+as is. Callers validate the whole payload before recording anything: bad input records
+nothing, not even the call count. Under ``APPMETRICS_STRICT`` :func:`reject` re-raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Collection
+
+logger = logging.getLogger("flask_appmetrics")
+
+
+def count(field: str, value: object) -> int:
+    """A non-negative integer (token counts, amounts). ``bool`` is refused: ``True`` is
+    almost always a mistaken argument, not one token."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{field}: expected a non-negative integer, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{field}: must not be negative, got {value}")
+    return value
+
+
+def optional_count(field: str, value: object) -> int | None:
+    return None if value is None else count(field, value)
+
+
+def number(field: str, value: object, *, minimum: float | None = 0.0) -> float:
+    """A finite number, at least *minimum* unless that is ``None``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{field}: expected a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{field}: must be finite, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{field}: must be at least {minimum}, got {value!r}")
+    return float(value)
+
+
+def duration(field: str, value: object) -> float:
+    """A duration in seconds: finite and not negative."""
+    return number(field, value, minimum=0.0)
+
+
+def optional_duration(field: str, value: object) -> float | None:
+    return None if value is None else duration(field, value)
+
+
+def label(field: str, value: object) -> str:
+    """A label value: a non-empty string."""
+    if not isinstance(value, str):
+        raise TypeError(f"{field}: expected a string, got {value!r}")
+    if not value:
+        raise ValueError(f"{field}: must not be empty")
+    return value
+
+
+def optional_label(field: str, value: object) -> str | None:
+    return None if value is None else label(field, value)
+
+
+def choice(field: str, value: object, choices: Collection[str]) -> str:
+    """One of *choices*."""
+    if not isinstance(value, str):
+        raise TypeError(f"{field}: expected one of {sorted(choices)}, got {value!r}")
+    if value not in choices:
+        raise ValueError(f"{field}: expected one of {sorted(choices)}, got {value!r}")
+    return value
+
+
+def boolean(field: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{field}: expected True or False, got {value!r}")
+    return value
+
+
+def reject(what: str, error: TypeError | ValueError, *, strict: bool) -> None:
+    """Report bad input to *what* (a signal or helper name): raise it if *strict*, else log
+    it. Either way the caller records nothing."""
+    if strict:
+        raise error
+    logger.warning("flask-appmetrics ignored invalid %s: %s", what, error)

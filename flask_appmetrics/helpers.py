@@ -1,0 +1,278 @@
+"""Module-level helpers, as the seed's code calls them: ``record_cache_event(hit=True)``,
+``record_gemini_usage(endpoint, model, tokens, duration)`` and friends.
+
+Each one sends the matching signal of :mod:`flask_appmetrics.signals` on behalf of:
+
+* the current app, inside an app context (a request, a CLI command);
+* otherwise (a worker thread, a script) the most recently initialised app that is still
+  alive;
+* with neither, nothing: the call is a no-op that warns once per process
+  (``RuntimeWarning``), so code that records metrics runs unchanged where the extension
+  is not installed.
+
+The receivers validate the payload: bad input is logged and records nothing, or raises
+``TypeError``/``ValueError`` under ``APPMETRICS_STRICT``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import warnings
+from collections.abc import Callable, Mapping
+from time import perf_counter
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from flask import current_app, has_app_context
+
+from . import signals
+from ._state import latest, state_of
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from ._quota import QuotaUsage
+
+logger = logging.getLogger("flask_appmetrics")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_warned = False
+_warned_lock = threading.Lock()
+
+
+def _warn_once(message: str) -> None:
+    global _warned  # noqa: PLW0603 - once per process, by design
+    with _warned_lock:
+        if _warned:
+            return
+        _warned = True
+    logger.warning("%s", message)
+    warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+def target_app() -> Flask | None:
+    """The app whose metrics a helper records into, or ``None`` (after warning once)."""
+    if has_app_context():
+        app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+        state = state_of(app)
+        if state is not None and state.domain is not None:
+            return app
+        _warn_once(
+            f"flask-appmetrics is not initialised on app {app.name!r}: metrics recorded "
+            "in its context are dropped (call FlaskMetrics().init_app(app))"
+        )
+        return None
+    state = latest()
+    app_or_none = state.domain.app if state is not None and state.domain is not None else None
+    if app_or_none is None:
+        _warn_once(
+            "flask-appmetrics is not initialised on any app: metrics recorded outside an "
+            "app context are dropped"
+        )
+    return app_or_none
+
+
+def record_cache_event(hit: bool = True, operation: str = "get", layer: str | None = None) -> None:
+    """Count a cache operation in ``cache_operations_total{operation,result}``.
+
+    :param hit: ``True`` for a hit, ``False`` for a miss.
+    :param operation: ``"get"`` (the one ``cache_hit_rate`` is computed from), ``"set"``...
+    :param layer: the cache layer (``"memory"``, ``"redis"``), also counted in
+        ``cache_layer_operations_total{layer,operation,result}``.
+    """
+    app = target_app()
+    if app is not None:
+        signals.cache_event.send(app, hit=hit, operation=operation, layer=layer)
+
+
+def record_gemini_usage(
+    endpoint: str,
+    model: str,
+    tokens: int | None = None,
+    duration: float | None = None,
+    status: str = "success",
+    *,
+    usage_metadata: object = None,
+    input_tokens: int | None = None,
+    output_tokens: int | None = None,
+    thoughts_tokens: int | None = None,
+    cached_tokens: int | None = None,
+) -> None:
+    """Record one Gemini API call.
+
+    ::
+
+        response = client.models.generate_content(model=model, contents=prompt)
+        record_gemini_usage("/api/generate", model, duration=elapsed, usage_metadata=response)
+
+    Counts ``gemini_api_calls_total``, observes ``gemini_api_duration_seconds``, adds the
+    tokens to ``gemini_api_tokens_total``, the breakdown to
+    ``gemini_api_token_usage_total{token_type}`` and the estimated cost to
+    ``gemini_api_cost_usd_total``, and counts the call and its tokens against the quota.
+
+    :param endpoint: the app endpoint the call served (a label: keep it a route, not a URL).
+    :param model: the model name.
+    :param tokens: the call's total tokens, if known (else taken from *usage_metadata* or
+        the sum of the breakdown).
+    :param duration: the call's duration in seconds.
+    :param status: ``"success"`` or ``"error"``.
+    :param usage_metadata: a google-genai ``GenerateContentResponse`` or its
+        ``usage_metadata``, for the token breakdown.
+    :param input_tokens: prompt tokens (cached ones included), overriding *usage_metadata*.
+    :param output_tokens: response tokens, overriding *usage_metadata*.
+    :param thoughts_tokens: thinking tokens, overriding *usage_metadata*.
+    :param cached_tokens: prompt tokens served from the context cache.
+    """
+    app = target_app()
+    if app is not None:
+        signals.gemini_call.send(
+            app,
+            endpoint=endpoint,
+            model=model,
+            status=status,
+            duration=duration,
+            tokens=tokens,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            thoughts_tokens=thoughts_tokens,
+            cached_tokens=cached_tokens,
+            usage_metadata=usage_metadata,
+        )
+
+
+def record_circuit_breaker_event(service: str, event: str, state: str | None = None) -> None:
+    """Record a circuit breaker event (for breakers other than pybreaker's, which
+    :mod:`flask_appmetrics.integrations.pybreaker` reports on its own).
+
+    :param service: the protected service.
+    :param event: ``"success"``, ``"failure"``, ``"rejected"`` (refused while open),
+        ``"state_change"`` (entered *state*) or ``"state"`` (is in *state*; no transition).
+    :param state: ``"closed"``, ``"half_open"`` or ``"open"``, for the two state events.
+        ``circuit_breaker_state`` encodes them as 0, 1 and 2.
+    """
+    app = target_app()
+    if app is not None:
+        signals.circuit_breaker_event.send(app, service=service, event=event, state=state)
+
+
+def record_quota_usage(requests: int = 1, tokens: int = 0) -> None:
+    """Count API usage against the quota, for calls not recorded with
+    :func:`record_gemini_usage` (which counts them already)."""
+    app = target_app()
+    if app is not None:
+        signals.quota_usage.send(app, requests=requests, tokens=tokens)
+
+
+def record_business_event(
+    metric: str, value: float = 1, labels: Mapping[str, str] | None = None
+) -> None:
+    """Record into a metric the app declared with ``metrics.counter``/``gauge``/
+    ``histogram``, by name: add *value* to a counter, set a gauge to it, observe it in a
+    histogram. Lets library code report business events without importing the metric.
+
+    ::
+
+        record_business_event("images_generated_total", labels={"source": "ai"})
+    """
+    app = target_app()
+    if app is not None:
+        signals.business_event.send(app, metric=metric, value=value, labels=labels)
+
+
+def quota_usage() -> QuotaUsage | None:
+    """The current quota usage of the helpers' target app (see the module docstring)."""
+    app = target_app()
+    state = state_of(app) if app is not None else None
+    if state is None or state.domain is None:
+        return None
+    return state.domain.domain.quota.usage()
+
+
+class track_gemini_call:  # lower case: used like a function (context manager, decorator)
+    """Time a Gemini call and record it, ``"success"`` or ``"error"`` (an exception).
+
+    As a context manager, hand it the response for the token counts::
+
+        with track_gemini_call("/api/generate", "gemini-1.5-flash") as call:
+            response = client.models.generate_content(model=..., contents=prompt)
+            call.record_response(response)
+
+    As a decorator, the return value's ``usage_metadata`` is used if it has one::
+
+        @track_gemini_call("/api/generate", "gemini-1.5-flash")
+        def generate(prompt: str) -> types.GenerateContentResponse: ...
+
+    The exception, if any, propagates unchanged.
+    """
+
+    def __init__(self, endpoint: str, model: str) -> None:
+        self.endpoint = endpoint
+        self.model = model
+        self._counts: dict[str, Any] = {}
+        self._start: float | None = None
+
+    def record_response(self, response: object) -> None:
+        """Use *response* (or its ``usage_metadata``) for the token counts."""
+        self._counts["usage_metadata"] = response
+
+    def usage(
+        self,
+        *,
+        tokens: int | None = None,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        thoughts_tokens: int | None = None,
+        cached_tokens: int | None = None,
+        usage_metadata: object = None,
+    ) -> None:
+        """Give the call's token counts (as :func:`record_gemini_usage` takes them)."""
+        given = {
+            "tokens": tokens,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "thoughts_tokens": thoughts_tokens,
+            "cached_tokens": cached_tokens,
+            "usage_metadata": usage_metadata,
+        }
+        self._counts.update({key: value for key, value in given.items() if value is not None})
+
+    def __enter__(self) -> track_gemini_call:
+        self._start = perf_counter()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        start = self._start if self._start is not None else perf_counter()
+        duration = perf_counter() - start
+        app = target_app()
+        if app is not None:
+            signals.gemini_call.send(
+                app,
+                endpoint=self.endpoint,
+                model=self.model,
+                status="success" if exc_type is None else "error",
+                duration=duration,
+                **self._counts,
+            )
+
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
+        endpoint, model = self.endpoint, self.model
+
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            # A fresh tracker per call: the decorated function may run concurrently.
+            with track_gemini_call(endpoint, model) as call:
+                result = func(*args, **kwargs)
+                if getattr(result, "usage_metadata", None) is not None:
+                    call.record_response(result)
+                return result
+
+        return wrapper

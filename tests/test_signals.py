@@ -1,0 +1,128 @@
+"""Signals: documented, a no-op without the extension, recorded into the sender's registry
+only, and still connected after garbage collection (strong references)."""
+
+from __future__ import annotations
+
+import gc
+import inspect
+import logging
+import weakref
+
+import pytest
+from blinker import NamedSignal
+from flask import Flask
+from prometheus_client import CollectorRegistry
+
+from flask_appmetrics import FlaskMetrics, record_cache_event, signals
+from flask_appmetrics._domain import domain_for
+from flask_appmetrics.catalog import metric_set_for
+from flask_appmetrics.config import load_settings
+from flask_appmetrics.receivers import install
+
+from .conftest import AppFactory
+
+ALL_SIGNALS = [value for value in vars(signals).values() if isinstance(value, NamedSignal)]
+
+
+def hits(registry: CollectorRegistry) -> float | None:
+    return registry.get_sample_value(
+        "cache_operations_total", {"operation": "get", "result": "hit"}
+    )
+
+
+def test_every_signal_is_documented_with_a_payload_comment() -> None:
+    source = inspect.getsource(signals).splitlines()
+    assert len(ALL_SIGNALS) >= 6
+    for signal in ALL_SIGNALS:
+        line = next(i for i, text in enumerate(source) if f'signal("{signal.name}")' in text)
+        assert source[line - 1].startswith("#:"), signal.name
+        comment = "\n".join(text for text in source[:line] if text.startswith("#:"))
+        assert "Sender" in comment or "sender" in comment, signal.name
+
+
+def test_sending_without_the_extension_is_a_no_op(registry: CollectorRegistry) -> None:
+    bare = Flask("bare")
+    for signal in ALL_SIGNALS:
+        assert signal.send(bare, hit=True) == [] or signal is signals.app_initialized
+
+
+def test_events_go_to_the_sending_apps_registry_only() -> None:
+    first_registry, second_registry = CollectorRegistry(), CollectorRegistry()
+    first, second = Flask("first"), Flask("second")
+    FlaskMetrics(first, registry=first_registry)
+    FlaskMetrics(second, registry=second_registry)
+
+    signals.cache_event.send(first, hit=True)
+    signals.cache_event.send(first, hit=True)
+    signals.cache_event.send(second, hit=True)
+
+    assert hits(first_registry) == 2.0
+    assert hits(second_registry) == 1.0
+
+
+def test_receivers_survive_garbage_collection(app: Flask, registry: CollectorRegistry) -> None:
+    gc.collect()
+    signals.cache_event.send(app, hit=False)
+    assert (
+        registry.get_sample_value("cache_operations_total", {"operation": "get", "result": "miss"})
+        == 1.0
+    )
+
+
+def test_receivers_do_not_keep_their_app_alive(metrics: FlaskMetrics) -> None:
+    # The receivers alone (as init_app installs them), on an app nothing else references:
+    # blinker holds them strongly, they hold the app weakly, so the app can be collected
+    # and blinker then disconnects them.
+    app = Flask("short_lived")
+    settings = load_settings(app.config)
+    metric_set = metric_set_for(metrics.registry, settings.http.buckets)
+    domain = domain_for(metric_set, settings.domain)
+    gc.collect()
+    before = len(signals.gemini_call.receivers)
+    receivers = install(app, domain, settings.domain, strict=False)
+    assert len(signals.gemini_call.receivers) == before + 1
+    app_ref = weakref.ref(app)
+    del app
+    gc.collect()
+    assert app_ref() is None
+    assert receivers.app is None
+    assert len(signals.gemini_call.receivers) == before
+
+
+def test_user_receivers_see_helper_events(app: Flask) -> None:
+    seen: list[dict[str, object]] = []
+
+    def receiver(sender: Flask, **payload: object) -> None:
+        seen.append({"sender": sender, **payload})
+
+    with signals.cache_event.connected_to(receiver, sender=app), app.app_context():
+        record_cache_event(hit=False, operation="get", layer="memory")
+    assert seen == [{"sender": app, "hit": False, "operation": "get", "layer": "memory"}]
+
+
+def test_bad_signal_payload_is_logged_and_not_recorded(
+    app: Flask, registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="flask_appmetrics"):
+        signals.cache_event.send(app, hit="yes")
+        signals.cache_event.send(app, hit=True, colour="red")
+    assert hits(registry) == 0.0
+    assert "hit: expected True or False" in caplog.text
+    assert "colour: unknown keyword" in caplog.text
+
+
+def test_strict_mode_raises_to_the_sender(
+    app_factory: AppFactory, registry: CollectorRegistry
+) -> None:
+    app = app_factory({"APPMETRICS_STRICT": True})
+    with pytest.raises(TypeError, match="hit"):
+        signals.cache_event.send(app, hit=1)
+    with pytest.raises(ValueError, match="status"):
+        signals.gemini_call.send(app, endpoint="/x", model="m", status="ok")
+    assert hits(registry) == 0.0
+    assert (
+        registry.get_sample_value(
+            "gemini_api_calls_total", {"endpoint": "/x", "model": "m", "status": "ok"}
+        )
+        is None
+    )
