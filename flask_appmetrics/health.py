@@ -33,7 +33,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from flask import current_app, g, has_app_context, request, session
+from flask import current_app, g, has_app_context
+from flask.globals import request_ctx
 
 from ._checks import CheckRegistry, CheckResult, CheckRunner
 from ._state import latest, state_of
@@ -78,20 +79,25 @@ def default_user_identity() -> str | None:
     cookie is not used: its value changes each time the session is refreshed. Identities
     are hashed before they are stored.
     """
-    # Runs on every request: each context-local lookup costs about a microsecond, so each
-    # proxy is resolved once and the WSGI environ is read directly.
+    return _identity_in(cast("Any", request_ctx)._get_current_object())
+
+
+def _identity_in(ctx: Any) -> str | None:
+    """:func:`default_user_identity` for the request context *ctx*. Runs on every request,
+    where each context-local proxy lookup costs most of a microsecond: the context is
+    resolved once by the caller and the WSGI environ is read directly."""
     if "flask_login" in sys.modules:  # no Flask-Login, no logged-in user to look for
         user = g.get("_login_user")
         if user is not None and getattr(user, "is_authenticated", False):
             return f"user:{user.get_id()}"
-    current_session = cast("Any", session)._get_current_object()
+    current_session = ctx.session
     user_id = current_session.get("_user_id")
     if user_id is not None:
         return f"user:{user_id}"
     sid = getattr(current_session, "sid", None)
     if isinstance(sid, str) and sid:
         return f"session:{sid}"
-    environ = request.environ
+    environ = ctx.request.environ
     authorization = environ.get("HTTP_AUTHORIZATION")
     if authorization:
         return f"auth:{authorization}"
@@ -207,13 +213,17 @@ class HealthMonitor:
 
     def _note_user(self, exc: BaseException | None) -> None:
         try:
-            current = cast("Any", request)._get_current_object()
+            ctx = cast("Any", request_ctx)._get_current_object()
+            current = ctx.request
             rule = current.url_rule
             if rule is not None and rule.endpoint.partition(".")[0] in self._own_blueprints:
                 return
             if self._exclude_paths and current.path.startswith(self._exclude_paths):
                 return
-            identity = self.user_identity()
+            if self.user_identity is default_user_identity:
+                identity = _identity_in(ctx)
+            else:
+                identity = self.user_identity()
             if identity is not None:
                 self.users.touch(str(identity))
         except Exception:
@@ -295,11 +305,19 @@ def build_monitor(
     checks: CheckRegistry,
     *,
     user_identity: UserIdentity | None = None,
+    requests: RequestWindow | None = None,
+    users: UserWindow | None = None,
 ) -> HealthMonitor:
-    """The monitor ``init_app`` gives *app*, wired to the registry's metrics."""
+    """The monitor ``init_app`` gives *app*, wired to the registry's metrics.
+
+    :param requests: a shared request/error window (Redis) instead of the in-process one.
+    :param users: a shared users window (Redis) instead of the in-process one.
+    """
     monitor = HealthMonitor(
         settings,
         checks=checks,
+        requests=requests,
+        users=users,
         breaker_gauge=metric_set.gauge("circuit_breaker_state"),
         user_identity=user_identity,
         context=app.app_context,
