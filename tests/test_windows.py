@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from flask_appmetrics._windows import (
     BucketedCounter,
@@ -250,3 +252,44 @@ def test_users_reject_bad_bounds() -> None:
         RecentUsers(max_tracked=0)
     with pytest.raises(ValueError, match="window_seconds"):
         RecentUsers(0)
+
+
+@given(
+    steps=st.lists(
+        st.tuples(st.floats(min_value=0, max_value=120, allow_nan=False), st.booleans()),
+        max_size=200,
+    ),
+    later=st.floats(min_value=0, max_value=400, allow_nan=False),
+)
+def test_counter_matches_a_naive_model(steps: list[tuple[float, bool]], later: float) -> None:
+    """Whatever the timing, the counter equals a list of every event filtered by bucket."""
+    clock = FakeClock(0.0)
+    counter = BucketedCounter(300, clock=clock)
+    events: list[tuple[int, bool]] = []
+    for advance, error in steps:
+        clock.advance(advance)
+        counter.record(error=error)
+        events.append((int(clock.now // counter.width), error))
+    clock.advance(later)
+    now = int(clock.now // counter.width)
+    inside = [error for bucket, error in events if now - bucket < counter.buckets]
+    counts = counter.counts()
+    assert (counts.requests, counts.errors) == (len(inside), sum(inside))
+
+
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(0, 30), st.floats(min_value=0, max_value=100, allow_nan=False)),
+        max_size=200,
+    )
+)
+def test_users_match_a_naive_model(steps: list[tuple[int, float]]) -> None:
+    clock = FakeClock(0.0)
+    users = RecentUsers(300, max_tracked=10, clock=clock)
+    last_seen: dict[int, float] = {}
+    for user, advance in steps:
+        clock.advance(advance)
+        users.touch(f"u{user}")
+        last_seen[user] = clock.now
+    recent = sorted((seen for seen in last_seen.values() if seen > clock.now - 300), reverse=True)
+    assert users.count() == min(len(recent), 10)
