@@ -144,7 +144,10 @@ class DomainMetrics:
         """Count usage against the quota and any limit it goes over."""
         usage = self.quota.add(requests, tokens)
         for name in self.quota_limits.exceeded(usage):
-            self.metric_set.counter("quota_exceeded_total").labels(name).inc()
+            # Only the dimensions this record added to: a token-only record is not a
+            # request over the RPM.
+            if (requests if name in ("rpm", "rpd") else tokens) > 0:
+                self.metric_set.counter("quota_exceeded_total").labels(name).inc()
 
     # -- Gemini ----------------------------------------------------------------------
 

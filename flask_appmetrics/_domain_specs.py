@@ -40,7 +40,8 @@ DOMAIN_SPECS: tuple[MetricSpec, ...] = (
     MetricSpec(
         "counter",
         "quota_exceeded_total",
-        "API calls recorded while usage was over a configured limit, by limit",
+        "API usage records that went over a configured limit: requests over rpm/rpd, "
+        "tokens over tpm/tpd",
         ("limit",),
     ),
     MetricSpec(

@@ -14,6 +14,11 @@ from collections.abc import Collection
 
 logger = logging.getLogger("flask_appmetrics")
 
+#: Largest count accepted: integers above 2**53 lose precision as the float a metric
+#: holds, and above ~1.8e308 cannot become one at all (OverflowError while recording, or
+#: at every later scrape of a gauge computed from them).
+MAX_COUNT = 2**53
+
 
 def count(field: str, value: object) -> int:
     """A non-negative integer (token counts, amounts). ``bool`` is refused: ``True`` is
@@ -22,6 +27,9 @@ def count(field: str, value: object) -> int:
         raise TypeError(f"{field}: expected a non-negative integer, got {value!r}")
     if value < 0:
         raise ValueError(f"{field}: must not be negative, got {value}")
+    if value > MAX_COUNT:
+        # Not the value itself: str() of an int over 4300 digits raises ValueError.
+        raise ValueError(f"{field}: must be at most 2**53, got a {value.bit_length()}-bit int")
     return value
 
 
@@ -33,6 +41,11 @@ def number(field: str, value: object, *, minimum: float | None = 0.0) -> float:
     """A finite number, at least *minimum* unless that is ``None``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{field}: expected a number, got {value!r}")
+    if isinstance(value, int) and abs(value) > MAX_COUNT:
+        # math.isfinite() would raise OverflowError on an int beyond float's range.
+        raise ValueError(
+            f"{field}: must be at most 2**53 in magnitude, got a {value.bit_length()}-bit int"
+        )
     if not math.isfinite(value):
         raise ValueError(f"{field}: must be finite, got {value!r}")
     if minimum is not None and value < minimum:
