@@ -155,10 +155,10 @@ def _failed(component: str) -> Response:
 
 def health_view() -> Response:
     """``GET /api/health``: the app's health; 503 when unhealthy."""
-    denied = health_denied()
-    if denied is not None:
-        return denied
     try:
+        denied = health_denied()
+        if denied is not None:
+            return denied
         from .status_page import offered, page_response
 
         if offered():
@@ -181,10 +181,10 @@ def livez_view() -> Response:
 
 def readyz_view() -> Response:
     """``GET /readyz``: the checks; 503 when a critical one fails."""
-    denied = health_denied()
-    if denied is not None:
-        return denied
     try:
+        denied = health_denied()
+        if denied is not None:
+            return denied
         results = _monitor().run_checks()
         if any(not r.passed and r.critical for r in results):
             status, code = "fail", 503
