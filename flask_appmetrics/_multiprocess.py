@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, values
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 from .errors import ConfigurationError
 
@@ -124,16 +125,15 @@ def prepare_directory(path: str, *, keep_pid: int | None = None) -> int:
 
 @dataclass(frozen=True)
 class DerivedGauge:
-    """A label-less gauge whose multiprocess value is computed from aggregated families.
+    """A gauge family whose multiprocess value is not read from the files.
 
     :param name: the family name it replaces in the aggregated output.
-    :param documentation: its HELP text.
-    :param compute: given the aggregated families by name, the value (``None``: omit it).
+    :param compute: given the aggregated families by name, the family to serve instead
+        (``None``: leave the family out).
     """
 
     name: str
-    documentation: str
-    compute: Callable[[Mapping[str, Metric]], float | None]
+    compute: Callable[[Mapping[str, Metric]], Metric | None]
 
 
 def sample_sum(families: Mapping[str, Metric], family: str, sample: str, **labels: str) -> float:
@@ -148,7 +148,7 @@ def sample_sum(families: Mapping[str, Metric], family: str, sample: str, **label
     return total
 
 
-def _cache_hit_rate(families: Mapping[str, Metric]) -> float:
+def _cache_hit_rate(families: Mapping[str, Metric]) -> Metric:
     hits = sample_sum(
         families, "cache_operations", "cache_operations_total", operation="get", result="hit"
     )
@@ -156,15 +156,65 @@ def _cache_hit_rate(families: Mapping[str, Metric]) -> float:
         families, "cache_operations", "cache_operations_total", operation="get", result="miss"
     )
     total = hits + misses
-    return hits / total if total else 0.0
+    return GaugeMetricFamily(
+        "cache_hit_rate",
+        "Cache hit ratio of get operations since start (0-1), all workers",
+        value=hits / total if total else 0.0,
+    )
 
 
-#: Gauges that are functions of other families, recomputed from the all-workers totals.
-DERIVED_GAUGES: tuple[DerivedGauge, ...] = (
-    DerivedGauge(
-        "cache_hit_rate", "Cache hit ratio of get operations since start (0-1)", _cache_hit_rate
-    ),
+#: Derived from the all-workers counters.
+CACHE_HIT_RATE = DerivedGauge("cache_hit_rate", _cache_hit_rate)
+
+#: Gauges computed at scrape time from a window: right across workers only when the window
+#: is shared (Redis); otherwise each worker has its own and no file holds a usable value.
+WINDOW_GAUGES = (
+    "quota_requests_current_minute",
+    "quota_requests_today",
+    "quota_tokens_current_minute",
+    "quota_tokens_today",
+    "quota_rpm_remaining",
+    "quota_tpm_remaining",
+    "concurrent_users",
 )
+#: Gauges computed at scrape time from the app's cache objects: served as the scraping
+#: worker sees them (exact for a shared cache backend such as Redis or Memcached).
+LOCAL_GAUGES = ("cache_size_bytes", "cache_items_count")
+
+
+def _local(gauge: Collector) -> Callable[[Mapping[str, Metric]], Metric | None]:
+    def compute(_: Mapping[str, Metric]) -> Metric | None:
+        collected = list(gauge.collect())
+        return collected[0] if collected else None
+
+    return compute
+
+
+def _omitted(_: Mapping[str, Metric]) -> None:
+    return None
+
+
+def derived_gauges(
+    metrics: Mapping[str, Collector], *, shared_windows: bool
+) -> tuple[DerivedGauge, ...]:
+    """The derived gauges of a metric set's families (``MetricSet.metrics``).
+
+    :param shared_windows: whether quota and users windows are shared (Redis): then the
+        scraping worker's scrape-time values are everybody's; otherwise those gauges are
+        left out rather than showing one worker's numbers.
+    """
+    out = [CACHE_HIT_RATE]
+    for name in LOCAL_GAUGES:
+        if name in metrics:
+            out.append(DerivedGauge(name, _local(metrics[name])))
+    for name in WINDOW_GAUGES:
+        if name in metrics:
+            out.append(DerivedGauge(name, _local(metrics[name]) if shared_windows else _omitted))
+    return tuple(out)
+
+
+#: Without a metric set: only what the counters give.
+DERIVED_GAUGES: tuple[DerivedGauge, ...] = (CACHE_HIT_RATE,)
 
 
 class AggregatingCollector:
@@ -187,9 +237,9 @@ class AggregatingCollector:
             families.pop(name, None)
         out = list(families.values())
         for gauge in self._derived:
-            value = gauge.compute(families)
-            if value is not None:
-                out.append(GaugeMetricFamily(gauge.name, gauge.documentation, value=value))
+            metric = gauge.compute(families)
+            if metric is not None:
+                out.append(metric)
         return out
 
 

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from flask import Flask
     from prometheus_client import CollectorRegistry
 
+    from ._redis_windows import RedisLink
     from .auth import Guard
     from .catalog import MetricSet
     from .config import Settings
@@ -43,6 +44,8 @@ class AppState:
 
     #: Who may read /metrics and health details.
     auth: Guard | None = None
+    #: The Redis link, when health and quota windows are shared (APPMETRICS_REDIS_URL).
+    redis: RedisLink | None = None
     #: prometheus_client's multiprocess directory, when that mode is on (gunicorn workers).
     multiprocess_dir: str | None = None
 
@@ -50,9 +53,11 @@ class AppState:
         """The registry ``/metrics`` serves: in multiprocess mode, a fresh one per scrape
         that sums every process's files (see :mod:`flask_appmetrics._multiprocess`)."""
         if self.multiprocess_dir is not None:
-            from ._multiprocess import scrape_registry
+            from ._multiprocess import derived_gauges, scrape_registry
 
-            return scrape_registry(self.multiprocess_dir)
+            shared = self.redis is not None
+            derived = derived_gauges(self.metric_set.metrics, shared_windows=shared)
+            return scrape_registry(self.multiprocess_dir, derived)
         return self.registry
 
 

@@ -9,6 +9,7 @@ from prometheus_client import REGISTRY
 
 from ._domain import domain_for
 from ._multiprocess import check_setup as check_multiprocess_setup
+from ._redis_windows import redis_check, shared_windows
 from ._state import EXTENSION_KEY, AppState, set_latest, state_of
 from ._checks import CheckFunc, CheckRegistry, F
 from .auth import AuthDecorator, Guard
@@ -99,11 +100,22 @@ class FlaskMetrics(CustomMetricsMixin):
         # Before any metric is touched: a half-configured multiprocess mode is refused here.
         multiprocess_dir = check_multiprocess_setup()
         metric_set = metric_set_for(self.registry, settings.http.buckets)
-        domain = domain_for(metric_set, settings.domain, self._quota)
+        # Redis-backed windows (APPMETRICS_REDIS_URL), shared by every worker and host.
+        shared = shared_windows(settings, on_error=metric_set.count_internal_error)
+        if shared is not None:
+            self._checks.add("redis", redis_check, critical=False)
+        quota = self._quota or (shared.quota if shared is not None else None)
+        domain = domain_for(metric_set, settings.domain, quota)
         status_settings = load_status_settings(app.config)
         own_blueprints = frozenset({METRICS_BLUEPRINT, HEALTH_BLUEPRINT, STATUS_BLUEPRINT})
         health = build_monitor(
-            app, settings.health, metric_set, self._checks, user_identity=self._user_identity
+            app,
+            settings.health,
+            metric_set,
+            self._checks,
+            user_identity=self._user_identity,
+            requests=shared.requests if shared is not None else None,
+            users=shared.users if shared is not None else None,
         )
         instrumentation = RequestInstrumentation(
             metric_set,
@@ -123,6 +135,7 @@ class FlaskMetrics(CustomMetricsMixin):
             status=status_settings,
             multiprocess_dir=multiprocess_dir,
             auth=Guard(settings.auth, self._auth),
+            redis=shared.link if shared is not None else None,
         )
         instrumentation.install(app)
         health.install(

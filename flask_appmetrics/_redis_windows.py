@@ -1,0 +1,369 @@
+"""Health and quota windows shared through Redis by every worker and host.
+
+With ``APPMETRICS_REDIS_URL`` set, three windows live in Redis instead of process memory:
+
+* the health error window (:class:`SharedRequestWindow`, a
+  :class:`~flask_appmetrics._windows.RequestWindow`): one hash per time bucket,
+  ``HINCRBY`` on each request;
+* concurrent users (:class:`SharedUserWindow`, a :class:`~flask_appmetrics._windows.UserWindow`):
+  one sorted set of hashed identities scored by last sighting, trimmed by age and size on
+  every touch;
+* the API quota (:class:`SharedQuota`, a :class:`~flask_appmetrics._quota.QuotaCounter`): one
+  hash per minute and per day, incremented in a ``MULTI`` transaction that returns the new
+  totals, so limit checks see one consistent snapshot.
+
+Every key has a TTL slightly longer than its window, so nothing grows, and bucket and
+quota keys are named by wall-clock time so all hosts agree on them.
+
+A down or slow Redis never fails or stalls a request: the client has short connect and
+read timeouts (``APPMETRICS_REDIS_SOCKET_TIMEOUT_SECONDS``) and no retries, and the first
+failure switches :class:`RedisLink` to the local windows (which are always kept up to
+date, so they hold this process's recent history) for ``APPMETRICS_REDIS_RETRY_SECONDS``;
+then the next operation tries Redis again, and success switches back. Both switches are
+logged; while Redis is away the ``redis`` health check fails (non-critical: ``degraded``).
+The latency ring stays per process: it is the recent experience of this worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+from ._quota import InMemoryQuota, QuotaUsage
+from ._windows import BucketedCounter, RecentUsers, RequestCounts
+from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    import redis
+
+    from .config import RedisSettings, Settings
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Clock = Callable[[], float]
+
+_DAY_SECONDS = 86_400
+
+
+def _display(url: str) -> str:
+    """*url* without credentials, for logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or parts.path or "?"
+    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}"
+
+
+class RedisLink:
+    """The Redis client of one app, and the switch between shared and local windows.
+
+    :param settings: the app's Redis settings (``settings.url`` must be set).
+    :param clock: monotonic clock for the retry delay.
+    :param on_error: told ``"redis"`` when a Redis operation fails.
+    """
+
+    def __init__(
+        self,
+        settings: RedisSettings,
+        *,
+        clock: Clock = time.monotonic,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        assert settings.url is not None
+        self.prefix = settings.prefix
+        self.where = _display(settings.url)
+        self._retry_seconds = settings.retry_seconds
+        self._clock = clock
+        self._on_error = on_error
+        # No retries and short timeouts: the bound on what one request can wait for Redis.
+        self.client: redis.Redis = redis.Redis.from_url(
+            settings.url,
+            socket_timeout=settings.socket_timeout,
+            socket_connect_timeout=settings.socket_timeout,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self._lock = threading.Lock()
+        self._down_until: float | None = None
+        #: Failed operations since start (each one cost at most the socket timeout).
+        self.failures = 0
+
+    @property
+    def available(self) -> bool:
+        """Whether the last operation reached Redis."""
+        return self._down_until is None
+
+    def key(self, *parts: object) -> str:
+        return ":".join((self.prefix, *(str(p) for p in parts)))
+
+    def run(self, op: Callable[[redis.Redis], T], fallback: Callable[[], T]) -> T:
+        """``op(client)``, or ``fallback()`` if Redis is away or fails now."""
+        down_until = self._down_until
+        if down_until is not None and self._clock() < down_until:
+            return fallback()
+        try:
+            result = op(self.client)
+        except self._errors as exc:
+            self._mark_down(exc)
+            return fallback()
+        if down_until is not None:
+            self._mark_up()
+        return result
+
+    def check(self) -> bool:
+        """The ``redis`` health check: passes while windows are shared."""
+        self.run(lambda r: r.ping(), lambda: False)
+        if not self.available:
+            raise RuntimeError(f"Redis at {self.where} unavailable: using local windows")
+        return True
+
+    def _mark_down(self, exc: BaseException) -> None:
+        with self._lock:
+            self.failures += 1
+            was_up = self._down_until is None
+            self._down_until = self._clock() + self._retry_seconds
+        if was_up:
+            logger.warning(
+                "flask-appmetrics: Redis at %s unavailable (%s: %s); health and quota windows "
+                "fall back to this process's local windows, retrying every %g s",
+                self.where,
+                type(exc).__name__,
+                exc,
+                self._retry_seconds,
+            )
+        if self._on_error is not None:
+            self._on_error("redis")
+
+    def _mark_up(self) -> None:
+        with self._lock:
+            was_down = self._down_until is not None
+            self._down_until = None
+        if was_down:
+            logger.warning(
+                "flask-appmetrics: Redis at %s is back; windows are shared again", self.where
+            )
+
+
+def _nothing() -> None:
+    return None
+
+
+class SharedRequestWindow:
+    """Requests and errors over the last *window_seconds*, counted by every process.
+
+    :param link: the app's Redis link.
+    :param local: this process's window: always updated, read while Redis is away.
+    :param clock: wall-clock seconds (shared by hosts, unlike a monotonic clock).
+    """
+
+    def __init__(self, link: RedisLink, local: BucketedCounter, *, clock: Clock = time.time):
+        self.link = link
+        self.local = local
+        self.clock = clock
+        self.width = local.width
+        self.buckets = local.buckets
+        self._ttl = math.ceil(local.window_seconds + 2 * local.width)
+
+    @property
+    def window_seconds(self) -> float:
+        return self.local.window_seconds
+
+    def record(self, *, error: bool) -> None:
+        self.local.record(error=error)
+        key = self.link.key("health", "requests", int(self.clock() // self.width))
+
+        def op(r: redis.Redis) -> None:
+            pipe = r.pipeline(transaction=False)
+            pipe.hincrby(key, "requests", 1)
+            if error:
+                pipe.hincrby(key, "errors", 1)
+            pipe.expire(key, self._ttl)
+            pipe.execute()
+
+        self.link.run(op, _nothing)
+
+    def counts(self) -> RequestCounts:
+        interval = int(self.clock() // self.width)
+        keys = [
+            self.link.key("health", "requests", i)
+            for i in range(interval - self.buckets + 1, interval + 1)
+        ]
+
+        def op(r: redis.Redis) -> RequestCounts:
+            pipe = r.pipeline(transaction=False)
+            for key in keys:
+                pipe.hmget(key, "requests", "errors")
+            requests = errors = 0
+            for got_requests, got_errors in pipe.execute():
+                requests += int(got_requests or 0)
+                errors += int(got_errors or 0)
+            return RequestCounts(requests, errors, self.window_seconds)
+
+        return self.link.run(op, self.local.counts)
+
+
+class SharedUserWindow:
+    """Distinct identities seen by any process in the last *window_seconds*.
+
+    Identities are stored as keyed BLAKE2b digests, never as sent.
+
+    :param link: the app's Redis link.
+    :param local: this process's window: always updated, read while Redis is away.
+    :param clock: wall-clock seconds.
+    """
+
+    def __init__(self, link: RedisLink, local: RecentUsers, *, clock: Clock = time.time):
+        self.link = link
+        self.local = local
+        self.clock = clock
+        self._key = link.key("users")
+        self._hash_key = hashlib.blake2b(link.prefix.encode(), digest_size=32).digest()
+        self._ttl = math.ceil(local.window_seconds) + 1
+
+    def _member(self, identity: str) -> str:
+        return hashlib.blake2b(identity.encode(), key=self._hash_key, digest_size=12).hexdigest()
+
+    def touch(self, identity: str) -> None:
+        self.local.touch(identity)
+        member = self._member(identity)
+        now = self.clock()
+
+        def op(r: redis.Redis) -> None:
+            # One transaction: add, expire by age, cap by size, refresh the key's TTL.
+            pipe = r.pipeline(transaction=True)
+            pipe.zadd(self._key, {member: now})
+            pipe.zremrangebyscore(self._key, "-inf", now - self.local.window_seconds)
+            pipe.zremrangebyrank(self._key, 0, -(self.local.max_tracked + 1))
+            pipe.expire(self._key, self._ttl)
+            pipe.execute()
+
+        self.link.run(op, _nothing)
+
+    def count(self) -> int:
+        horizon = self.clock() - self.local.window_seconds
+
+        def op(r: redis.Redis) -> int:
+            return min(int(r.zcount(self._key, f"({horizon}", "+inf")), self.local.max_tracked)
+
+        return self.link.run(op, self.local.count)
+
+
+class SharedQuota:
+    """API quota usage of every process, per minute and per day in *timezone*.
+
+    :param link: the app's Redis link.
+    :param local: this process's quota: always updated, used while Redis is away.
+    :param timezone: IANA zone whose midnight starts a new day.
+    :param clock: wall-clock seconds.
+    """
+
+    def __init__(
+        self,
+        link: RedisLink,
+        local: InMemoryQuota,
+        timezone: str,
+        *,
+        clock: Clock = time.time,
+    ) -> None:
+        self.link = link
+        self.local = local
+        self.clock = clock
+        self._zone = ZoneInfo(timezone)
+
+    def _keys(self) -> tuple[str, str]:
+        now = self.clock()
+        day = datetime.fromtimestamp(now, self._zone).date().isoformat()
+        return self.link.key("quota", "minute", int(now // 60)), self.link.key("quota", "day", day)
+
+    def add(self, requests: int, tokens: int) -> QuotaUsage:
+        local = self.local.add(requests, tokens)
+        minute, day = self._keys()
+
+        def op(r: redis.Redis) -> QuotaUsage:
+            pipe = r.pipeline(transaction=True)
+            pipe.hincrby(minute, "requests", requests)
+            pipe.hincrby(minute, "tokens", tokens)
+            pipe.expire(minute, 120)
+            pipe.hincrby(day, "requests", requests)
+            pipe.hincrby(day, "tokens", tokens)
+            # A calendar day lasts up to 25 hours (DST); keep it a day longer than that.
+            pipe.expire(day, 2 * _DAY_SECONDS)
+            rm, tm, _, rd, td, _ = pipe.execute()
+            return QuotaUsage(int(rm), int(tm), int(rd), int(td))
+
+        return self.link.run(op, lambda: local)
+
+    def usage(self) -> QuotaUsage:
+        minute, day = self._keys()
+
+        def op(r: redis.Redis) -> QuotaUsage:
+            pipe = r.pipeline(transaction=False)
+            pipe.hmget(minute, "requests", "tokens")
+            pipe.hmget(day, "requests", "tokens")
+            (rm, tm), (rd, td) = pipe.execute()
+            return QuotaUsage(int(rm or 0), int(tm or 0), int(rd or 0), int(td or 0))
+
+        return self.link.run(op, self.local.usage)
+
+
+@dataclass(frozen=True)
+class SharedWindows:
+    """The Redis-backed windows of one app."""
+
+    link: RedisLink
+    requests: SharedRequestWindow
+    users: SharedUserWindow
+    quota: SharedQuota
+
+
+def shared_windows(
+    settings: Settings, *, on_error: Callable[[str], None] | None = None
+) -> SharedWindows | None:
+    """The app's shared windows, or ``None`` when ``APPMETRICS_REDIS_URL`` is not set.
+
+    No connection is made here: an app must start even while Redis is down.
+    """
+    if settings.redis.url is None:
+        return None
+    try:
+        import redis  # noqa: F401 - only to report a missing extra clearly
+    except ImportError as exc:
+        raise ConfigurationError(
+            "APPMETRICS_REDIS_URL",
+            "is set but the redis package is not installed: pip install 'flask-appmetrics[redis]'",
+        ) from exc
+    link = RedisLink(settings.redis, on_error=on_error)
+    health = settings.health
+    requests = SharedRequestWindow(link, BucketedCounter(health.error_window_seconds))
+    users = SharedUserWindow(
+        link, RecentUsers(health.users_window_seconds, max_tracked=health.users_max_tracked)
+    )
+    timezone = settings.domain.quota_timezone
+    quota = SharedQuota(link, InMemoryQuota(timezone), timezone)
+    logger.info("flask-appmetrics: health and quota windows shared through %s", link.where)
+    return SharedWindows(link, requests, users, quota)
+
+
+def redis_check() -> bool:
+    """The ``redis`` health check of the current app (non-critical: ``degraded``)."""
+    from flask import current_app
+
+    from ._state import state_of
+
+    state = state_of(current_app)
+    if state is None or state.redis is None:
+        return True
+    return state.redis.check()

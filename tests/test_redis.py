@@ -1,0 +1,296 @@
+"""Windows shared through a real redis-server, which also goes away mid-run and comes back.
+
+Two apps with their own registries stand for two workers (or hosts): what one records,
+the other's health and quota gauges see.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+from prometheus_client import CollectorRegistry
+
+from flask_appmetrics import FlaskMetrics
+from flask_appmetrics._quota import InMemoryQuota
+from flask_appmetrics._redis_windows import RedisLink, SharedQuota, SharedUserWindow
+from flask_appmetrics._windows import RecentUsers
+from flask_appmetrics.config import RedisSettings
+from flask_appmetrics.helpers import record_quota_usage
+from tests.conftest import add_test_routes
+
+pytestmark = pytest.mark.slow
+
+WAIT_SECONDS = 20.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """A redis-server of our own: free port, temporary dir, no persistence."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.dir = tmp
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+                "--logfile",
+                str(self.dir / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
+        deadline = time.monotonic() + WAIT_SECONDS
+        try:
+            while True:
+                try:
+                    if client.ping():
+                        return
+                except redis.ConnectionError:
+                    if time.monotonic() > deadline or self.proc.poll() is not None:
+                        raise
+                    time.sleep(0.02)
+        finally:
+            client.close()
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_timeout=2, decode_responses=True)
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # in case a test paused it
+            self.proc.kill()
+            self.proc.wait(WAIT_SECONDS)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def _app(url: str, registry: CollectorRegistry, **config: Any) -> Flask:
+    app = Flask("worker")
+    app.config.update({"APPMETRICS_REDIS_URL": url, "APPMETRICS_REDIS_PREFIX": "test", **config})
+    add_test_routes(app)
+    FlaskMetrics(registry=registry).init_app(app)
+    return app
+
+
+def _user(n: int) -> dict[str, str]:
+    return {"Authorization": f"Bearer user-{n}"}
+
+
+def _health(app: Flask) -> dict[str, Any]:
+    body: dict[str, Any] = app.test_client().get("/api/health").get_json()
+    return body
+
+
+def test_windows_are_shared_by_every_worker(redis_server: RedisServer) -> None:
+    registry_a, registry_b = CollectorRegistry(), CollectorRegistry()
+    a, b = _app(redis_server.url, registry_a), _app(redis_server.url, registry_b)
+    client_a, client_b = a.test_client(), b.test_client()
+    for n in range(3):
+        assert client_a.get("/items/1", headers=_user(n)).status_code == 200
+    assert client_a.get("/boom", headers=_user(0)).status_code == 500
+    for n in range(2, 5):
+        assert client_b.get("/items/2", headers=_user(n)).status_code == 200
+
+    for app in (a, b):
+        health = _health(app)
+        assert health["recent_requests_5min"] == 7
+        assert health["recent_errors_5min"] == 1
+        assert health["concurrent_users"] == 5  # users 0..4, two seen by both workers
+        assert health["checks"]["redis"]["status"] == "pass"
+
+    with a.app_context():
+        record_quota_usage(requests=2, tokens=300)
+    with b.app_context():
+        record_quota_usage(requests=1, tokens=50)
+    for registry in (registry_a, registry_b):
+        assert registry.get_sample_value("quota_requests_current_minute") == 3
+        assert registry.get_sample_value("quota_tokens_today") == 350
+        assert registry.get_sample_value("concurrent_users") == 5
+
+    # Nothing grows: every key expires.
+    client = redis_server.client()
+    keys = list(client.scan_iter("test:*"))
+    assert keys
+    for key in keys:
+        assert 0 < client.ttl(key) <= 2 * 86_400, key
+
+
+def test_redis_going_away_mid_run_falls_back_and_recovers(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="flask_appmetrics")
+    registry = CollectorRegistry()
+    # Retry on every operation, so recovery needs no waiting.
+    app = _app(redis_server.url, registry, APPMETRICS_REDIS_RETRY_SECONDS=0.0)
+    other = _app(redis_server.url, CollectorRegistry())
+    client = app.test_client()
+    for _ in range(2):
+        assert other.test_client().get("/items/9").status_code == 200
+    for n in range(3):
+        assert client.get("/items/1", headers=_user(n)).status_code == 200
+    assert _health(app)["recent_requests_5min"] == 5  # shared: both apps
+
+    redis_server.kill()
+    for n in range(4):
+        assert client.get("/items/1", headers=_user(n)).status_code == 200
+    health = _health(app)
+    # This process's own window, kept up to date all along: its 7 requests only.
+    assert health["recent_requests_5min"] == 7
+    assert health["concurrent_users"] == 4
+    assert health["status"] == "degraded"
+    assert health["checks"]["redis"]["status"] == "fail"
+    assert any("redis" in reason.lower() for reason in health["reasons"])
+    assert registry.get_sample_value(
+        "flask_appmetrics_internal_errors_total", {"component": "redis"}
+    )
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("unavailable" in m and "local windows" in m for m in warnings)
+    with app.app_context():
+        record_quota_usage(requests=1, tokens=10)  # recorded locally, not lost, not raised
+    assert registry.get_sample_value("quota_requests_current_minute") == 1
+
+    redis_server.start()  # same port, empty (no persistence)
+    assert client.get("/items/1", headers=_user(7)).status_code == 200
+    health = _health(app)
+    assert health["checks"]["redis"]["status"] == "pass"
+    assert health["status"] == "healthy"
+    assert health["recent_requests_5min"] == 1  # shared again, from the fresh server
+    assert any("is back" in r.getMessage() for r in caplog.records)
+
+
+def test_a_hung_redis_costs_one_timeout_then_nothing(redis_server: RedisServer) -> None:
+    registry = CollectorRegistry()
+    app = _app(redis_server.url, registry, APPMETRICS_REDIS_RETRY_SECONDS=3600.0)
+    state = FlaskMetrics.state(app)
+    assert state is not None
+    assert state.redis is not None
+    link = state.redis
+    pool_kwargs = link.client.connection_pool.connection_kwargs
+    assert pool_kwargs["socket_timeout"] == pool_kwargs["socket_connect_timeout"] == 0.05
+    client = app.test_client()
+    assert client.get("/items/1").status_code == 200
+    assert link.failures == 0
+
+    redis_server.signal(signal.SIGSTOP)  # accepts connections, never answers
+    try:
+        for _ in range(20):
+            assert client.get("/items/1").status_code == 200
+        assert _health(app)["status"] == "degraded"
+    finally:
+        redis_server.signal(signal.SIGCONT)
+    # Only the first operation waited for the timeout; the rest went straight to the
+    # local windows until the retry time.
+    assert link.failures == 1
+    assert not link.available
+
+
+# -- the windows on their own, with a fixed wall clock --------------------------------------
+
+
+def _link(server: RedisServer, prefix: str) -> RedisLink:
+    settings = RedisSettings(server.url, prefix, socket_timeout=1.0, retry_seconds=0.0)
+    return RedisLink(settings)
+
+
+def test_quota_increments_are_atomic_across_processes(redis_server: RedisServer) -> None:
+    now = 1_700_000_000.0
+
+    def quota() -> SharedQuota:
+        return SharedQuota(_link(redis_server, "atomic"), InMemoryQuota(), "UTC", clock=lambda: now)
+
+    workers = [quota() for _ in range(4)]
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    def work(q: SharedQuota) -> None:
+        for _ in range(50):
+            usage = q.add(1, 10)
+            with lock:
+                seen.append(usage.requests_minute)
+
+    threads = [threading.Thread(target=work, args=(q,)) for q in workers for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT_SECONDS)
+    # Each add saw its own total: a MULTI transaction, no lost or shared increments.
+    assert sorted(seen) == list(range(1, 401))
+    usage = workers[0].usage()
+    assert (usage.requests_minute, usage.tokens_minute) == (400, 4000)
+    assert (usage.requests_today, usage.tokens_today) == (400, 4000)
+
+
+def test_shared_users_expire_by_age_and_are_capped(redis_server: RedisServer) -> None:
+    clock = [1_700_000_000.0]
+    users = SharedUserWindow(
+        _link(redis_server, "users"),
+        RecentUsers(60.0, max_tracked=3),
+        clock=lambda: clock[0],
+    )
+    for name in ("a", "b"):
+        users.touch(name)
+    assert users.count() == 2
+    clock[0] += 61
+    users.touch("c")
+    assert users.count() == 1
+    for name in ("d", "e", "f", "g"):
+        users.touch(name)
+    assert users.count() == 3
+    client = redis_server.client()
+    assert client.zcard("users:users") == 3
+    members = client.zrange("users:users", 0, -1)
+    # Stored as digests, never as sent.
+    assert all(len(m) == 24 and int(m, 16) >= 0 for m in members)
+    assert set(members) <= {users._member(n) for n in "cdefg"}  # same score: ties by member
+    assert 0 < client.ttl("users:users") <= 61
+
+
+def test_app_starts_while_redis_is_down(tmp_path: Path) -> None:
+    url = f"redis://127.0.0.1:{_free_port()}/0"
+    app = _app(url, CollectorRegistry())
+    assert app.test_client().get("/items/1").status_code == 200
+    assert _health(app)["recent_requests_5min"] == 1
