@@ -518,3 +518,25 @@ def test_no_warning_is_left_behind(make: AppFactory) -> None:
         warnings.simplefilter("error")
         with app.app_context():
             get_health_status()
+
+
+@pytest.mark.parametrize("style", ["constructor", "init_app"])
+@pytest.mark.parametrize("explicit_registry", [True, False], ids=["own-registry", "default"])
+def test_each_app_has_its_own_windows(style: str, explicit_registry: bool) -> None:
+    registry = CollectorRegistry() if explicit_registry else None
+
+    def build(name: str) -> Flask:
+        app = Flask(name)
+        add_health_routes(app)
+        if style == "constructor":
+            FlaskMetrics(app, registry=registry)
+        else:
+            FlaskMetrics(registry=registry).init_app(app)
+        return app
+
+    failing, fine = build("failing"), build("fine")
+    failing.test_client().get("/fail")
+    fine.test_client().get("/ok")
+    assert health(failing)[0] == 503
+    status, body = health(fine)
+    assert (status, body["recent_requests_5min"], body["recent_errors_5min"]) == (200, 1, 0)
