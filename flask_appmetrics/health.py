@@ -65,7 +65,6 @@ UserIdentity = Callable[[], "str | None"]
 
 _RANK: dict[Status, int] = {"healthy": 0, "degraded": 1, "unhealthy": 2}
 _BREAKER_STATES = {0.0: "closed", 1.0: "half_open", 2.0: "open"}
-_OPEN = 2.0
 
 
 def default_user_identity() -> str | None:
