@@ -1,24 +1,9 @@
-"""A small runnable app showing flask-appmetrics (replaced by the seed's backend later)."""
+"""The example backend: the seed's Gemini-backed content service, on flask-appmetrics.
 
-from __future__ import annotations
+``python -m example_app`` serves it on http://127.0.0.1:5000 (``--traffic`` adds a small
+traffic generator so the metrics move); :func:`create_app` is its app factory.
+"""
 
-from typing import Any
+from .app import create_app, metrics
 
-from flask import Flask
-
-from flask_appmetrics import FlaskMetrics
-
-metrics = FlaskMetrics()
-
-
-def create_app(config: dict[str, Any] | None = None) -> Flask:
-    """Build the example backend; *config* overrides ``app.config``."""
-    app = Flask(__name__)
-    app.config.update(config or {})
-    metrics.init_app(app)
-
-    @app.get("/")
-    def index() -> dict[str, str]:
-        return {"hello": "world"}
-
-    return app
+__all__ = ["create_app", "metrics"]

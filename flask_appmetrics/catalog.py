@@ -61,6 +61,8 @@ CATALOG: tuple[MetricSpec, ...] = (
         "circuit_breaker_state",
         "Circuit breaker state (0 closed, 1 half-open, 2 open)",
         ("service",),
+        # Each worker has its own breaker: show the worst state among live workers.
+        multiprocess_mode="livemax",
     ),
     MetricSpec(
         "counter",

@@ -11,9 +11,10 @@ import os
 import time
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, request
 
 from flask_appmetrics import FlaskMetrics
+from flask_appmetrics.helpers import record_quota_usage
 
 _SIGNALS = Path(os.environ.get("TEST_SIGNAL_DIR", "."))
 _BLOCK_LIMIT_SECONDS = 60.0
@@ -29,6 +30,9 @@ def item(item_id: int) -> dict[str, int]:
 
 @app.get("/block/<name>")
 def block(name: str) -> dict[str, int]:
+    breaker_state = request.args.get("breaker")
+    if breaker_state is not None:
+        _set_breaker(int(breaker_state))
     (_SIGNALS / f"started-{name}.tmp").write_text(str(os.getpid()))
     (_SIGNALS / f"started-{name}.tmp").rename(_SIGNALS / f"started-{name}")
     deadline = time.monotonic() + _BLOCK_LIMIT_SECONDS
@@ -45,4 +49,18 @@ def cache(result: str) -> dict[str, int]:
     return {"pid": os.getpid()}
 
 
+@app.get("/quota/<int:tokens>")
+def quota(tokens: int) -> dict[str, int]:
+    record_quota_usage(requests=1, tokens=tokens)
+    return {"pid": os.getpid()}
+
+
+def _set_breaker(state: int) -> None:
+    app_state = FlaskMetrics.state(app)
+    assert app_state is not None
+    app_state.metric_set.gauge("circuit_breaker_state").labels("gemini").set(state)
+
+
+if os.environ.get("TEST_REDIS_URL"):
+    app.config["APPMETRICS_REDIS_URL"] = os.environ["TEST_REDIS_URL"]
 metrics.init_app(app)

@@ -26,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from flask_appmetrics import ConfigurationError, FlaskMetrics
 from flask_appmetrics._multiprocess import check_directory, check_setup
+from tests._redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +51,14 @@ def _wait_for(condition: str, predicate: object) -> None:
 class Gunicorn:
     """A gunicorn master on a socket we bound ourselves (port 0: no port race)."""
 
-    def __init__(self, tmp: Path, *, workers: int = 3, multiproc: Path | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        workers: int = 3,
+        multiproc: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.signals = tmp / "signals"
         self.signals.mkdir()
         self.multiproc = multiproc if multiproc is not None else tmp / "multiproc"
@@ -63,6 +71,7 @@ class Gunicorn:
             **os.environ,
             "PROMETHEUS_MULTIPROC_DIR": str(self.multiproc),
             "TEST_SIGNAL_DIR": str(self.signals),
+            **(env or {}),
         }
         fd = self.sock.fileno()
         self.log = (tmp / "gunicorn.log").open("w")
@@ -102,8 +111,8 @@ class Gunicorn:
         )
         return self.workers()
 
-    def get(self, path: str) -> requests.Response:
-        return requests.get(self.base + path, timeout=WAIT_SECONDS)
+    def get(self, path: str, headers: dict[str, str] | None = None) -> requests.Response:
+        return requests.get(self.base + path, headers=headers, timeout=WAIT_SECONDS)
 
     def scrape(self) -> Samples:
         response = self.get("/metrics")
@@ -131,11 +140,12 @@ class Gunicorn:
 class Blocked:
     """A request to ``/block/<name>`` held open by its worker until released."""
 
-    def __init__(self, server: Gunicorn, name: str) -> None:
+    def __init__(self, server: Gunicorn, name: str, query: str = "") -> None:
         self.server = server
         self.name = name
         self.status: int | None = None
         self.failed = False
+        self.query = query
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
         started = server.signals / f"started-{name}"
@@ -144,7 +154,7 @@ class Blocked:
 
     def _run(self) -> None:
         try:
-            self.status = self.server.get(f"/block/{self.name}").status_code
+            self.status = self.server.get(f"/block/{self.name}{self.query}").status_code
         except requests.ConnectionError:
             self.failed = True
 
@@ -238,6 +248,9 @@ def test_every_scrape_sums_all_workers_including_dead_ones(gunicorn: Gunicorn) -
         assert _value(samples, "cache_operations_total", operation="get", result="hit") == 3
         assert _value(samples, "cache_hit_rate") == 0.75
         assert _value(samples, "flask_appmetrics_info", version=_version()) == 1
+        # Per-worker windows without Redis: left out rather than one worker's numbers.
+        assert _value(samples, "quota_requests_today") is None
+        assert _value(samples, "concurrent_users") is None
 
 
 def _version() -> str:
@@ -256,6 +269,38 @@ def test_multiproc_dir_is_created_at_start(tmp_path: Path) -> None:
         )
     finally:
         server.stop()
+
+
+def test_redis_windows_and_gauge_modes_across_workers(tmp_path: Path) -> None:
+    redis_dir = tmp_path / "redis"
+    redis_dir.mkdir()
+    redis_server = RedisServer(redis_dir)
+    redis_server.start()
+    server = Gunicorn(tmp_path, env={"TEST_REDIS_URL": redis_server.url})
+    try:
+        for i in range(12):
+            headers = {"Authorization": f"Bearer user-{i % 4}"}
+            assert server.get(f"/quota/{i}", headers=headers).status_code == 200
+        # Worker x opens its breaker, worker y's stays closed: livemax shows the worst.
+        x = Blocked(server, "x", "?breaker=2")
+        y = Blocked(server, "y", "?breaker=0")
+        samples = server.scrape()
+        assert _value(samples, "circuit_breaker_state", service="gemini") == 2
+        os.kill(x.pid, signal.SIGKILL)
+        server.wait_workers(3, without=x.pid)
+        samples = server.scrape()
+        assert _value(samples, "circuit_breaker_state", service="gemini") == 0
+        assert y.release() == 200
+        for _ in range(4):
+            samples = server.scrape()
+            # Quota and users live in Redis: exact whichever worker answers the scrape.
+            assert _value(samples, "quota_requests_today") == 12
+            assert _value(samples, "quota_tokens_today") == sum(range(12))
+            # user-0..3, plus the unauthenticated client of the other requests.
+            assert _value(samples, "concurrent_users") == 5
+    finally:
+        server.stop()
+        redis_server.kill()
 
 
 def _run_gunicorn(

@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import logging
 import signal
-import socket
-import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from flask import Flask
 from prometheus_client import CollectorRegistry
 
@@ -27,75 +23,12 @@ from flask_appmetrics._redis_windows import RedisLink, SharedQuota, SharedUserWi
 from flask_appmetrics._windows import RecentUsers
 from flask_appmetrics.config import RedisSettings
 from flask_appmetrics.helpers import record_quota_usage
+from tests._redis_server import RedisServer, free_port
 from tests.conftest import add_test_routes
 
 pytestmark = pytest.mark.slow
 
 WAIT_SECONDS = 20.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class RedisServer:
-    """A redis-server of our own: free port, temporary dir, no persistence."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.dir = tmp
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.dir),
-                "--logfile",
-                str(self.dir / "redis.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
-        deadline = time.monotonic() + WAIT_SECONDS
-        try:
-            while True:
-                try:
-                    if client.ping():
-                        return
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline or self.proc.poll() is not None:
-                        raise
-                    time.sleep(0.02)
-        finally:
-            client.close()
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=2, decode_responses=True)
-
-    def signal(self, sig: signal.Signals) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)  # in case a test paused it
-            self.proc.kill()
-            self.proc.wait(WAIT_SECONDS)
 
 
 @pytest.fixture
@@ -290,7 +223,7 @@ def test_shared_users_expire_by_age_and_are_capped(redis_server: RedisServer) ->
 
 
 def test_app_starts_while_redis_is_down(tmp_path: Path) -> None:
-    url = f"redis://127.0.0.1:{_free_port()}/0"
+    url = f"redis://127.0.0.1:{free_port()}/0"
     app = _app(url, CollectorRegistry())
     assert app.test_client().get("/items/1").status_code == 200
     assert _health(app)["recent_requests_5min"] == 1

@@ -1,0 +1,42 @@
+"""Refuse LLM calls over the configured quota, before they are made.
+
+flask-appmetrics counts the usage (every recorded Gemini call counts one request and its
+tokens) and exports it with the limits; this guard reads the same numbers through
+:func:`flask_appmetrics.quota_usage` so the backend answers 429 instead of letting Google
+refuse the call.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from flask_appmetrics import QuotaLimits, quota_usage
+
+
+@dataclass(frozen=True)
+class QuotaGuard:
+    """Checks the current usage against *limits* (the app's ``APPMETRICS_QUOTA_*``)."""
+
+    limits: QuotaLimits
+
+    def refused(self) -> str | None:
+        """The first limit one more call would exceed (``rpm``, ``tpm``, ...), or ``None``."""
+        usage = quota_usage()
+        if usage is None:
+            return None
+        pairs = (
+            ("rpm", self.limits.rpm, usage.requests_minute, 1),
+            ("tpm", self.limits.tpm, usage.tokens_minute, 0),
+            ("rpd", self.limits.rpd, usage.requests_today, 1),
+            ("tpd", self.limits.tpd, usage.tokens_today, 0),
+        )
+        for name, limit, used, extra in pairs:
+            if limit is not None and used + extra > limit:
+                return name
+        return None
+
+    @staticmethod
+    def retry_after() -> float:
+        """Seconds to the next minute, when the per-minute counts start again."""
+        return 60.0 - time.time() % 60.0
