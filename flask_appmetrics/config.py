@@ -230,6 +230,11 @@ class Settings:
     domain: DomainSettings
 
 
+#: Integers beyond this are no usable setting, and beyond float's range they make gauges
+#: (quota limits) fail with OverflowError at every scrape.
+_MAX_INTEGER = 2**53
+
+
 class ConfigReader:
     """Reads typed values from a Flask config, writing back the defaults it used."""
 
@@ -245,12 +250,14 @@ class ConfigReader:
             raise ConfigurationError(key, f"expected True or False, got {value!r}")
         return value
 
-    def integer(self, key: str, *, minimum: int = 0) -> int:
+    def integer(self, key: str, *, minimum: int = 0, maximum: int = _MAX_INTEGER) -> int:
         value = self.raw(key)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigurationError(key, f"expected an integer, got {value!r}")
         if value < minimum:
             raise ConfigurationError(key, f"must be at least {minimum}, got {value}")
+        if value > maximum:
+            raise ConfigurationError(key, f"must be at most {maximum}")
         return value
 
     def number(
@@ -261,6 +268,11 @@ class ConfigReader:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigurationError(key, f"expected a number, got {value!r}")
+        if isinstance(value, int) and abs(value) > _MAX_INTEGER:
+            # math.isfinite() raises OverflowError for an int beyond float's range.
+            raise ConfigurationError(
+                key, f"must be a finite number between {minimum} and {maximum}"
+            )
         if not math.isfinite(value) or not minimum <= value <= maximum:
             raise ConfigurationError(
                 key, f"must be a finite number between {minimum} and {maximum}, got {value!r}"
@@ -279,6 +291,9 @@ class ConfigReader:
         value = self.text(key, optional=True)
         if value is not None and not value.startswith("/"):
             raise ConfigurationError(key, f"must start with '/' (or be None), got {value!r}")
+        if value is not None and ("<" in value or ">" in value):
+            # A URL rule variable: werkzeug would refuse it, or pass it to our view.
+            raise ConfigurationError(key, f"must be a plain path without '<' or '>', got {value!r}")
         return value
 
     def strings(self, key: str) -> tuple[str, ...]:
@@ -333,6 +348,19 @@ def _auth(reader: ConfigReader) -> AuthSettings:
     )
 
 
+def _check_dsn(dsn: str) -> None:
+    """Refuse a malformed DSN here: sentry_sdk.init would raise its own error later, after
+    the app is half set up."""
+    try:
+        from sentry_sdk.utils import BadDsn, Dsn
+    except ImportError:  # init_sentry reports the missing SDK
+        return
+    try:
+        Dsn(dsn)
+    except (BadDsn, ValueError) as exc:
+        raise ConfigurationError("APPMETRICS_SENTRY_DSN", f"not a Sentry DSN: {exc}") from exc
+
+
 def _sentry(reader: ConfigReader) -> SentrySettings:
     # SENTRY_* environment variables are Sentry's own convention; the APPMETRICS_ keys win.
     dsn = reader.raw("APPMETRICS_SENTRY_DSN")
@@ -340,6 +368,8 @@ def _sentry(reader: ConfigReader) -> SentrySettings:
         dsn = os.environ.get("SENTRY_DSN") or None
     elif not isinstance(dsn, str):
         raise ConfigurationError("APPMETRICS_SENTRY_DSN", f"expected a string, got {dsn!r}")
+    if dsn:
+        _check_dsn(dsn)
     environment = reader.text("APPMETRICS_SENTRY_ENVIRONMENT", optional=True)
     release = reader.text("APPMETRICS_SENTRY_RELEASE", optional=True)
     options = reader.mapping("APPMETRICS_SENTRY_OPTIONS")
