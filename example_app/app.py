@@ -56,6 +56,7 @@ def create_app(
     app = Flask("example_app")
     app.config.update(config or {})
     options = settings.load(app.config)
+    settings.appmetrics_from_environment(app.config)
     logger.info("All required environment variables validated")
 
     app.config.setdefault("APPMETRICS_GEMINI_MODELS", (options.model,))

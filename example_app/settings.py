@@ -8,6 +8,7 @@ is configured the twelve-factor way and tests pass a dict.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import MutableMapping
@@ -23,6 +24,23 @@ class ExampleConfigError(ValueError):
     def __init__(self, key: str, problem: str) -> None:
         super().__init__(f"{key}: {problem}")
         self.key = key
+
+
+def appmetrics_from_environment(config: MutableMapping[str, Any]) -> None:
+    """Default each ``APPMETRICS_*`` key from an environment variable of the same name.
+
+    Values are parsed as JSON when they parse (``60``, ``null``, ``["a", "b"]``), else
+    taken as strings (``redis://...``), like Flask's ``from_prefixed_env``. Keys already in
+    *config* win; a misspelt variable is refused by flask-appmetrics at start.
+    """
+    for key, raw in os.environ.items():
+        if not key.startswith("APPMETRICS_"):
+            continue
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        config.setdefault(key, value)
 
 
 def defaults() -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """End to end: the example app under gunicorn, scraped by a real Prometheus with our rules.
 
 gunicorn runs ``example_app:create_app()`` with two workers and flask-appmetrics' gunicorn
-config (prometheus_client's multiprocess mode), on a socket the test bound itself. Debian's
+config (prometheus_client's multiprocess mode), on a socket the test bound itself, with a
+redis-server of its own for the quota windows the workers share. Debian's
 ``prometheus`` scrapes it every second and evaluates ops/prometheus/rules every second.
 The test drives traffic (including forced LLM failures that open the circuit breakers),
 then polls Prometheus' HTTP API until the raw series, the recording rules and a pending
@@ -26,6 +27,7 @@ import pytest
 import requests
 
 from example_app import traffic
+from tests._redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = sorted((ROOT / "ops" / "prometheus" / "rules").glob("*.yml"))
@@ -37,7 +39,8 @@ prometheus = shutil.which("prometheus")
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
-        prometheus is None, reason="prometheus not installed (scripts/system-deps.sh does)"
+        prometheus is None or shutil.which("redis-server") is None,
+        reason="prometheus or redis-server not installed (scripts/system-deps.sh does)",
     ),
 ]
 
@@ -72,7 +75,19 @@ def wait_for(what: str, probe: Callable[[], Any], log: Path | None = None) -> An
 
 
 @pytest.fixture
-def example_server(tmp_path: Path) -> Iterator[str]:
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    server = RedisServer(directory)
+    try:
+        server.start()
+        yield server.url
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+def example_server(tmp_path: Path, redis_url: str) -> Iterator[str]:
     """The example app under gunicorn (2 workers, multiprocess metrics); its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -81,6 +96,8 @@ def example_server(tmp_path: Path) -> Iterator[str]:
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
     env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "SENTRY_DSN")}
     env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "multiproc")
+    # The example reads APPMETRICS_* from its environment (twelve-factor style).
+    env["APPMETRICS_REDIS_URL"] = redis_url
     log_path = tmp_path / "gunicorn.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(
@@ -214,6 +231,12 @@ def test_prometheus_scrapes_the_example_and_evaluates_the_rules(
         lambda: prom.value(f'job:cache_hit:ratio_rate5m{{job="{JOB}"}}'),
     )
     assert 0 < hit_ratio < 1
+    # Quota usage over its limit: the workers count into Redis, so the gauges exist.
+    quota = wait_for(
+        "job_limit:quota_usage:ratio{limit=rpm}",
+        lambda: prom.value(f'job_limit:quota_usage:ratio{{job="{JOB}",limit="rpm"}}'),
+    )
+    assert 0 < quota <= 1
     wait_for(
         "job:gemini_api_cost_usd_per_hour:rate5m",
         lambda: prom.value(f'job:gemini_api_cost_usd_per_hour:rate5m{{job="{JOB}"}}'),

@@ -439,3 +439,18 @@ def test_python_m_example_app_serves_and_drives_traffic(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait(timeout=15)
+
+
+def test_appmetrics_keys_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, fresh: tuple[FlaskMetrics, CollectorRegistry]
+) -> None:
+    monkeypatch.setenv("APPMETRICS_QUOTA_RPM", "7")
+    monkeypatch.setenv("APPMETRICS_STATUS_PATH", "/ops/status")
+    app = create_app({"TESTING": True, "APPMETRICS_QUOTA_TPM": 9}, extension=fresh[0])
+    assert app.config["APPMETRICS_QUOTA_RPM"] == 7  # parsed as JSON: an int
+    assert app.config["APPMETRICS_STATUS_PATH"] == "/ops/status"  # not JSON: the string
+    assert app.config["APPMETRICS_QUOTA_TPM"] == 9  # explicit config wins
+    assert fresh[1].get_sample_value("quota_limit", {"limit": "rpm"}) == 7
+    monkeypatch.setenv("APPMETRICS_QUOTA_RMP", "7")
+    with pytest.raises(ValueError, match="APPMETRICS_QUOTA_RMP"):
+        create_app({"TESTING": True}, extension=FlaskMetrics(registry=CollectorRegistry()))
