@@ -35,7 +35,15 @@ if str(ROOT) not in sys.path:
 from flask import Flask  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
-from tests._traffic import HostileTraffic, drive, hostile, hostile_app, rss_bytes, scrape  # noqa: E402
+from tests._traffic import (  # noqa: E402
+    HostileTraffic,
+    drive,
+    environ_for,
+    hostile,
+    hostile_app,
+    rss_bytes,
+    scrape,
+)
 
 SLICE = 10_000
 WARM_UP = 12_000
@@ -93,25 +101,50 @@ def run_variant(variant: str, requests: int, seconds: float) -> dict[str, Any]:
         )
         if time.perf_counter() - started > seconds:
             break
+    series_after = count_series(registry)
+    traffic_growth = (rss_bytes() - base_rss) / MIB
+    # The scrape itself: the peer builds its whole page in memory.
     page = scrape(app) if registry is not None else b""
     return {
         "variant": variant,
         "sent": sent,
         "base_rss_mib": base_rss / MIB,
-        "rss_growth_mib": (rss_bytes() - base_rss) / MIB,
+        "rss_growth_mib": traffic_growth,
+        "rss_growth_after_scrape_mib": (rss_bytes() - base_rss) / MIB,
         "series_before": base_series,
-        "series_after": count_series(registry),
+        "series_after": series_after,
         "page_mib": len(page) / MIB,
         "slices": slices,
     }
 
 
-def spawn(variant: str, requests: int, seconds: float) -> dict[str, Any]:
+def run_plain_404s(variant: str, requests: int) -> dict[str, Any]:
+    """*requests* GETs of distinct unmatched paths (``/missing/<n>``), nothing else: the
+    simplest scan, for the figure of the peer's page size."""
+    app, registry = build(variant)
+    base_rss = rss_bytes()
+    drive(app, (environ_for("GET", f"/missing/{i}") for i in range(requests)))
+    growth = (rss_bytes() - base_rss) / MIB
+    page = scrape(app)
+    return {
+        "variant": f"{variant} ({requests} plain 404s)",
+        "sent": requests,
+        "base_rss_mib": base_rss / MIB,
+        "rss_growth_mib": growth,
+        "rss_growth_after_scrape_mib": (rss_bytes() - base_rss) / MIB,
+        "series_before": 0,
+        "series_after": count_series(registry),
+        "page_mib": len(page) / MIB,
+        "slices": [],
+    }
+
+
+def spawn(variant: str, requests: int, seconds: float, *, plain: bool = False) -> dict[str, Any]:
     """Run one variant in a fresh interpreter, so its RSS is its own."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run(
         [sys.executable, __file__, "--child", variant, "--requests", str(requests),
-         "--peer-seconds", str(seconds)],
+         "--peer-seconds", str(seconds), *(["--plain-404s"] if plain else [])],
         check=True,
         capture_output=True,
         text=True,
@@ -128,14 +161,25 @@ def main() -> None:
     parser.add_argument("--peer-requests", type=int, default=50_000)
     parser.add_argument("--peer-seconds", type=float, default=600.0)
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--plain-404s", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--only-plain", action="store_true", help="only the plain 404 runs")
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run_variant(args.child, args.requests, args.peer_seconds)))
+        if args.plain_404s:
+            print(json.dumps(run_plain_404s(args.child, args.requests)))
+        else:
+            print(json.dumps(run_variant(args.child, args.requests, args.peer_seconds)))
         return
-    runs = [
-        spawn("bare", args.requests, args.peer_seconds),
-        spawn("appmetrics", args.requests, args.peer_seconds),
-        spawn("peer", args.peer_requests, args.peer_seconds),
+    runs = []
+    if not args.only_plain:
+        runs += [
+            spawn("bare", args.requests, args.peer_seconds),
+            spawn("appmetrics", args.requests, args.peer_seconds),
+            spawn("peer", args.peer_requests, args.peer_seconds),
+        ]
+    runs += [
+        spawn("appmetrics", 50_000, args.peer_seconds, plain=True),
+        spawn("peer", 50_000, args.peer_seconds, plain=True),
     ]
     for run in runs:
         print(f"\n{run['variant']}: {run['sent']} hostile requests after warm-up")
@@ -146,13 +190,13 @@ def main() -> None:
                 f"   {s['us_per_request']:>9.1f}"
             )
     print(
-        "\nvariant      requests  RSS at start MiB  RSS growth MiB"
-        "  series before->after  /metrics MiB"
+        "\nvariant                         requests  RSS at start MiB  RSS growth MiB"
+        "  (+ one scrape)  series before->after  /metrics MiB"
     )
     for run in runs:
         print(
-            f"{run['variant']:<12} {run['sent']:>8}  {run['base_rss_mib']:>16.1f}"
-            f"  {run['rss_growth_mib']:>14.2f}"
+            f"{run['variant']:<31} {run['sent']:>8}  {run['base_rss_mib']:>16.1f}"
+            f"  {run['rss_growth_mib']:>14.2f}  {run['rss_growth_after_scrape_mib']:>14.2f}"
             f"  {run['series_before']:>8} -> {run['series_after']:<8}"
             f"  {run['page_mib']:>12.2f}"
         )
