@@ -195,24 +195,29 @@ class SharedRequestWindow:
 
         self.link.run(op, _nothing)
 
-    def counts(self) -> RequestCounts:
+    def _slots(self, r: redis.Redis) -> list[tuple[int, int]]:
         interval = int(self.clock() // self.width)
-        keys = [
-            self.link.key("health", "requests", i)
-            for i in range(interval - self.buckets + 1, interval + 1)
-        ]
+        pipe = r.pipeline(transaction=False)
+        for i in range(interval - self.buckets + 1, interval + 1):
+            pipe.hmget(self.link.key("health", "requests", i), "requests", "errors")
+        return [(int(req or 0), int(err or 0)) for req, err in pipe.execute()]
 
+    def counts(self) -> RequestCounts:
         def op(r: redis.Redis) -> RequestCounts:
-            pipe = r.pipeline(transaction=False)
-            for key in keys:
-                pipe.hmget(key, "requests", "errors")
-            requests = errors = 0
-            for got_requests, got_errors in pipe.execute():
-                requests += int(got_requests or 0)
-                errors += int(got_errors or 0)
-            return RequestCounts(requests, errors, self.window_seconds)
+            slots = self._slots(r)
+            return RequestCounts(
+                sum(s[0] for s in slots), sum(s[1] for s in slots), self.window_seconds
+            )
 
         return self.link.run(op, self.local.counts)
+
+    def series(self) -> tuple[RequestCounts, ...]:
+        """Counts per time slot, oldest first (the status page's plot)."""
+
+        def op(r: redis.Redis) -> tuple[RequestCounts, ...]:
+            return tuple(RequestCounts(req, err, self.width) for req, err in self._slots(r))
+
+        return self.link.run(op, self.local.series)
 
 
 class SharedUserWindow:

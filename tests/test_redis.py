@@ -75,6 +75,14 @@ def test_windows_are_shared_by_every_worker(redis_server: RedisServer) -> None:
         assert health["concurrent_users"] == 5  # users 0..4, two seen by both workers
         assert health["checks"]["redis"]["status"] == "pass"
 
+    # The status page's per-slot series comes from Redis too.
+    state = FlaskMetrics.state(b)
+    assert state is not None
+    assert state.health is not None
+    slots = state.health.requests.series()  # type: ignore[attr-defined]
+    assert sum(slot.requests for slot in slots) == 7
+    assert sum(slot.errors for slot in slots) == 1
+
     with a.app_context():
         record_quota_usage(requests=2, tokens=300)
     with b.app_context():
