@@ -9,6 +9,7 @@ remaining, cache sizes) are computed when the registry is collected.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import types
 import weakref
@@ -18,10 +19,9 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.samples import Sample
 
-from ._domain_specs import BREAKER_STATES, TOKEN_TYPES
+from ._domain_specs import BREAKER_STATES, QUOTA_LIMITS, TOKEN_TYPES
 from ._labels import BoundedLabel
-from ._quota import InMemoryQuota, QuotaCounter, QuotaUsage
-from .errors import ConfigurationError
+from ._quota import InMemoryQuota, QuotaCounter, QuotaLimits, QuotaUsage
 
 if TYPE_CHECKING:
     from .catalog import MetricSet
@@ -61,13 +61,16 @@ def scrape_time(gauge: Gauge, value: ValueFunction, on_error: Callable[[str], No
     def samples(_: Gauge) -> Iterable[Sample]:
         try:
             result = value()
+            if result is None:
+                return ()
+            # Inside the try: a string, an object or an int beyond float's range must cost
+            # this sample, not the whole scrape.
+            number = float(result)
         except Exception:
             logger.exception("flask-appmetrics: a scrape-time value failed; sample skipped")
             on_error("scrape_value")
             return ()
-        if result is None:
-            return ()
-        return (Sample("", {}, float(result), None, None),)
+        return (Sample("", {}, number, None, None),)
 
     # The same hook set_function uses; kept private there too.
     gauge._child_samples = types.MethodType(samples, gauge)  # type: ignore[method-assign]
@@ -77,7 +80,8 @@ class DomainMetrics:
     """The domain metrics of one registry.
 
     :param metric_set: the registry's catalog.
-    :param settings: the settings of the first app; later apps must agree on the quota.
+    :param settings: the settings of the first app (see :meth:`configure_quota` for later
+        ones).
     :param quota: where quota usage is counted; an :class:`InMemoryQuota` if ``None``.
     """
 
@@ -95,6 +99,7 @@ class DomainMetrics:
         self.quota_limits = settings.quota_limits
         self.quota_timezone = settings.quota_timezone
         self.quota: QuotaCounter = quota or InMemoryQuota(settings.quota_timezone)
+        self._own_quota = quota is None
         self._layers: dict[str, tuple[ValueFunction | None, ValueFunction | None]] = {}
         self._services: set[str] = set()
         self._lock = threading.Lock()
@@ -102,43 +107,61 @@ class DomainMetrics:
 
     # -- quota -----------------------------------------------------------------------
 
-    def check_quota_settings(self, settings: DomainSettings) -> None:
-        """Refuse an app whose quota settings differ from this registry's first app.
+    def configure_quota(self, settings: DomainSettings, quota: QuotaCounter | None) -> None:
+        """Apply the quota settings of a later app sharing this registry.
 
-        :raises ConfigurationError: naming the first differing key.
+        The registry has one set of quota gauges, so the most recently initialised app's
+        limits (and counter, and time zone) apply, as for the helpers: in a test suite
+        that makes an app per test on the default registry, the app under test. A change
+        is logged, since two live apps with different limits share one quota here.
         """
-        ours, theirs = self.quota_limits, settings.quota_limits
-        for name in ("rpm", "tpm", "rpd", "tpd"):
-            if getattr(ours, name) != getattr(theirs, name):
-                raise ConfigurationError(
-                    f"APPMETRICS_QUOTA_{name.upper()}",
-                    f"this registry's quota already has {name}={getattr(ours, name)!r}; apps "
-                    "sharing a registry share its quota and must configure the same limits",
-                )
-        if settings.quota_timezone != self.quota_timezone:
-            raise ConfigurationError(
-                "APPMETRICS_QUOTA_TIMEZONE",
-                f"this registry's quota day already ends at midnight {self.quota_timezone}",
+        zone_changed = settings.quota_timezone != self.quota_timezone
+        if settings.quota_limits != self.quota_limits or zone_changed:
+            logger.warning(
+                "flask-appmetrics: this registry's quota limits change from %s (%s) to %s (%s): "
+                "apps sharing a registry share one quota, and the latest app's limits apply",
+                self.quota_limits,
+                self.quota_timezone,
+                settings.quota_limits,
+                settings.quota_timezone,
             )
+        if quota is not None and quota is not self.quota:
+            self.quota, self._own_quota = quota, False
+        elif zone_changed and self._own_quota:
+            self.quota = InMemoryQuota(settings.quota_timezone)
+        self.quota_timezone = settings.quota_timezone
+        self._set_limits(settings.quota_limits)
 
     def _install_quota_gauges(self) -> None:
         ms = self.metric_set
-        limits = self.quota_limits
         on_error = ms.count_internal_error
-        # One read of the counter per scrape and gauge: each is O(1) under one lock.
+        # One read of the counter per scrape and gauge: each is O(1) under one lock. The
+        # counter and limits are looked up at each scrape: a later app may replace them.
         readers: dict[str, Callable[[QuotaUsage], float | None]] = {
             "quota_requests_current_minute": lambda u: u.requests_minute,
             "quota_tokens_current_minute": lambda u: u.tokens_minute,
             "quota_requests_today": lambda u: u.requests_today,
             "quota_tokens_today": lambda u: u.tokens_today,
-            "quota_rpm_remaining": lambda u: _remaining(limits.rpm, u.requests_minute),
-            "quota_tpm_remaining": lambda u: _remaining(limits.tpm, u.tokens_minute),
+            "quota_rpm_remaining": lambda u: _remaining(self.quota_limits.rpm, u.requests_minute),
+            "quota_tpm_remaining": lambda u: _remaining(self.quota_limits.tpm, u.tokens_minute),
         }
         for name, read in readers.items():
-            scrape_time(ms.gauge(name), _reading(self.quota, read), on_error)
-        for name, limit in limits.items():
-            ms.gauge("quota_limit").labels(name).set(limit)
-            ms.counter("quota_exceeded_total").labels(name)
+            scrape_time(ms.gauge(name), self._reading(read), on_error)
+        self._set_limits(self.quota_limits)
+
+    def _reading(self, read: Callable[[QuotaUsage], float | None]) -> ValueFunction:
+        return lambda: read(self.quota.usage())
+
+    def _set_limits(self, limits: QuotaLimits) -> None:
+        ms = self.metric_set
+        configured = dict(limits.items())
+        for name in QUOTA_LIMITS:
+            if name in configured:
+                ms.gauge("quota_limit").labels(name).set(configured[name])
+                ms.counter("quota_exceeded_total").labels(name)
+            elif name in dict(self.quota_limits.items()):
+                ms.gauge("quota_limit").remove(name)
+        self.quota_limits = limits
 
     def add_quota(self, requests: int, tokens: int) -> None:
         """Count usage against the quota and any limit it goes over."""
@@ -209,15 +232,10 @@ class DomainMetrics:
         return label
 
 
-def _remaining(limit: int | None, used: int) -> float | None:
-    # No sample for an unlimited quota: "remaining" has no meaning there.
-    return None if limit is None else float(max(limit - used, 0))
-
-
-def _reading(
-    quota: QuotaCounter, read: Callable[[QuotaUsage], float | None]
-) -> Callable[[], float | None]:
-    return lambda: read(quota.usage())
+def _remaining(limit: int | None, used: int) -> float:
+    # An unlimited quota has infinitely many left: +Inf keeps the seed's six gauges on the
+    # page and makes "remaining < N" alerts false, where a missing sample would hide it.
+    return math.inf if limit is None else float(max(limit - used, 0))
 
 
 _domains: weakref.WeakKeyDictionary[CollectorRegistry, DomainMetrics] = weakref.WeakKeyDictionary()
@@ -231,10 +249,8 @@ _domains_lock = threading.Lock()
 def domain_for(
     metric_set: MetricSet, settings: DomainSettings, quota: QuotaCounter | None = None
 ) -> DomainMetrics:
-    """The registry's :class:`DomainMetrics`, built on first use.
-
-    :raises ConfigurationError: the app's quota settings differ from the registry's, or a
-        quota counter is given for a registry that already has one.
+    """The registry's :class:`DomainMetrics`, built on first use; a later app's quota
+    settings and counter replace the earlier ones (see :meth:`DomainMetrics.configure_quota`).
     """
     with _domains_lock:
         domain = _domains.get(metric_set.registry)
@@ -244,14 +260,8 @@ def domain_for(
                 domain.register_layer(layer, size_bytes, items)
             _domains[metric_set.registry] = domain
             return domain
-    domain.check_quota_settings(settings)
-    if quota is not None and quota is not domain.quota:
-        raise ConfigurationError(
-            "quota",
-            "this registry already counts its quota in another counter; pass the same "
-            "quota counter to every FlaskMetrics sharing a registry",
-        )
-    return domain
+        domain.configure_quota(settings, quota)
+        return domain
 
 
 def existing_domain(registry: CollectorRegistry) -> DomainMetrics | None:

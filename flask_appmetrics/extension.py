@@ -100,6 +100,7 @@ class FlaskMetrics(CustomMetricsMixin):
         # Before any metric is touched: a half-configured multiprocess mode is refused here.
         multiprocess_dir = check_multiprocess_setup()
         metric_set = metric_set_for(self.registry, settings.http.buckets)
+        domain = domain_for(metric_set, settings.domain, self._quota)
         # Redis-backed windows (APPMETRICS_REDIS_URL), shared by every worker and host.
         shared = shared_windows(settings, on_error=metric_set.count_internal_error)
         if shared is not None:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from flask import current_app, has_app_context
 
 from . import signals
+from ._send import send
 from ._state import latest, state_of
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ def record_cache_event(hit: bool = True, operation: str = "get", layer: str | No
     """
     app = target_app()
     if app is not None:
-        signals.cache_event.send(app, hit=hit, operation=operation, layer=layer)
+        send(signals.cache_event, app, hit=hit, operation=operation, layer=layer)
 
 
 def record_gemini_usage(
@@ -129,7 +130,8 @@ def record_gemini_usage(
     """
     app = target_app()
     if app is not None:
-        signals.gemini_call.send(
+        send(
+            signals.gemini_call,
             app,
             endpoint=endpoint,
             model=model,
@@ -156,7 +158,7 @@ def record_circuit_breaker_event(service: str, event: str, state: str | None = N
     """
     app = target_app()
     if app is not None:
-        signals.circuit_breaker_event.send(app, service=service, event=event, state=state)
+        send(signals.circuit_breaker_event, app, service=service, event=event, state=state)
 
 
 def record_quota_usage(requests: int = 1, tokens: int = 0) -> None:
@@ -164,7 +166,7 @@ def record_quota_usage(requests: int = 1, tokens: int = 0) -> None:
     :func:`record_gemini_usage` (which counts them already)."""
     app = target_app()
     if app is not None:
-        signals.quota_usage.send(app, requests=requests, tokens=tokens)
+        send(signals.quota_usage, app, requests=requests, tokens=tokens)
 
 
 def record_business_event(
@@ -180,7 +182,7 @@ def record_business_event(
     """
     app = target_app()
     if app is not None:
-        signals.business_event.send(app, metric=metric, value=value, labels=labels)
+        send(signals.business_event, app, metric=metric, value=value, labels=labels)
 
 
 def quota_usage() -> QuotaUsage | None:
@@ -254,7 +256,8 @@ class track_gemini_call:  # lower case: used like a function (context manager, d
         duration = perf_counter() - start
         app = target_app()
         if app is not None:
-            signals.gemini_call.send(
+            send(
+                signals.gemini_call,
                 app,
                 endpoint=self.endpoint,
                 model=self.model,

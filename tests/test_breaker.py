@@ -3,6 +3,7 @@ successes, failures, rejected calls and transitions, and /api/health degraded wh
 
 from __future__ import annotations
 
+import gc
 from datetime import datetime, timedelta, timezone
 
 import pybreaker
@@ -14,7 +15,18 @@ from prometheus_client import CollectorRegistry
 from flask_appmetrics import FlaskMetrics
 from flask_appmetrics.integrations.pybreaker import BreakerListener, monitor_breaker
 
-SERVICE = {"service": "gemini"}
+SERVICE: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def unique_service(request: pytest.FixtureRequest) -> None:
+    # Breakers not pinned to an app report their state to every app initialised after
+    # them, and other tests' breakers live until collected: a service name of its own keeps
+    # this test's series apart from theirs.
+    SERVICE["service"] = f"gemini-{request.node.name}"
+    # Earlier tests' breakers (one left open, say) are garbage now, but in reference cycles:
+    # collect them before this test's app is made, or they would report to it.
+    gc.collect()
 
 
 class Upstream:
@@ -48,7 +60,7 @@ def let_reset_timeout_pass(breaker: pybreaker.CircuitBreaker) -> None:
 
 @pytest.fixture
 def breaker() -> pybreaker.CircuitBreaker:
-    return pybreaker.CircuitBreaker(fail_max=2, reset_timeout=60, name="gemini")
+    return pybreaker.CircuitBreaker(fail_max=2, reset_timeout=60, name=SERVICE["service"])
 
 
 def test_state_is_seeded_at_registration(
@@ -70,7 +82,7 @@ def test_state_is_seeded_at_registration(
 def test_a_breaker_made_before_the_app_is_seeded_when_the_app_starts(
     registry: CollectorRegistry,
 ) -> None:
-    breaker = pybreaker.CircuitBreaker(fail_max=1, name="gemini")
+    breaker = pybreaker.CircuitBreaker(fail_max=1, name=SERVICE["service"])
     breaker.open()
     monitor_breaker(breaker)  # module level: no app yet (or an unrelated latest one)
     app = Flask("late")
@@ -172,8 +184,7 @@ def test_a_pinned_breaker_records_into_its_app_only(breaker: pybreaker.CircuitBr
     with other.app_context():
         breaker.call(lambda: None)
     assert pinned_registry.get_sample_value("circuit_breaker_successes_total", SERVICE) == 1.0
-    # (Other tests' unpinned "gemini" breakers, not yet collected, may seed it at 0.)
-    assert not other_registry.get_sample_value("circuit_breaker_successes_total", SERVICE)
+    assert other_registry.get_sample_value("circuit_breaker_successes_total", SERVICE) is None
 
 
 def test_an_open_breaker_degrades_health(
@@ -181,7 +192,8 @@ def test_an_open_breaker_degrades_health(
 ) -> None:
     with app.app_context():
         monitor_breaker(breaker)
-    assert client.get("/api/health").get_json()["status"] == "healthy"
+    body = client.get("/api/health").get_json()
+    assert body["status"] == "healthy", body
     with app.app_context():
         breaker.open()
     response = client.get("/api/health")

@@ -3,6 +3,8 @@ threads, and the quota_* gauges computed at scrape time."""
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
 from datetime import datetime, timezone
 from typing import Any
@@ -163,12 +165,13 @@ def test_limits_and_exceeded_counts(quota_app: Flask, registry: CollectorRegistr
         assert quota_usage() == QuotaUsage(5, 2000, 5, 2000)
 
 
-def test_remaining_is_absent_when_unlimited(app: Flask, registry: CollectorRegistry) -> None:
+def test_remaining_is_infinite_when_unlimited(app: Flask, registry: CollectorRegistry) -> None:
     with app.app_context():
         record_quota_usage(tokens=10)
     assert gauge(registry, "quota_requests_current_minute") == 1.0
-    assert gauge(registry, "quota_rpm_remaining") is None
-    assert gauge(registry, "quota_tpm_remaining") is None
+    assert gauge(registry, "quota_rpm_remaining") == math.inf
+    assert gauge(registry, "quota_tpm_remaining") == math.inf
+    assert registry.get_sample_value("quota_limit", {"limit": "rpm"}) is None
 
 
 @pytest.mark.parametrize(
@@ -187,8 +190,29 @@ def test_bad_quota_config_fails_at_start(app_factory: AppFactory, key: str, valu
         app_factory({key: value})
 
 
-def test_apps_sharing_a_registry_must_agree_on_limits(app_factory: AppFactory) -> None:
-    app_factory({"APPMETRICS_QUOTA_RPM": 10})
-    app_factory({"APPMETRICS_QUOTA_RPM": 10})
-    with pytest.raises(ConfigurationError, match="APPMETRICS_QUOTA_RPM"):
-        app_factory({"APPMETRICS_QUOTA_RPM": 20})
+def test_the_latest_app_sharing_a_registry_sets_the_limits(
+    app_factory: AppFactory, registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An app factory called per test on one registry: the app under test is the latest.
+    first = app_factory({"APPMETRICS_QUOTA_RPM": 10})
+    with first.app_context():
+        record_quota_usage(requests=4)
+    with caplog.at_level(logging.WARNING, logger="flask_appmetrics"):
+        app_factory({"APPMETRICS_QUOTA_RPM": 20, "APPMETRICS_QUOTA_TPD": 5000})
+    assert "quota limits change" in caplog.text
+    assert registry.get_sample_value("quota_limit", {"limit": "rpm"}) == 20.0
+    assert registry.get_sample_value("quota_limit", {"limit": "tpd"}) == 5000.0
+    assert gauge(registry, "quota_rpm_remaining") == 16.0  # one quota, shared
+    app_factory()
+    assert registry.get_sample_value("quota_limit", {"limit": "rpm"}) is None
+    assert gauge(registry, "quota_rpm_remaining") == math.inf
+
+
+def test_a_later_quota_counter_replaces_the_earlier_one(
+    registry: CollectorRegistry, clock: FakeClock
+) -> None:
+    FlaskMetrics(Flask("first"), registry=registry)
+    counter = InMemoryQuota(clock=clock)
+    counter.add(7, 70)
+    FlaskMetrics(Flask("second"), registry=registry, quota=counter)
+    assert gauge(registry, "quota_requests_today") == 7.0

@@ -37,6 +37,7 @@ from flask import Flask, current_app
 
 from .. import signals
 from .._domain import ValueFunction, register_cache_layer
+from .._send import send
 from .._state import state_of
 
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ class _Recorder:
             return
         try:
             for hit in hits:
-                signals.cache_event.send(app, hit=hit, operation="get", layer=self.layer)
+                send(signals.cache_event, app, hit=hit, operation="get", layer=self.layer)
         except Exception:
             # Never let metrics break a cache read (another receiver may raise).
             logger.exception("flask-appmetrics could not record a cache lookup")

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import pybreaker
 
 from .. import signals
+from .._send import send
 from .._state import latest, state_of
 from ..helpers import target_app
 
@@ -119,7 +120,7 @@ class BreakerListener(pybreaker.CircuitBreakerListener):
         if app is None:
             return
         try:
-            signals.circuit_breaker_event.send(app, service=self.service, **payload)
+            send(signals.circuit_breaker_event, app, service=self.service, **payload)
         except Exception:
             # Metrics never break the protected call (another receiver may raise).
             logger.exception("flask-appmetrics could not record a circuit breaker event")
