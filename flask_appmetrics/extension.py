@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY
 
+from ._checks import CheckFunc, CheckRegistry, F
 from ._domain import domain_for
 from ._multiprocess import check_setup as check_multiprocess_setup
 from ._redis_windows import redis_check, shared_windows
 from ._state import EXTENSION_KEY, AppState, set_latest, state_of
-from ._checks import CheckFunc, CheckRegistry, F
 from .auth import AuthDecorator, Guard
 from .catalog import metric_set_for
 from .config import load_settings
@@ -69,9 +69,9 @@ class FlaskMetrics(CustomMetricsMixin):
         user_identity: UserIdentity | None = None,
         quota: QuotaCounter | None = None,
     ):
-        self._quota = quota
         self._registry = registry
         self._auth = auth
+        self._quota = quota
         # Extension-wide on purpose: checks apply to every app this instance initialises.
         self._checks = CheckRegistry()
         self._user_identity = user_identity
@@ -100,14 +100,13 @@ class FlaskMetrics(CustomMetricsMixin):
         # Before any metric is touched: a half-configured multiprocess mode is refused here.
         multiprocess_dir = check_multiprocess_setup()
         metric_set = metric_set_for(self.registry, settings.http.buckets)
-        domain = domain_for(metric_set, settings.domain, self._quota)
+        status_settings = load_status_settings(app.config)
         # Redis-backed windows (APPMETRICS_REDIS_URL), shared by every worker and host.
         shared = shared_windows(settings, on_error=metric_set.count_internal_error)
         if shared is not None:
             self._checks.add("redis", redis_check, critical=False)
         quota = self._quota or (shared.quota if shared is not None else None)
         domain = domain_for(metric_set, settings.domain, quota)
-        status_settings = load_status_settings(app.config)
         own_blueprints = frozenset({METRICS_BLUEPRINT, HEALTH_BLUEPRINT, STATUS_BLUEPRINT})
         health = build_monitor(
             app,
