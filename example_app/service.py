@@ -151,7 +151,10 @@ class ContentService:
         if refused is not None:
             raise QuotaExceeded(refused, retry_after=self.quota.retry_after())
         try:
-            generation: Generation = self.breaker.call(self._generate, prompt, endpoint, simulation)
+            # calling(), not call(): pybreaker's call() holds the breaker's lock for the
+            # whole call, which would serialise every LLM request of the process.
+            with self.breaker.calling():
+                generation = self._generate(prompt, endpoint, simulation)
         except pybreaker.CircuitBreakerError as exc:
             raise ServiceUnavailable(
                 f"{LLM_SERVICE} is unavailable (circuit breaker open)",

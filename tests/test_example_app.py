@@ -211,7 +211,8 @@ def test_failures_open_the_breaker_and_degrade_health(
     statuses = [
         client.post("/api/subtopics?fail=1", json={"topic": "t"}).status_code for _ in range(5)
     ]
-    # Two failures pass through (502); the third trips the breaker; then calls are refused.
+    # Two failures pass through (502); the third trips the breaker (pybreaker raises
+    # CircuitBreakerError for it, so 503); then calls are refused without trying.
     assert statuses == [502, 502, 503, 503, 503]
     refused = client.post("/api/subtopics", json={"topic": "other"})
     assert refused.status_code == 503
@@ -219,6 +220,7 @@ def test_failures_open_the_breaker_and_degrade_health(
     assert value(registry, "circuit_breaker_state", service="gemini") == 2
     assert value(registry, "circuit_breaker_failures_total", service="gemini") == 3
     assert value(registry, "circuit_breaker_rejected_calls_total", service="gemini") == 3
+    assert value(registry, "circuit_breaker_successes_total", service="gemini") == 0
     assert value(registry, "circuit_breaker_transitions_total", service="gemini", state="open") == 1
     subtopics = {"endpoint": "/api/subtopics", "model": "gemini-1.5-flash"}
     assert value(registry, "gemini_api_calls_total", **subtopics, status="error") == 3
@@ -231,6 +233,42 @@ def test_failures_open_the_breaker_and_degrade_health(
         )
         == 4
     )
+
+
+class RendezvousGenerator:
+    """An LLM whose calls return only once two of them are in flight at the same time."""
+
+    model = "gemini-1.5-flash"
+
+    def __init__(self) -> None:
+        self.barrier = threading.Barrier(2, timeout=20)
+
+    def generate(self, prompt: str, *, simulation: Simulation | None = None) -> Any:
+        try:
+            self.barrier.wait()
+        except threading.BrokenBarrierError as exc:
+            raise GenerationError("calls were serialised") from exc
+        return OfflineGenerator().generate(prompt)
+
+
+def test_llm_calls_run_concurrently_through_the_breaker(
+    fresh: tuple[FlaskMetrics, CollectorRegistry],
+) -> None:
+    """pybreaker's call() holds a lock for the whole call; the service must not use it,
+    or one slow LLM call would hold up every other request of the worker."""
+    app = create_app({"TESTING": True}, extension=fresh[0])
+    app.extensions["example_app"].generator = RendezvousGenerator()
+    codes: list[int] = []
+
+    def post(topic: str) -> None:
+        codes.append(app.test_client().post("/api/subtopics", json={"topic": topic}).status_code)
+
+    threads = [threading.Thread(target=post, args=(t,)) for t in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert codes == [200, 200]
 
 
 def test_simulated_delay_is_measured(fresh: tuple[FlaskMetrics, CollectorRegistry]) -> None:
