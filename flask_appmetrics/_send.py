@@ -1,0 +1,72 @@
+"""Sending our signals so that no receiver can break the sender or the other receivers.
+
+blinker's ``Signal.send`` stops at the first receiver that raises and hands its exception
+to the sender. Our signals also reach receivers of the app's own (an audit log, say); one
+of those that raises must neither fail the caller of ``record_cache_event`` (a request, a
+cache read) nor keep the extension's receivers from recording. :func:`send` calls each
+receiver on its own: a failure of another receiver is logged and counted in
+``flask_appmetrics_internal_errors_total{component="signal_receiver"}``; the extension's
+own receivers never raise except with ``APPMETRICS_STRICT``, and that error does reach
+the caller (after every other receiver ran).
+"""
+
+from __future__ import annotations
+
+import logging
+from inspect import iscoroutinefunction
+from typing import TYPE_CHECKING, Any
+
+from ._state import state_of
+from .receivers import DomainReceivers
+
+if TYPE_CHECKING:
+    from blinker import NamedSignal
+    from flask import Flask
+
+logger = logging.getLogger("flask_appmetrics")
+
+
+def send(signal: NamedSignal, app: Flask, **payload: Any) -> None:
+    """Send *signal* for *app* to every receiver, each isolated from the others' failures.
+
+    :raises TypeError, ValueError: the extension's receiver refused the payload in strict
+        mode.
+    """
+    if signal.is_muted:
+        return
+    strict_error: TypeError | ValueError | None = None
+    for receiver in signal.receivers_for(app):
+        if iscoroutinefunction(receiver):
+            logger.warning(
+                "flask-appmetrics skipped async receiver %r of signal %r: blinker cannot "
+                "call it without an event loop",
+                receiver,
+                signal.name,
+            )
+            continue
+        try:
+            receiver(app, **payload)
+        except (TypeError, ValueError) as error:
+            if isinstance(getattr(receiver, "__self__", None), DomainReceivers):
+                strict_error = strict_error or error  # strict mode: the caller's to see
+            else:
+                _receiver_failed(app, signal, receiver)
+        except Exception:
+            _receiver_failed(app, signal, receiver)
+    if strict_error is not None:
+        raise strict_error
+
+
+def _receiver_failed(app: Flask, signal: NamedSignal, receiver: object) -> None:
+    logger.exception(
+        "flask-appmetrics: receiver %r of signal %r raised; the event was still recorded "
+        "and the caller is unaffected",
+        receiver,
+        signal.name,
+    )
+    state = state_of(app)
+    if state is not None:
+        try:
+            state.metric_set.count_internal_error("signal_receiver")
+        except Exception:  # pragma: no cover - the reporter itself failed
+            logger.exception("flask-appmetrics could not count an internal error")
