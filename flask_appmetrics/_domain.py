@@ -125,10 +125,12 @@ class DomainMetrics:
                 settings.quota_limits,
                 settings.quota_timezone,
             )
-        if quota is not None and quota is not self.quota:
-            self.quota, self._own_quota = quota, False
-        elif zone_changed and self._own_quota:
-            self.quota = InMemoryQuota(settings.quota_timezone)
+        if quota is not None:
+            if quota is not self.quota:
+                self.quota, self._own_quota = quota, False
+        elif zone_changed or not self._own_quota:
+            # The latest app counts in process: a fresh counter in its zone.
+            self.quota, self._own_quota = InMemoryQuota(settings.quota_timezone), True
         self.quota_timezone = settings.quota_timezone
         self._set_limits(settings.quota_limits)
 

@@ -18,7 +18,7 @@ import logging
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import _validation as check
 from . import signals
@@ -114,6 +114,7 @@ class DomainReceivers:
         self.domain = domain
         self.strict = strict
         self.prices = PriceTable(settings.gemini_prices)
+        self._cache_children: dict[tuple[str, str | None, bool], tuple[Any, ...]] = {}
         domain.pin_gemini(settings.gemini_endpoints, settings.gemini_models)
 
     @property
@@ -157,17 +158,28 @@ class DomainReceivers:
             check.reject("cache event", error, strict=self.strict)
             return
         try:
-            ms = self.domain.metric_set
             op_label = self.domain.cache_operation(op)
-            result = "hit" if is_hit else "miss"
-            ms.counter("cache_operations_total").labels(op_label, result).inc()
-            if layer_name is not None:
-                layer_label = self.domain.cache_layer(layer_name)
-                ms.counter("cache_layer_operations_total").labels(
-                    layer_label, op_label, result
-                ).inc()
+            layer_label = self.domain.cache_layer(layer_name) if layer_name is not None else None
+            key = (op_label, layer_label, is_hit)
+            children = self._cache_children.get(key)
+            if children is None:
+                children = self._cache_children[key] = self._cache_series(*key)
+            for child in children:
+                child.inc()
         except Exception:
             self._internal_error("cache_event")
+
+    def _cache_series(self, operation: str, layer: str | None, hit: bool) -> tuple[Any, ...]:
+        # The hot path (every cache read): children looked up once per label set. Keys are
+        # bounded label values, so this dict is bounded too.
+        ms = self.domain.metric_set
+        result = "hit" if hit else "miss"
+        children = [ms.counter("cache_operations_total").labels(operation, result)]
+        if layer is not None:
+            children.append(
+                ms.counter("cache_layer_operations_total").labels(layer, operation, result)
+            )
+        return tuple(children)
 
     def on_gemini_call(self, sender: object, **payload: object) -> None:
         try:

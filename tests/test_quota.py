@@ -216,3 +216,5 @@ def test_a_later_quota_counter_replaces_the_earlier_one(
     counter.add(7, 70)
     FlaskMetrics(Flask("second"), registry=registry, quota=counter)
     assert gauge(registry, "quota_requests_today") == 7.0
+    FlaskMetrics(Flask("third"), registry=registry)  # no counter of its own: in process
+    assert gauge(registry, "quota_requests_today") == 0.0
