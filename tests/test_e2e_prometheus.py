@@ -98,6 +98,8 @@ def example_server(tmp_path: Path, redis_url: str) -> Iterator[str]:
     env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "multiproc")
     # The example reads APPMETRICS_* from its environment (twelve-factor style).
     env["APPMETRICS_REDIS_URL"] = redis_url
+    # Room for every LLM call of the test: the forced failures must reach the breaker.
+    env["APPMETRICS_QUOTA_RPM"] = "1000"
     log_path = tmp_path / "gunicorn.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(
