@@ -204,7 +204,7 @@ def main() -> int:
     for what, (got, expected) in checks.items():
         good = got == expected
         ok = ok and good
-        print(f"{'ok ' if good else 'BAD'} {what}: {got:g} (expected {expected:g})")
+        print(f"{'ok ' if good else 'BAD'} {what}: {got:.0f} (expected {expected:.0f})")
     return 0 if ok else 1
 
 
