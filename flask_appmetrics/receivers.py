@@ -288,7 +288,9 @@ class DomainReceivers:
                 raise ValueError(
                     f"metric: {name!r} was not declared with metrics.counter/gauge/histogram"
                 )
-            minimum = 0.0 if custom.kind == "counter" else None
+            # A histogram's _sum is a counter only without negative observations (rate()
+            # of it would be wrong); gauges take any value.
+            minimum = None if custom.kind == "gauge" else 0.0
             amount = check.number("value", value, minimum=minimum)
             label_values = _labels(labels, custom.labelnames)
         except (TypeError, ValueError) as error:

@@ -110,8 +110,9 @@ def test_usage_metadata_of_a_real_response(app: Flask, registry: CollectorRegist
         response(10, 5),
         response(10, 5).usage_metadata,
         {"prompt_token_count": 10, "candidates_token_count": 5, "total_token_count": 15},
+        response(10, 5).model_dump(),
     ],
-    ids=["response", "usage_metadata", "mapping"],
+    ids=["response", "usage_metadata", "mapping", "response-dict"],
 )
 def test_token_usage_accepts_response_metadata_or_mapping(source: object) -> None:
     assert token_usage(source) == TokenUsage(input=10, output=5, total=15)
@@ -119,6 +120,12 @@ def test_token_usage_accepts_response_metadata_or_mapping(source: object) -> Non
 
 def test_a_response_without_usage_metadata_has_no_tokens() -> None:
     assert token_usage(types.GenerateContentResponse()) == TokenUsage()
+
+
+@pytest.mark.parametrize("source", [object(), {"tokens": 3}, 42])
+def test_something_else_is_refused(source: object) -> None:
+    with pytest.raises(TypeError, match="usage_metadata"):
+        token_usage(source)
 
 
 def test_plain_token_count_without_breakdown(app: Flask, registry: CollectorRegistry) -> None:

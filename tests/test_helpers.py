@@ -279,3 +279,22 @@ def test_record_business_event(
     assert registry.get_sample_value("images_generated_total", {"source": "ai"}) == 1.0
     assert registry.get_sample_value("images_generated_total", {"source": "other"}) == 2.0
     assert registry.get_sample_value("content_quality_score", {"content_type": "lesson"}) == 0.75
+
+
+def test_bad_business_events(
+    metrics: FlaskMetrics, app_factory: AppFactory, registry: CollectorRegistry
+) -> None:
+    metrics.counter("jobs_total", "Jobs")
+    metrics.histogram("job_seconds", "Job duration", ["kind"])
+    app = app_factory({"APPMETRICS_STRICT": True})
+    with app.app_context():
+        with pytest.raises(ValueError, match=r"^value:"):
+            record_business_event("jobs_total", -1)
+        with pytest.raises(ValueError, match=r"^value:"):
+            record_business_event("job_seconds", -0.5, labels={"kind": "a"})
+        with pytest.raises(ValueError, match=r"^labels:"):
+            record_business_event("job_seconds", 1.0)
+        with pytest.raises(ValueError, match=r"^metric:"):
+            record_business_event("undeclared_total")
+    assert registry.get_sample_value("jobs_total") == 0.0
+    assert registry.get_sample_value("job_seconds_count", {"kind": "a"}) is None

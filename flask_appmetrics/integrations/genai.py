@@ -77,10 +77,14 @@ def token_usage(source: object) -> TokenUsage:
     :raises ValueError: a count is negative.
     """
     metadata: Any = getattr(source, "usage_metadata", source)
+    if isinstance(metadata, Mapping) and "usage_metadata" in metadata:
+        metadata = metadata["usage_metadata"]  # a response as a dict (``model_dump()``)
     if metadata is None:
         return TokenUsage()
     get: Callable[[str], object]
     if isinstance(metadata, Mapping):
+        if metadata and not any(name in metadata for name in FIELDS.values()):
+            raise TypeError(f"usage_metadata: a mapping without any of {sorted(FIELDS.values())}")
         get = metadata.get
     elif any(hasattr(metadata, name) for name in FIELDS.values()):
 
