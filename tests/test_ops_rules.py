@@ -243,3 +243,22 @@ def test_dashboard_is_grafana_json_using_exported_names(exported_names: set[str]
     # Those two are read through recording rules; check the rules do read them.
     rule_exprs = " ".join(rule["expr"] for group in rule_groups() for rule in group["rules"])
     assert {"circuit_breaker_state", "gemini_api_cost_usd_total"} <= promql_names(rule_exprs)
+
+
+@needs_promtool
+def test_example_metrics_page_lints_clean_but_for_the_seeds_cache_items_count() -> None:
+    """The business metrics the example declares follow Prometheus naming too; the one
+    complaint is the seed's ``cache_items_count`` (``_count`` is reserved), kept by design."""
+    registry = CollectorRegistry()
+    app = create_app({"TESTING": True}, extension=FlaskMetrics(registry=registry))
+    client = app.test_client()
+    client.post("/api/generate", json={"topic": "lint"})
+    client.post("/api/images", json={"topic": "lint"})
+    page = client.get("/metrics").get_data()
+    assert promtool is not None
+    done = subprocess.run(
+        [promtool, "check", "metrics"], input=page, capture_output=True, timeout=60, check=False
+    )
+    problems = [line for line in (done.stdout + done.stderr).decode().splitlines() if line.strip()]
+    assert problems, "expected the cache_items_count complaint"
+    assert all(line.startswith("cache_items_count ") for line in problems), problems
