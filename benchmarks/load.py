@@ -44,6 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gunicorn.config import Config as GunicornConfig
+
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 PATH = "/items/1"
@@ -98,6 +100,9 @@ def _start(variant: str, workers: int, tmp: Path) -> Server:
     env = {**os.environ, "BENCH_VARIANT": variant}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     args = [GUNICORN, "-w", str(workers), "-b", f"fd://{sock.fileno()}", "--log-level", "warning"]
+    if "control_socket_disable" in GunicornConfig().settings:
+        # gunicorn >= 25: one control socket path per machine by default; ours run side by side.
+        args.append("--no-control-socket")
     multiproc = None
     if variant != "bare":
         multiproc = tmp / f"multiproc-{variant}"

@@ -217,6 +217,28 @@ def derived_gauges(
 DERIVED_GAUGES: tuple[DerivedGauge, ...] = (CACHE_HIT_RATE,)
 
 
+def _ready_files(path: str) -> list[str]:
+    """The metric files of *path* that hold a header.
+
+    A worker that is starting creates its file empty and then sizes it; a scrape that
+    globbed the file in between would fail in prometheus_client (``struct.error``) and the
+    page would be a 500, typically right after gunicorn replaced a dead worker. Such a
+    file holds no value yet, so skipping it loses nothing.
+    """
+    ready = []
+    for name in glob.glob(os.path.join(path, "*.db")):
+        try:
+            if os.stat(name).st_size >= _HEADER_BYTES:
+                ready.append(name)
+        except FileNotFoundError:  # a live gauge file removed by mark_process_dead
+            continue
+    return ready
+
+
+#: The used-bytes integer and padding at the start of every mmap file.
+_HEADER_BYTES = 8
+
+
 class AggregatingCollector:
     """prometheus_client's :class:`MultiProcessCollector`, with derived gauges recomputed.
 
@@ -225,13 +247,15 @@ class AggregatingCollector:
     """
 
     def __init__(self, path: str, derived: Iterable[DerivedGauge] = DERIVED_GAUGES) -> None:
-        # prometheus_client's multiprocess module is not annotated.
-        self._collector = MultiProcessCollector(None, path)  # type: ignore[no-untyped-call]
+        self._path = path
         self._derived = tuple(derived)
         self._derived_names = frozenset(d.name for d in self._derived)
 
     def collect(self) -> Iterable[Metric]:
-        collected = self._collector.collect()  # type: ignore[no-untyped-call]
+        # prometheus_client's multiprocess module is not annotated.
+        collected = MultiProcessCollector.merge(  # type: ignore[no-untyped-call]
+            _ready_files(self._path), accumulate=True
+        )
         families: dict[str, Metric] = {m.name: m for m in collected}
         for name in self._derived_names:
             families.pop(name, None)

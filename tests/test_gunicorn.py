@@ -20,17 +20,23 @@ from pathlib import Path
 import pytest
 import requests
 from flask import Flask
-from prometheus_client import CollectorRegistry
+from gunicorn.config import Config as GunicornConfig
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 
 from flask_appmetrics import ConfigurationError, FlaskMetrics
-from flask_appmetrics._multiprocess import check_directory, check_setup
+from flask_appmetrics._multiprocess import check_directory, check_setup, scrape_registry
 from tests._redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
+# gunicorn >= 25 opens a control socket in ~/.gunicorn by default, one path for every
+# gunicorn on the machine: tests running side by side would take it from each other.
+NO_CONTROL_SOCKET = (
+    ["--no-control-socket"] if "control_socket_disable" in GunicornConfig().settings else []
+)
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 WAIT_SECONDS = 30.0
 
@@ -86,6 +92,7 @@ class Gunicorn:
                 f"fd://{fd}",
                 "--graceful-timeout",
                 "5",
+                *NO_CONTROL_SOCKET,
                 "tests.gunicorn_app:app",
             ],
             cwd=ROOT,
@@ -311,7 +318,7 @@ def _run_gunicorn(
     sock.listen(8)
     try:
         return subprocess.run(
-            [GUNICORN, *args, "-b", f"fd://{sock.fileno()}", app],
+            [GUNICORN, *args, *NO_CONTROL_SOCKET, "-b", f"fd://{sock.fileno()}", app],
             cwd=ROOT,
             env={**os.environ, "TEST_SIGNAL_DIR": str(tmp_path), **env},
             pass_fds=(sock.fileno(),),
@@ -388,3 +395,19 @@ def test_check_directory_rejects_missing_and_unwritable(tmp_path: Path) -> None:
     # Read-only even for root: os.access would say yes, creating a file does not.
     with pytest.raises(ConfigurationError, match="cannot write"):
         check_directory("/proc/1")
+
+
+def test_scrape_skips_a_file_a_starting_worker_has_not_sized_yet(tmp_path: Path) -> None:
+    # A worker creates its file empty, then sizes it: a scrape in between must not fail.
+    done = MmapedDict(str(tmp_path / "counter_1.db"))
+    key = mmap_key("jobs", "jobs_total", ("kind",), ("a",), "Jobs")
+    done.write_value(key, 3.0, 0.0)
+    done.close()
+    (tmp_path / "counter_2.db").touch()
+    page = generate_latest(scrape_registry(str(tmp_path))).decode()
+    samples = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(page)
+        for s in family.samples
+    }
+    assert samples[("jobs_total", frozenset({("kind", "a")}))] == 3.0
