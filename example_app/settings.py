@@ -65,8 +65,6 @@ def defaults() -> dict[str, Any]:
         # Cache: a Redis URL switches Flask-Caching from SimpleCache (memory) to RedisCache.
         "EXAMPLE_REDIS_URL": os.environ.get("EXAMPLE_REDIS_URL") or None,
         "EXAMPLE_CACHE_SECONDS": 300,
-        # Requests per minute to the LLM before the backend answers 429 (None: unlimited).
-        "EXAMPLE_RPM_LIMIT": 60,
     }
 
 
@@ -85,7 +83,6 @@ class ExampleSettings:
     breaker_reset_seconds: float
     redis_url: str | None
     cache_seconds: int
-    rpm_limit: int | None
 
 
 def _number(config: MutableMapping[str, Any], key: str, lo: float, hi: float) -> float:
@@ -129,7 +126,6 @@ def load(config: MutableMapping[str, Any]) -> ExampleSettings:
     model = _optional_text(config, "EXAMPLE_MODEL") or (
         GEMINI_MODEL if llm == "gemini" else OFFLINE_MODEL
     )
-    rpm = config["EXAMPLE_RPM_LIMIT"]
     if not isinstance(config["EXAMPLE_SIMULATION"], bool):
         raise ExampleConfigError("EXAMPLE_SIMULATION", "expected True or False")
     return ExampleSettings(
@@ -144,5 +140,4 @@ def load(config: MutableMapping[str, Any]) -> ExampleSettings:
         breaker_reset_seconds=_number(config, "EXAMPLE_BREAKER_RESET_SECONDS", 0.0, 3600.0),
         redis_url=_optional_text(config, "EXAMPLE_REDIS_URL"),
         cache_seconds=_integer(config, "EXAMPLE_CACHE_SECONDS", 0),
-        rpm_limit=None if rpm is None else _integer(config, "EXAMPLE_RPM_LIMIT", 1),
     )
