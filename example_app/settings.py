@@ -43,6 +43,14 @@ def appmetrics_from_environment(config: MutableMapping[str, Any]) -> None:
         config.setdefault(key, value)
 
 
+def _env_number(name: str) -> float:
+    raw = os.environ.get(name, "0")
+    try:
+        return float(raw)
+    except ValueError:
+        raise ExampleConfigError(name, f"expected a number, got {raw!r}") from None
+
+
 def defaults() -> dict[str, Any]:
     """Each key with its default, read from the environment now."""
     return {
@@ -55,8 +63,8 @@ def defaults() -> dict[str, Any]:
         # Another Gemini API root (a local stand-in); None for Google's.
         "EXAMPLE_GEMINI_BASE_URL": os.environ.get("EXAMPLE_GEMINI_BASE_URL") or None,
         # Offline generator: fraction of calls that fail, and seconds each call takes.
-        "EXAMPLE_FAILURE_RATE": float(os.environ.get("EXAMPLE_FAILURE_RATE", "0")),
-        "EXAMPLE_LATENCY_SECONDS": float(os.environ.get("EXAMPLE_LATENCY_SECONDS", "0")),
+        "EXAMPLE_FAILURE_RATE": _env_number("EXAMPLE_FAILURE_RATE"),
+        "EXAMPLE_LATENCY_SECONDS": _env_number("EXAMPLE_LATENCY_SECONDS"),
         # Honour ?fail=1 and ?delay=<seconds> on API requests (demo only; off in production).
         "EXAMPLE_SIMULATION": os.environ.get("EXAMPLE_SIMULATION", "1") != "0",
         # Breaker: consecutive failures that open it, and seconds before it tries again.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from example_app import create_app, traffic
 from example_app.llm import GeminiGenerator, GenerationError, OfflineGenerator, Simulation
 from example_app.settings import ExampleConfigError
 from flask_appmetrics import FlaskMetrics
+from tests._redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -492,3 +494,29 @@ def test_appmetrics_keys_from_the_environment(
     monkeypatch.setenv("APPMETRICS_QUOTA_RMP", "7")
     with pytest.raises(ValueError, match="APPMETRICS_QUOTA_RMP"):
         create_app({"TESTING": True}, extension=FlaskMetrics(registry=CollectorRegistry()))
+
+
+def test_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXAMPLE_FAILURE_RATE", "often")
+    with pytest.raises(ExampleConfigError, match="EXAMPLE_FAILURE_RATE"):
+        create_app({"TESTING": True}, extension=FlaskMetrics(registry=CollectorRegistry()))
+
+
+@pytest.mark.skipif(not shutil.which("redis-server"), reason="redis-server not installed")
+def test_redis_cache_layer(tmp_path: Path, fresh: tuple[FlaskMetrics, CollectorRegistry]) -> None:
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        ext, registry = fresh
+        app = create_app({"TESTING": True, "EXAMPLE_REDIS_URL": server.url}, extension=ext)
+        assert app.config["CACHE_TYPE"] == "RedisCache"
+        client = app.test_client()
+        for _ in range(3):
+            assert client.post("/api/subtopics", json={"topic": "redis"}).status_code == 200
+        layer = {"layer": "redis", "operation": "get"}
+        assert value(registry, "cache_layer_operations_total", **layer, result="miss") == 1
+        assert value(registry, "cache_layer_operations_total", **layer, result="hit") == 2
+        assert value(registry, "cache_operations_total", operation="get", result="hit") == 2
+        assert server.client().dbsize() >= 1  # the value really is in Redis
+    finally:
+        server.kill()
