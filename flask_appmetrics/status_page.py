@@ -147,7 +147,7 @@ def _no_store(response: Response) -> Response:
 
 
 def page_response() -> Response:
-    """The HTML page for the current app (status 200 whatever the health: it is a page)."""
+    """The HTML page for the current app; 503 when unhealthy, like ``/api/health``."""
     settings = _settings()
     refresh = settings.refresh_seconds if settings is not None else 5.0
     data = snapshot(_monitor())
@@ -171,7 +171,12 @@ def page_response() -> Response:
         unhealthy_colour=STATUS_COLOURS["unhealthy"],
         unknown_colour=STATUS_COLOURS["unknown"],
     )
-    return _no_store(Response(html, mimetype="text/html"))
+    return _no_store(Response(html, status=_http_status(data), mimetype="text/html"))
+
+
+def _http_status(data: dict[str, Any]) -> int:
+    # The same contract as /api/health: whatever reads the status code sees the verdict.
+    return 503 if data["status"] == "unhealthy" else 200
 
 
 def _escape(value: str) -> str:
@@ -188,8 +193,10 @@ def status_view() -> Response:
     fmt = request.args.get("format")
     accept = request.accept_mimetypes
     if fmt == "json" or (fmt is None and accept["application/json"] > accept["text/html"]):
-        body = json.dumps(snapshot(_monitor()))
-        return _no_store(Response(body, mimetype="application/json"))
+        data = snapshot(_monitor())
+        return _no_store(
+            Response(json.dumps(data), status=_http_status(data), mimetype="application/json")
+        )
     return page_response()
 
 

@@ -313,6 +313,9 @@ def test_chromium_page_at_health_path_turns_red_on_refresh(tmp_path: Path, serve
     assert calls["n"] >= 2
 
     calls["n"] = 1  # every evaluation from now on fails: the screenshot shows red
+    client = app.test_client()
+    assert client.get("/status").status_code == 503  # the verdict, as /api/health gives it
+    assert client.get("/status?format=json").status_code == 503
     shot = tmp_path / "unhealthy.png"
     run_chromium(tmp_path, f"{base}/api/health", f"--screenshot={shot}")
     image = read_png(shot.read_bytes())
