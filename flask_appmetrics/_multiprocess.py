@@ -12,9 +12,30 @@ each is turned into a :class:`~flask_appmetrics.errors.ConfigurationError` here:
   update, inside a request;
 * the variable was removed after import: the scrape would find no directory.
 
-Gauges are aggregated per their ``multiprocess_mode`` (see the catalog). Gauges computed by
-a function at scrape time (``cache_hit_rate``) have no file value worth reading, so the
-scrape registry replaces them with values derived from the aggregated counters.
+How each gauge of the catalog is aggregated over the workers (the ``multiprocess_mode``
+of its :class:`~flask_appmetrics._registration.MetricSpec`, or a value computed when
+``/metrics`` is served, since gauges computed by a function at scrape time have no file
+value worth reading):
+
+===================================  ==========================================================
+``http_requests_in_progress``        ``livesum``: requests being served by live workers; a
+                                     killed worker's share goes with it (``child_exit``)
+``circuit_breaker_state``            ``livemax``: each worker has its own breaker; the worst
+                                     state among live workers
+``quota_limit``                      ``max``: configuration, the same in every worker
+``flask_appmetrics_info``            ``max``: always 1
+``cache_hit_rate``                   derived from the all-workers ``cache_operations_total``
+``cache_size_bytes``,                the scraping worker's reading: exact for a shared cache
+``cache_items_count``                backend (Redis, Memcached), one worker's for a per-process
+                                     cache
+``quota_*`` (six gauges),            with ``APPMETRICS_REDIS_URL``: read from Redis by the
+``concurrent_users``                 scraping worker, hence exact; without it every worker has
+                                     its own window and the families are left out rather
+                                     than showing one worker's numbers
+===================================  ==========================================================
+
+Counters and histograms are summed over every file, dead workers' included. One registry
+per process: two registries declaring the same name would write the same file keys.
 """
 
 from __future__ import annotations

@@ -216,3 +216,18 @@ def test_scrubber_on_a_payload() -> None:
     assert crumbs[0]["message"] == f"GET https://{FILTERED}@example.com/x?token={FILTERED}&b=1"
     assert crumbs[1]["message"] == f"header Authorization: Bearer {FILTERED}"
     assert event["headers"] == [["Authorization", FILTERED], ["Accept", "text/html"]]
+
+
+def test_a_second_dsn_in_the_same_process_is_reported_not_applied(
+    registry: CollectorRegistry, transport: CapturingTransport, caplog: pytest.LogCaptureFixture
+) -> None:
+    ext = FlaskMetrics(registry=registry)
+    first, second = Flask("first"), Flask("second")
+    first.config.update(_config(transport))
+    second.config.update(_config(transport, APPMETRICS_SENTRY_DSN="http://other@127.0.0.1:1/2"))
+    ext.init_app(first)
+    client = sentry_sdk.get_client()
+    ext.init_app(second)
+    assert sentry_sdk.get_client() is client
+    assert client.dsn == DSN
+    assert any("another DSN" in r.getMessage() for r in caplog.records)

@@ -201,7 +201,11 @@ def init_sentry(settings: SentrySettings, *, secrets: Iterable[str] = ()) -> boo
     with _lock:
         current = sentry_sdk.get_client()
         if _ours is not None and current is _ours:
-            logger.debug("Sentry already initialised by flask-appmetrics in this process")
+            if current.dsn != settings.dsn:
+                logger.warning(
+                    "flask-appmetrics: Sentry is already initialised in this process with "
+                    "another DSN; one process reports to one Sentry project, the first one"
+                )
             return False
         if current.is_active():
             logger.info("Sentry was initialised by the application; flask-appmetrics leaves it")
