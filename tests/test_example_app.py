@@ -439,6 +439,8 @@ def test_python_m_example_app_serves_and_drives_traffic(tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "SENTRY_DSN")}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    # A DSN nothing listens on (port 9, on this machine): Sentry starts, sends nowhere.
+    env["SENTRY_DSN"] = "http://public@127.0.0.1:9/1"
     with log.open("w") as out:
         server = subprocess.Popen(
             [sys.executable, "-m", "example_app", "--port", str(port), "--traffic", "40"],
@@ -455,13 +457,16 @@ def test_python_m_example_app_serves_and_drives_traffic(tmp_path: Path) -> None:
             time.sleep(0.2)
         text = log.read_text()
         assert "traffic done" in text, text
-        for line in (
+        # The seed's "Expected output" of its start, in its order.
+        seed_lines = (
             "All required environment variables validated",
             "Prometheus metrics initialized successfully",
             "Metrics available at /metrics endpoint",
+            "Sentry error tracking initialized",
             f"Running on http://127.0.0.1:{port}",
-        ):
-            assert line in text
+        )
+        positions = [text.index(line) for line in seed_lines]
+        assert positions == sorted(positions), text
         import urllib.request
 
         with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
