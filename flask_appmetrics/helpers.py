@@ -17,13 +17,14 @@ The receivers validate the payload: bad input is logged and records nothing, or 
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import threading
 import warnings
 from collections.abc import Callable, Mapping
 from time import perf_counter
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from flask import current_app, has_app_context
 
@@ -203,7 +204,8 @@ class track_gemini_call:  # lower case: used like a function (context manager, d
             response = client.models.generate_content(model=..., contents=prompt)
             call.record_response(response)
 
-    As a decorator, the return value's ``usage_metadata`` is used if it has one::
+    ``async with`` works too. As a decorator (of a function or a coroutine function), the
+    return value's ``usage_metadata`` is used if it has one::
 
         @track_gemini_call("/api/generate", "gemini-1.5-flash")
         def generate(prompt: str) -> types.GenerateContentResponse: ...
@@ -266,8 +268,31 @@ class track_gemini_call:  # lower case: used like a function (context manager, d
                 **self._counts,
             )
 
+    async def __aenter__(self) -> track_gemini_call:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, traceback)
+
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
         endpoint, model = self.endpoint, self.model
+        if inspect.iscoroutinefunction(func):
+            # google-genai's async client (client.aio): time the awaited call, not the
+            # creation of the coroutine.
+            @functools.wraps(func)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                async with track_gemini_call(endpoint, model) as call:
+                    result = await func(*args, **kwargs)
+                    if getattr(result, "usage_metadata", None) is not None:
+                        call.record_response(result)
+                    return result
+
+            return cast("Callable[P, R]", async_wrapper)
 
         @functools.wraps(func)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:

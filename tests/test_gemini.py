@@ -6,6 +6,7 @@ google-genai's own types are built locally (no network): the same objects
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -206,3 +207,25 @@ def test_track_gemini_call_with_a_real_response(app: Flask, registry: CollectorR
     assert usage(registry, "thoughts") == 5.0
     assert registry.get_sample_value("gemini_api_tokens_total", GEN) == 185.0
     assert registry.get_sample_value("gemini_api_duration_seconds_count", GEN) == 2.0
+
+
+def test_track_gemini_call_times_async_calls(app: Flask, registry: CollectorRegistry) -> None:
+    @track_gemini_call(**GEN)
+    async def generate(fail: bool) -> types.GenerateContentResponse:
+        await asyncio.sleep(0)
+        if fail:
+            raise RuntimeError("deadline exceeded")
+        return response(8, 2)
+
+    async def main() -> None:
+        await generate(False)
+        with pytest.raises(RuntimeError):
+            await generate(True)
+        async with track_gemini_call(**GEN) as call:
+            call.usage(tokens=5)
+
+    with app.app_context():
+        asyncio.run(main())
+    assert registry.get_sample_value("gemini_api_calls_total", {**GEN, "status": "success"}) == 2.0
+    assert registry.get_sample_value("gemini_api_calls_total", {**GEN, "status": "error"}) == 1.0
+    assert registry.get_sample_value("gemini_api_tokens_total", GEN) == 15.0
