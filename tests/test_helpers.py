@@ -298,3 +298,26 @@ def test_bad_business_events(
             record_business_event("undeclared_total")
     assert registry.get_sample_value("jobs_total") == 0.0
     assert registry.get_sample_value("job_seconds_count", {"kind": "a"}) is None
+
+
+def test_helpers_are_exact_under_concurrency(app: Flask, registry: CollectorRegistry) -> None:
+    threads, per_thread = 8, 2_000
+    barrier = threading.Barrier(threads)
+
+    def work() -> None:
+        barrier.wait()
+        with app.app_context():
+            for index in range(per_thread):
+                record_cache_event(hit=index % 2 == 0)
+                record_gemini_usage(**GEN, tokens=3)
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    total = threads * per_thread
+    assert hits(registry) == total / 2
+    assert calls(registry) == total
+    assert registry.get_sample_value("gemini_api_tokens_total", GEN) == 3 * total
+    assert registry.get_sample_value("quota_requests_today") == total
