@@ -526,3 +526,36 @@ def test_odd_methods_are_counted_with_bounded_labels() -> None:
         )
         == 3.0
     )
+
+
+# -- inside a real request -----------------------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    tokens=anything,
+    duration=anything,
+    hit=anything,
+    service=anything,
+)
+def test_a_view_calling_helpers_with_bad_values_answers_as_usual(
+    tokens: Any, duration: Any, hit: Any, service: Any
+) -> None:
+    app, _, registry = domain_app()
+
+    @app.get("/generate")
+    def generate() -> str:
+        record_gemini_usage("/api/generate", "gemini-1.5-flash", tokens, duration)
+        record_cache_event(hit=hit)
+        record_circuit_breaker_event(service, "success")
+        record_quota_usage(tokens)
+        return "generated"
+
+    with logged() as log:
+        response = app.test_client().get("/generate")
+    assert response.status_code == 200
+    assert response.data == b"generated"
+    assert not log.errors
+    labels = {"method": "GET", "endpoint": "/generate", "status": "200"}
+    assert registry.get_sample_value("http_requests_total", labels) == 1
+    assert registry.get_sample_value("flask_appmetrics_internal_errors_total") is None
