@@ -438,6 +438,8 @@ header_values = st.one_of(
             "application/openmetrics-text;version=9.9.9",
             "text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
             "*/*;q=nan",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+            "application/health+json",
             "gzip",
             "gzip;q=0",
             "Bearer ",
