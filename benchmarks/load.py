@@ -1,11 +1,14 @@
 """Load benchmark: gunicorn with several workers, driven by ``wrk`` on 127.0.0.1.
 
-Part 1, throughput and tail latency. Three gunicorn servers run the same trivial app
+Part 1, throughput and tail latency. Gunicorn servers run the same trivial app
 (``/items/<int:item_id>``) side by side, each with ``--workers`` sync workers:
 
 * ``bare``: plain Flask;
 * ``appmetrics``: flask-appmetrics in prometheus_client's multiprocess mode, started with
   ``-c python:flask_appmetrics.gunicorn`` (every request writes mmap files);
+* ``appmetrics_redis``: the same with ``APPMETRICS_REDIS_URL`` (a throwaway redis-server):
+  the health and users windows are updated in Redis on every request (skipped without
+  ``redis-server`` or with ``--no-redis``);
 * ``exporter``: prometheus_flask_exporter's ``GunicornInternalPrometheusMetrics``, also in
   multiprocess mode (skipped if it is not installed).
 
@@ -39,7 +42,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,9 +68,11 @@ def create_app() -> Any:
         return {"id": item_id}
 
     variant = os.environ.get("BENCH_VARIANT", "bare")
-    if variant == "appmetrics":
+    if variant.startswith("appmetrics"):
         from flask_appmetrics import FlaskMetrics
 
+        if variant == "appmetrics_redis":
+            app.config["APPMETRICS_REDIS_URL"] = os.environ["BENCH_REDIS_URL"]
         FlaskMetrics(app)
     elif variant == "exporter":
         from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
@@ -108,7 +113,7 @@ def _start(variant: str, workers: int, tmp: Path) -> Server:
         multiproc = tmp / f"multiproc-{variant}"
         multiproc.mkdir()
         env["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc)
-    if variant == "appmetrics":
+    if variant.startswith("appmetrics"):
         args += ["-c", "python:flask_appmetrics.gunicorn"]
     args.append("benchmarks.load:create_app()")
     proc = subprocess.Popen(args, cwd=ROOT, env=env, pass_fds=(sock.fileno(),))
@@ -145,17 +150,49 @@ def _stop(server: Server) -> None:
 
 
 @contextmanager
+def redis_server(tmp: Path) -> Iterator[str]:
+    """A throwaway redis-server on a free local port; yields its URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(tmp)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@contextmanager
 def servers(variants: list[str], workers: int) -> Iterator[dict[str, Server]]:
     tmp = Path(tempfile.mkdtemp(prefix="appmetrics-load-"))
     started: dict[str, Server] = {}
-    try:
-        for variant in variants:
-            started[variant] = _start(variant, workers, tmp)
-        yield started
-    finally:
-        for server in started.values():
-            _stop(server)
-        shutil.rmtree(tmp, ignore_errors=True)
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, tmp, ignore_errors=True)
+        if "appmetrics_redis" in variants:
+            os.environ["BENCH_REDIS_URL"] = stack.enter_context(redis_server(tmp))
+        try:
+            for variant in variants:
+                started[variant] = _start(variant, workers, tmp)
+            yield started
+        finally:
+            for server in started.values():
+                _stop(server)
 
 
 # -- wrk --------------------------------------------------------------------------------------
@@ -206,6 +243,8 @@ def run_wrk(url: str, duration: float, connections: int, threads: int) -> WrkRes
 
 def load_benchmark(args: argparse.Namespace) -> None:
     variants = ["bare", "appmetrics"]
+    if shutil.which("redis-server") is not None and not args.no_redis:
+        variants.append("appmetrics_redis")
     try:
         import prometheus_flask_exporter  # noqa: F401
     except ImportError:
@@ -224,7 +263,7 @@ def load_benchmark(args: argparse.Namespace) -> None:
                 )
                 results[variant].append(result)
                 print(
-                    f"  round {round_ + 1} {variant:<11} {result.requests_per_second:9.0f} req/s"
+                    f"  round {round_ + 1} {variant:<17} {result.requests_per_second:9.0f} req/s"
                     f"  p99 {result.p99_seconds * 1000:7.2f} ms  errors {result.errors}"
                 )
     rps = {v: statistics.median(r.requests_per_second for r in rs) for v, rs in results.items()}
@@ -233,10 +272,10 @@ def load_benchmark(args: argparse.Namespace) -> None:
         f"\nload: {args.workers} gunicorn sync workers, wrk -t{args.threads} "
         f"-c{args.connections}, {args.rounds} rounds x {args.duration:g} s, medians"
     )
-    print(f"{'variant':<12}{'req/s':>10}{'p99 ms':>10}{'req/s vs bare':>16}{'p99 vs bare':>14}")
+    print(f"{'variant':<18}{'req/s':>10}{'p99 ms':>10}{'req/s vs bare':>16}{'p99 vs bare':>14}")
     for v in variants:
         print(
-            f"{v:<12}{rps[v]:>10.0f}{p99[v] * 1000:>10.2f}"
+            f"{v:<18}{rps[v]:>10.0f}{p99[v] * 1000:>10.2f}"
             f"{rps[v] / rps['bare']:>16.3f}{p99[v] / p99['bare']:>14.3f}"
         )
 
@@ -345,6 +384,7 @@ def main() -> None:
     parser.add_argument("--series", type=int, nargs="+", default=[1_000, 10_000])
     parser.add_argument("--scrape-repeat", type=int, default=20)
     parser.add_argument("--skip-load", action="store_true")
+    parser.add_argument("--no-redis", action="store_true", help="skip appmetrics_redis")
     parser.add_argument("--skip-scrape", action="store_true")
     args = parser.parse_args()
     if shutil.which("wrk") is None and not args.skip_load:

@@ -3,14 +3,22 @@
 With ``APPMETRICS_REDIS_URL`` set, three windows live in Redis instead of process memory:
 
 * the health error window (:class:`SharedRequestWindow`, a
-  :class:`~flask_appmetrics._windows.RequestWindow`): one hash per time bucket,
-  ``HINCRBY`` on each request;
+  :class:`~flask_appmetrics._windows.RequestWindow`): one hash per time bucket, added to
+  with ``HINCRBY``;
 * concurrent users (:class:`SharedUserWindow`, a :class:`~flask_appmetrics._windows.UserWindow`):
-  one sorted set of hashed identities scored by last sighting, trimmed by age and size on
-  every touch;
+  one sorted set of hashed identities scored by last sighting, trimmed by age and size
+  whenever it is written;
 * the API quota (:class:`SharedQuota`, a :class:`~flask_appmetrics._quota.QuotaCounter`): one
   hash per minute and per day, incremented in a ``MULTI`` transaction that returns the new
   totals, so limit checks see one consistent snapshot.
+
+The two health windows are written in batches: a request only adds to in-process pending
+counts, and at most once per ``APPMETRICS_REDIS_FLUSH_SECONDS`` (default 1 s) a request
+sends every pending update in one ``MULTI`` pipeline; reading a window sends this
+process's pending updates first. So a worker costs Redis one round trip per second
+whatever its request rate, and shared counts lag by at most that interval (an idle
+worker's last updates wait for its next request, or its exit). The quota is written on
+every call, since a limit check needs the total including it.
 
 Every key has a TTL slightly longer than its window, so nothing grows, and bucket and
 quota keys are named by wall-clock time so all hosts agree on them.
@@ -26,11 +34,13 @@ The latency ring stays per process: it is the recent experience of this worker.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import math
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,6 +61,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Clock = Callable[[], float]
+#: Adds a window's pending updates to the flush pipeline.
+PendingOps = Callable[["redis.client.Pipeline"], None]
 
 _DAY_SECONDS = 86_400
 
@@ -100,6 +112,15 @@ class RedisLink:
         self._down_until: float | None = None
         #: Failed operations since start (each one cost at most the socket timeout).
         self.failures = 0
+        #: Batches of window updates sent (one round trip each).
+        self.flushes = 0
+        self._flush_seconds = settings.flush_seconds
+        self._sources: list[Callable[[], PendingOps | None]] = []
+        self._next_flush = 0.0
+        self._flush_lock = threading.Lock()
+        # A worker that exits (gunicorn's max_requests, a graceful restart) sends its last
+        # batch; weakly, so that dropped apps' links are not kept alive.
+        atexit.register(_flush_at_exit, weakref.ref(self))
 
     @property
     def available(self) -> bool:
@@ -122,6 +143,41 @@ class RedisLink:
         if down_until is not None:
             self._mark_up()
         return result
+
+    def add_source(self, take: Callable[[], PendingOps | None]) -> None:
+        """Register a window's ``take``: hands over its pending updates, or ``None``."""
+        self._sources.append(take)
+
+    def maybe_flush(self) -> None:
+        """Send pending window updates if ``APPMETRICS_REDIS_FLUSH_SECONDS`` have passed:
+        at most one round trip per interval and process, whatever the request rate."""
+        if self._clock() >= self._next_flush:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send every window's pending updates now, in one ``MULTI`` pipeline.
+
+        Updates that cannot be sent (Redis away) are dropped: the local windows, which
+        are always up to date, stand in for them until Redis is back.
+        """
+        if not self._flush_lock.acquire(blocking=False):
+            return  # another thread is sending: it takes our updates too
+        try:
+            self._next_flush = self._clock() + self._flush_seconds
+            ops = [op for take in self._sources if (op := take()) is not None]
+            if not ops:
+                return
+
+            def send(r: redis.Redis) -> None:
+                pipe = r.pipeline(transaction=True)
+                for op in ops:
+                    op(pipe)
+                pipe.execute()
+                self.flushes += 1
+
+            self.run(send, _nothing)
+        finally:
+            self._flush_lock.release()
 
     def check(self) -> bool:
         """The ``redis`` health check: passes while windows are shared."""
@@ -161,8 +217,17 @@ def _nothing() -> None:
     return None
 
 
+def _flush_at_exit(ref: weakref.ref[RedisLink]) -> None:
+    link = ref()
+    if link is not None:
+        link.flush()
+
+
 class SharedRequestWindow:
     """Requests and errors over the last *window_seconds*, counted by every process.
+
+    Each request adds to a pending count per time bucket; the link sends the counts in
+    batches (``HINCRBY`` per bucket). Reads send this process's pending counts first.
 
     :param link: the app's Redis link.
     :param local: this process's window: always updated, read while Redis is away.
@@ -176,6 +241,9 @@ class SharedRequestWindow:
         self.width = local.width
         self.buckets = local.buckets
         self._ttl = math.ceil(local.window_seconds + 2 * local.width)
+        self._pending: dict[int, list[int]] = {}
+        self._lock = threading.Lock()
+        link.add_source(self._take)
 
     @property
     def window_seconds(self) -> float:
@@ -183,17 +251,31 @@ class SharedRequestWindow:
 
     def record(self, *, error: bool) -> None:
         self.local.record(error=error)
-        key = self.link.key("health", "requests", int(self.clock() // self.width))
-
-        def op(r: redis.Redis) -> None:
-            pipe = r.pipeline(transaction=False)
-            pipe.hincrby(key, "requests", 1)
+        interval = int(self.clock() // self.width)
+        with self._lock:
+            counts = self._pending.get(interval)
+            if counts is None:
+                counts = self._pending[interval] = [0, 0]
+            counts[0] += 1
             if error:
-                pipe.hincrby(key, "errors", 1)
-            pipe.expire(key, self._ttl)
-            pipe.execute()
+                counts[1] += 1
+        self.link.maybe_flush()
 
-        self.link.run(op, _nothing)
+    def _take(self) -> PendingOps | None:
+        with self._lock:
+            if not self._pending:
+                return None
+            pending, self._pending = self._pending, {}
+
+        def ops(pipe: redis.client.Pipeline) -> None:
+            for interval, (requests, errors) in pending.items():
+                key = self.link.key("health", "requests", interval)
+                pipe.hincrby(key, "requests", requests)
+                if errors:
+                    pipe.hincrby(key, "errors", errors)
+                pipe.expire(key, self._ttl)
+
+        return ops
 
     def _slots(self, r: redis.Redis) -> list[tuple[int, int]]:
         interval = int(self.clock() // self.width)
@@ -203,6 +285,8 @@ class SharedRequestWindow:
         return [(int(req or 0), int(err or 0)) for req, err in pipe.execute()]
 
     def counts(self) -> RequestCounts:
+        self.link.flush()
+
         def op(r: redis.Redis) -> RequestCounts:
             slots = self._slots(r)
             return RequestCounts(
@@ -213,6 +297,7 @@ class SharedRequestWindow:
 
     def series(self) -> tuple[RequestCounts, ...]:
         """Counts per time slot, oldest first (the status page's plot)."""
+        self.link.flush()
 
         def op(r: redis.Redis) -> tuple[RequestCounts, ...]:
             return tuple(RequestCounts(req, err, self.width) for req, err in self._slots(r))
@@ -237,6 +322,9 @@ class SharedUserWindow:
         self._key = link.key("users")
         self._hash_key = hashlib.blake2b(link.prefix.encode(), digest_size=32).digest()
         self._ttl = math.ceil(local.window_seconds) + 1
+        self._pending: dict[str, float] = {}
+        self._lock = threading.Lock()
+        link.add_source(self._take)
 
     def _member(self, identity: str) -> str:
         return hashlib.blake2b(identity.encode(), key=self._hash_key, digest_size=12).hexdigest()
@@ -245,19 +333,32 @@ class SharedUserWindow:
         self.local.touch(identity)
         member = self._member(identity)
         now = self.clock()
+        with self._lock:
+            pending = self._pending
+            pending.pop(member, None)  # re-inserted last: the dict stays in sighting order
+            pending[member] = now
+            if len(pending) > self.local.max_tracked:
+                del pending[next(iter(pending))]
+        self.link.maybe_flush()
 
-        def op(r: redis.Redis) -> None:
-            # One transaction: add, expire by age, cap by size, refresh the key's TTL.
-            pipe = r.pipeline(transaction=True)
-            pipe.zadd(self._key, {member: now})
-            pipe.zremrangebyscore(self._key, "-inf", now - self.local.window_seconds)
+    def _take(self) -> PendingOps | None:
+        with self._lock:
+            if not self._pending:
+                return None
+            pending, self._pending = self._pending, {}
+        horizon = self.clock() - self.local.window_seconds
+
+        def ops(pipe: redis.client.Pipeline) -> None:
+            # Add, expire by age, cap by size, refresh the key's TTL.
+            pipe.zadd(self._key, pending)
+            pipe.zremrangebyscore(self._key, "-inf", horizon)
             pipe.zremrangebyrank(self._key, 0, -(self.local.max_tracked + 1))
             pipe.expire(self._key, self._ttl)
-            pipe.execute()
 
-        self.link.run(op, _nothing)
+        return ops
 
     def count(self) -> int:
+        self.link.flush()
         horizon = self.clock() - self.local.window_seconds
 
         def op(r: redis.Redis) -> int:

@@ -78,6 +78,7 @@ DEFAULTS: dict[str, Any] = {
     "APPMETRICS_REDIS_PREFIX": "appmetrics",
     "APPMETRICS_REDIS_SOCKET_TIMEOUT_SECONDS": 0.05,
     "APPMETRICS_REDIS_RETRY_SECONDS": 5.0,
+    "APPMETRICS_REDIS_FLUSH_SECONDS": 1.0,
 }
 
 
@@ -154,6 +155,9 @@ class RedisSettings:
     socket_timeout: float
     #: After a failure, local windows are used for this long before Redis is tried again.
     retry_seconds: float
+    #: Health and users window updates are sent in one batch at most this often per
+    #: process (``0``: on every request). The quota is always updated at once.
+    flush_seconds: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -404,9 +408,13 @@ def _redis(reader: ConfigReader) -> RedisSettings:
     assert prefix is not None
     timeout = reader.number("APPMETRICS_REDIS_SOCKET_TIMEOUT_SECONDS", minimum=0.001, maximum=5.0)
     retry = reader.number("APPMETRICS_REDIS_RETRY_SECONDS", minimum=0.0, maximum=3600.0)
+    flush = reader.number("APPMETRICS_REDIS_FLUSH_SECONDS", minimum=0.0, maximum=60.0)
     assert timeout is not None
     assert retry is not None
-    return RedisSettings(url=url, prefix=prefix, socket_timeout=timeout, retry_seconds=retry)
+    assert flush is not None
+    return RedisSettings(
+        url=url, prefix=prefix, socket_timeout=timeout, retry_seconds=retry, flush_seconds=flush
+    )
 
 
 def _positive(reader: ConfigReader, key: str, *, maximum: float = math.inf) -> float:

@@ -63,4 +63,6 @@ def _set_breaker(state: int) -> None:
 
 if os.environ.get("TEST_REDIS_URL"):
     app.config["APPMETRICS_REDIS_URL"] = os.environ["TEST_REDIS_URL"]
+    # Write-through: the test checks exact shared values right after the requests.
+    app.config["APPMETRICS_REDIS_FLUSH_SECONDS"] = 0.0
 metrics.init_app(app)

@@ -43,7 +43,13 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 def _app(url: str, registry: CollectorRegistry, **config: Any) -> Flask:
     app = Flask("worker")
-    app.config.update({"APPMETRICS_REDIS_URL": url, "APPMETRICS_REDIS_PREFIX": "test", **config})
+    settings = {
+        "APPMETRICS_REDIS_URL": url,
+        "APPMETRICS_REDIS_PREFIX": "test",
+        # Write-through, so that one app sees what another just did.
+        "APPMETRICS_REDIS_FLUSH_SECONDS": 0.0,
+    }
+    app.config.update({**settings, **config})
     add_test_routes(app)
     FlaskMetrics(registry=registry).init_app(app)
     return app
@@ -167,6 +173,30 @@ def test_a_hung_redis_costs_one_timeout_then_nothing(redis_server: RedisServer) 
     # local windows until the retry time.
     assert link.failures == 1
     assert not link.available
+
+
+def test_window_updates_are_batched(redis_server: RedisServer) -> None:
+    flush = {"APPMETRICS_REDIS_FLUSH_SECONDS": 60.0}
+    a = _app(redis_server.url, CollectorRegistry(), **flush)
+    b = _app(redis_server.url, CollectorRegistry(), **flush)
+    state = FlaskMetrics.state(a)
+    assert state is not None
+    assert state.redis is not None
+    client = a.test_client()
+    for n in range(50):
+        assert client.get("/items/1", headers=_user(n % 5)).status_code == 200
+    # The first request's count went out at once (its user is noted later, at teardown);
+    # everything else is pending in app a: one round trip for 50 requests.
+    assert state.redis.flushes == 1
+    assert _health(b)["recent_requests_5min"] == 1
+    assert _health(b)["concurrent_users"] == 0
+    # Reading its own windows sends a's pending updates first.
+    health_a = _health(a)
+    assert health_a["recent_requests_5min"] == 50
+    assert health_a["concurrent_users"] == 5
+    assert state.redis.flushes == 2
+    assert _health(b)["recent_requests_5min"] == 50
+    assert _health(b)["concurrent_users"] == 5
 
 
 # -- the windows on their own, with a fixed wall clock --------------------------------------
