@@ -21,6 +21,7 @@ Nothing here raises into the request: a failure is logged and counted instead.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable
 from functools import partial
 from time import perf_counter
@@ -85,6 +86,20 @@ def _streams_body(response: Response) -> bool:
     return response.direct_passthrough or isinstance(response.response, GeneratorType)
 
 
+class _ExceptionForwarder:
+    """A ``got_request_exception`` receiver that does not keep its app alive."""
+
+    __slots__ = ("_target",)
+
+    def __init__(self, target: RequestInstrumentation) -> None:
+        self._target = weakref.ref(target)
+
+    def __call__(self, sender: Flask, exception: BaseException, **extra: Any) -> None:
+        target = self._target()
+        if target is not None:
+            target._on_exception(sender, exception)
+
+
 def _propagates(app: Flask) -> bool:
     """Whether Flask re-raises unhandled exceptions (its ``handle_exception`` rule)."""
     propagate = app.config["PROPAGATE_EXCEPTIONS"]
@@ -126,7 +141,12 @@ class RequestInstrumentation:
         app.after_request(self._after_request)
         # A signal rather than teardown_request: it costs nothing on requests that do not
         # fail, and it fires in both the handled (500 page) and the propagating case.
-        got_request_exception.connect(self._on_exception, sender=app, weak=False)
+        forwarder = _ExceptionForwarder(self)
+        got_request_exception.connect(forwarder, sender=app, weak=False)
+        # The signal is process-global and holds its receiver strongly (weakly held bound
+        # methods are dropped silently); the forwarder holds us weakly so the app can be
+        # collected, and is disconnected with it.
+        weakref.finalize(app, got_request_exception.disconnect, forwarder)
 
     # -- hooks --------------------------------------------------------------------------
 

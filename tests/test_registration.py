@@ -192,3 +192,35 @@ def test_state_lives_in_app_extensions_not_on_the_extension(
     assert one.extensions["appmetrics"] is not two.extensions["appmetrics"]
     assert FlaskMetrics.state(one) is one.extensions["appmetrics"]
     assert not any(isinstance(v, Flask) for v in vars(metrics).values())
+
+
+def test_apps_are_garbage_collected(metrics: FlaskMetrics, registry: CollectorRegistry) -> None:
+    # A test suite makes an app per test: none of them may be kept alive by the extension
+    # (signal receivers, the most-recent-app pointer, per-registry caches).
+    import gc
+    import logging
+    import weakref
+
+    from flask import got_request_exception
+
+    receivers_before = len(got_request_exception.receivers)
+    # Flask logs each failure with its traceback, and pytest keeps log records: that
+    # would hold the apps' frames. This test is about our references, not the log's.
+    logging.getLogger("collected").disabled = True
+    refs = []
+    for _ in range(5):
+        app = Flask("collected")
+        add_test_routes(app)
+        metrics.init_app(app)
+        app.config["PROPAGATE_EXCEPTIONS"] = False
+        app.test_client().get("/boom")
+        refs.append(weakref.ref(app))
+        del app
+    gc.collect()
+    logging.getLogger("collected").disabled = False
+    assert [ref() for ref in refs] == [None] * 5
+    # (Apps of earlier tests may be collected here too, so compare with "at most".)
+    assert len(got_request_exception.receivers) <= receivers_before
+    # The errors were counted while the apps lived.
+    labels = {"endpoint": "/boom", "error_type": "RuntimeError"}
+    assert registry.get_sample_value("application_errors_total", labels) == 5.0
