@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from flask import Flask
     from prometheus_client import CollectorRegistry
 
-    from ._redis_windows import RedisLink
+    from ._redis_link import RedisLink
     from .auth import Guard
     from .catalog import MetricSet
     from .config import Settings

@@ -19,7 +19,8 @@ from prometheus_client import CollectorRegistry
 
 from flask_appmetrics import FlaskMetrics
 from flask_appmetrics._quota import InMemoryQuota
-from flask_appmetrics._redis_windows import RedisLink, SharedQuota, SharedUserWindow
+from flask_appmetrics._redis_link import RedisLink
+from flask_appmetrics._redis_windows import SharedQuota, SharedUserWindow
 from flask_appmetrics._windows import RecentUsers
 from flask_appmetrics.config import RedisSettings
 from flask_appmetrics.helpers import record_quota_usage
