@@ -15,9 +15,12 @@ module); gunicorn's ``--env``/``raw_env`` sets it too late and is refused at sta
 
 What the hooks do:
 
-* :func:`on_starting` (master, once): creates the directory and removes metric files of
-  earlier runs; refuses to start (exit with a message) when the setup is broken, or when
-  several workers would each serve their own numbers because the variable is unset.
+* importing this module (gunicorn loads its config first) creates the directory, so that
+  an app preloaded with ``--preload`` finds it;
+* :func:`on_starting` (master, once): removes metric files of earlier runs (keeping the
+  master's own when the app was preloaded); refuses to start (exit with a message) when
+  the setup is broken, or when several workers would each serve their own numbers
+  because the variable is unset.
 * :func:`when_ready` (master): logs where metrics are aggregated.
 * :func:`child_exit` (master, per dead worker, also after ``SIGKILL``): calls
   :func:`prometheus_client.multiprocess.mark_process_dead`, which drops the worker's
@@ -27,6 +30,7 @@ What the hooks do:
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any, Protocol
 
@@ -60,6 +64,19 @@ class _Server(Protocol):
 class _Worker(Protocol):
     @property
     def pid(self) -> int: ...
+
+
+def _create_directory() -> None:
+    # gunicorn loads its config before the app, but with --preload it loads the app before
+    # calling on_starting: create the directory now so that init_app finds it. Emptying it
+    # waits for on_starting, which knows the master's pid; errors are reported there too.
+    path = os.environ.get(ENV_VAR)
+    if path:
+        with contextlib.suppress(OSError):
+            os.makedirs(path, exist_ok=True)
+
+
+_create_directory()
 
 
 def on_starting(server: _Server) -> None:

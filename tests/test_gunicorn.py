@@ -64,6 +64,7 @@ class Gunicorn:
         workers: int = 3,
         multiproc: Path | None = None,
         env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
     ) -> None:
         self.signals = tmp / "signals"
         self.signals.mkdir()
@@ -93,6 +94,7 @@ class Gunicorn:
                 "--graceful-timeout",
                 "5",
                 *NO_CONTROL_SOCKET,
+                *args,
                 "tests.gunicorn_app:app",
             ],
             cwd=ROOT,
@@ -308,6 +310,24 @@ def test_redis_windows_and_gauge_modes_across_workers(tmp_path: Path) -> None:
     finally:
         server.stop()
         redis_server.kill()
+
+
+def test_preloaded_app(tmp_path: Path) -> None:
+    # --preload: the master imports the app (and opens metric files) before on_starting
+    # empties the directory, and the workers inherit its metrics through fork.
+    server = Gunicorn(tmp_path, workers=2, args=("--preload",))
+    try:
+        for i in range(5):
+            assert server.get(f"/items/{i}").status_code == 200
+        for k in range(3):
+            samples = server.scrape()
+            labels = {"method": "GET", "endpoint": ITEMS, "status": "200"}
+            assert _value(samples, "http_requests_total", **labels) == 5
+            scrapes = {**labels, "endpoint": "/metrics"}
+            assert (_value(samples, "http_requests_total", **scrapes) or 0) == k
+            assert _value(samples, "flask_appmetrics_info", version=_version()) == 1
+    finally:
+        server.stop()
 
 
 def _run_gunicorn(
