@@ -293,6 +293,15 @@ def scrape_registry(
 ) -> CollectorRegistry:
     """A fresh registry aggregating every process's files, as prometheus_client's docs
     recommend for multiprocess mode (one per scrape: no state survives between scrapes)."""
-    registry = CollectorRegistry()
+    registry = _registry_without_names()
     registry.register(AggregatingCollector(path, derived))
     return registry
+
+
+def _registry_without_names() -> CollectorRegistry:
+    # The aggregating collector cannot name its families up front; prometheus_client
+    # >= 0.20 needs this flag for ``?name[]=`` filtering to include such a collector.
+    try:
+        return CollectorRegistry(support_collectors_without_names=True)
+    except TypeError:  # pragma: no cover - older prometheus_client: no name[] filtering
+        return CollectorRegistry()

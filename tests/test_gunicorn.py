@@ -65,6 +65,7 @@ class Gunicorn:
         multiproc: Path | None = None,
         env: dict[str, str] | None = None,
         args: tuple[str, ...] = (),
+        config: str = "python:flask_appmetrics.gunicorn",
     ) -> None:
         self.signals = tmp / "signals"
         self.signals.mkdir()
@@ -86,7 +87,7 @@ class Gunicorn:
             [
                 GUNICORN,
                 "-c",
-                "python:flask_appmetrics.gunicorn",
+                config,
                 "-w",
                 str(workers),
                 "-b",
@@ -330,6 +331,26 @@ def test_preloaded_app(tmp_path: Path) -> None:
         server.stop()
 
 
+def test_hooks_imported_by_a_users_own_config_file(tmp_path: Path) -> None:
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text(
+        "from flask_appmetrics.gunicorn import child_exit, on_starting, when_ready\ntimeout = 30\n"
+    )
+    server = Gunicorn(tmp_path, workers=2, config=str(conf))
+    try:
+        blocked = Blocked(server, "k")
+        os.kill(blocked.pid, signal.SIGKILL)
+        server.wait_workers(2, without=blocked.pid)
+        assert server.get("/items/1").status_code == 200
+        samples = server.scrape()
+        # The killed worker was the only one with that series: gone, not stuck at 1.
+        assert _value(samples, "http_requests_in_progress", method="GET", endpoint=BLOCK) is None
+        labels = {"method": "GET", "endpoint": ITEMS, "status": "200"}
+        assert _value(samples, "http_requests_total", **labels) == 1
+    finally:
+        server.stop()
+
+
 def _run_gunicorn(
     tmp_path: Path, env: dict[str, str], *args: str, app: str = "tests.gunicorn_app:app"
 ) -> subprocess.CompletedProcess[str]:
@@ -431,3 +452,7 @@ def test_scrape_skips_a_file_a_starting_worker_has_not_sized_yet(tmp_path: Path)
         for s in family.samples
     }
     assert samples[("jobs_total", frozenset({("kind", "a")}))] == 3.0
+    # name[] filtering (prometheus_client's restricted registry) works on it too.
+    only = generate_latest(scrape_registry(str(tmp_path)).restricted_registry(["jobs_total"]))
+    names = {s.name for f in text_string_to_metric_families(only.decode()) for s in f.samples}
+    assert names == {"jobs_total"}
