@@ -231,3 +231,34 @@ def test_a_second_dsn_in_the_same_process_is_reported_not_applied(
     assert sentry_sdk.get_client() is client
     assert client.dsn == DSN
     assert any("another DSN" in r.getMessage() for r in caplog.records)
+
+
+def test_the_apps_own_before_send_runs_first_and_is_scrubbed_after(
+    app_factory: AppFactory, transport: CapturingTransport
+) -> None:
+    seen: list[str] = []
+
+    def before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
+        exc_type = hint["exc_info"][0].__name__
+        seen.append(exc_type)
+        if exc_type == "KeyError":
+            return None  # the app drops these
+        event.setdefault("extra", {})["upstream_api_key"] = "leaked-by-the-app"
+        return event
+
+    app = app_factory(_config(transport, APPMETRICS_SENTRY_OPTIONS={
+        "transport": transport, "before_send": before_send,
+    }))  # fmt: skip
+
+    @app.get("/keyerror")
+    def keyerror() -> str:
+        raise KeyError("dropped")
+
+    client = app.test_client()
+    assert client.get("/boom").status_code == 500
+    assert client.get("/keyerror").status_code == 500
+    # (Sentry may offer the dropped error twice: once from Flask's signal, once from the
+    # error log line; its dedupe only remembers errors that were sent.)
+    assert set(seen) == {"RuntimeError", "KeyError"}
+    (event,) = transport.events
+    assert event["extra"]["upstream_api_key"] == FILTERED
