@@ -414,6 +414,15 @@ def test_app_setting_multiproc_dir_late_fails_worker_boot(tmp_path: Path) -> Non
     assert "prometheus_client was imported before it was" in result.stderr
 
 
+def test_missing_multiproc_dir_without_our_hooks_fails_worker_boot(tmp_path: Path) -> None:
+    # Nobody created the directory (no flask_appmetrics.gunicorn config): init_app says so
+    # instead of every metric update failing inside requests.
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "missing")}
+    result = _run_gunicorn(tmp_path, env, "-w", "1")
+    assert result.returncode != 0
+    assert "is not a directory" in result.stderr
+
+
 # -- the same checks in-process -----------------------------------------------------------
 
 
