@@ -6,7 +6,8 @@ worker threads outside any request record domain events through the module helpe
 most recently initialised app); scraper threads parse every ``/metrics`` page and every
 health body while the counts move. Every thread is joined with a timeout, so a deadlock
 fails the test instead of hanging it. Across gunicorn worker processes the same exactness
-is proven by ``tests/test_gunicorn.py`` (multiprocess sums, dead workers included).
+is checked by the gunicorn test below (three workers, client and scraper threads) and by
+``tests/test_gunicorn.py`` (multiprocess sums, dead workers included).
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import pytest
+import requests
 from flask import Flask
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
@@ -116,7 +120,7 @@ def run_load(app: Flask) -> Load:
     stop = threading.Event()
     statuses: list[str] = []
 
-    def requests(thread: int) -> None:
+    def send_requests(thread: int) -> None:
         for i in range(REQUESTS_PER_THREAD):
             status, _ = respond(app, environ_for("GET", f"/work/{thread * 10_000 + i}"))
             statuses.append(status)
@@ -147,7 +151,7 @@ def run_load(app: Flask) -> Load:
 
     workers, scrapers = Threads(), Threads()
     for t in range(REQUEST_THREADS):
-        workers.start(functools.partial(requests, t), f"requests-{t}")
+        workers.start(functools.partial(send_requests, t), f"requests-{t}")
     for t in range(EVENT_THREADS):
         workers.start(events, f"events-{t}")
     scrapers.start(scrape_metrics, "scrape-metrics")
@@ -210,3 +214,80 @@ def test_counts_are_exact_under_concurrent_recording_and_scraping(
     assert health["recent_requests_5min"] == n + failures
     assert health["recent_errors_5min"] == failures
     assert health["latency_samples"] == app.config["APPMETRICS_HEALTH_LATENCY_WINDOW"]
+
+
+@pytest.mark.slow
+def test_counts_are_exact_across_gunicorn_workers_under_concurrent_load(tmp_path: Path) -> None:
+    # Real gunicorn, three sync workers, prometheus_client's multiprocess mode: client
+    # threads spread requests over the workers while others scrape both endpoints.
+    from .test_gunicorn import Gunicorn
+
+    multiproc = tmp_path / "multiproc"
+    multiproc.mkdir()
+    server = Gunicorn(tmp_path, workers=3, multiproc=multiproc)
+    try:
+        stop = threading.Event()
+        pids: set[int] = set()
+        scrapes = {"metrics": 0, "health": 0}
+        per_thread = 60
+
+        def clients(k: int) -> None:
+            with requests.Session() as session:
+                for i in range(per_thread):
+                    path = (
+                        f"/items/{k * 1000 + i}"
+                        if i % 2
+                        else f"/cache/{'hit' if i % 4 else 'miss'}"
+                    )
+                    response = session.get(server.base + path, timeout=30)
+                    assert response.status_code == 200
+                    pids.add(response.json()["pid"])
+
+        def scraper(path: str, key: str) -> None:
+            while not stop.is_set():
+                response = requests.get(server.base + path, timeout=30)
+                assert response.status_code in {200, 503}
+                if key == "metrics":
+                    list(text_string_to_metric_families(response.text))
+                scrapes[key] += 1
+
+        workers, scrapers = Threads(), Threads()
+        for k in range(REQUEST_THREADS):
+            workers.start(functools.partial(clients, k), f"client-{k}")
+        scrapers.start(functools.partial(scraper, "/metrics", "metrics"), "scrape-metrics")
+        scrapers.start(functools.partial(scraper, "/api/health", "health"), "scrape-health")
+        stuck = workers.join(JOIN_SECONDS)
+        stop.set()
+        stuck += scrapers.join(JOIN_SECONDS)
+        assert not stuck, f"deadlocked: {stuck}"
+        assert not workers.errors, workers.errors
+        assert not scrapers.errors, scrapers.errors
+        assert len(pids) > 1  # the load really was spread over workers
+
+        samples = server.scrape()
+
+        def value(name: str, **labels: str) -> float | None:
+            return samples.get((name, frozenset(labels.items())))
+
+        items = REQUEST_THREADS * (per_thread // 2)
+        cache_calls = REQUEST_THREADS * (per_thread - per_thread // 2)
+        get = {"method": "GET"}
+        assert value(
+            "http_requests_total", **get, endpoint="/items/<int:item_id>", status="200"
+        ) == (items)
+        assert value("http_requests_total", **get, endpoint="/cache/<result>", status="200") == (
+            cache_calls
+        )
+        misses = REQUEST_THREADS * len(range(0, per_thread, 4))
+        assert value("cache_operations_total", operation="get", result="miss") == misses
+        assert value("cache_operations_total", operation="get", result="hit") == (
+            cache_calls - misses
+        )
+        # Every earlier scrape counted, summed over whichever workers served them.
+        assert (
+            value("http_requests_total", **get, endpoint="/metrics", status="200")
+            == (scrapes["metrics"])
+        )
+        assert value("http_requests_in_progress", **get, endpoint="/items/<int:item_id>") == 0
+    finally:
+        server.stop()
