@@ -159,8 +159,14 @@ def declare_metric(
     allowed: Mapping[str, Iterable[str]] | None = None,
     max_values: int = DEFAULT_MAX_VALUES,
     buckets: Sequence[float] | None = None,
+    multiprocess_mode: str = "livesum",
 ) -> CustomMetric:
     """Declare (or return the already declared) metric *name* in *registry*.
+
+    *multiprocess_mode* (gauges only) is how prometheus_client's multiprocess mode
+    (gunicorn workers) combines the workers' values: ``livesum`` (default: the sum over
+    live workers), ``liveall``, ``livemax``, ``livemin``, ``livemostrecent``, ``all``,
+    ``sum``, ``max``, ``min``, ``mostrecent``. It has no effect in a single process.
 
     :raises MetricConflictError: *name* is declared with another definition, or taken by an
         incompatible collector.
@@ -192,7 +198,14 @@ def declare_metric(
                     name, existing._definition.describe(), definition.describe()
                 )
             return existing
-        spec = MetricSpec(kind, name, documentation, labels, buckets=definition.buckets)
+        spec = MetricSpec(
+            kind,
+            name,
+            documentation,
+            labels,
+            buckets=definition.buckets,
+            multiprocess_mode=multiprocess_mode,
+        )
         custom = CustomMetric(name, definition, declare(registry, spec))
         custom._precreate()
         known[name] = custom
@@ -246,8 +259,13 @@ class CustomMetricsMixin:
         *,
         allowed: Mapping[str, Iterable[str]] | None = None,
         max_values: int = DEFAULT_MAX_VALUES,
+        multiprocess_mode: str = "livesum",
     ) -> CustomMetric:
-        """Declare a gauge in this extension's registry (once; see :meth:`counter`)."""
+        """Declare a gauge in this extension's registry (once; see :meth:`counter`).
+
+        :param multiprocess_mode: how gunicorn workers' values combine (see
+            :func:`declare_metric`); ``livesum`` by default.
+        """
         return declare_metric(
             self.registry,
             "gauge",
@@ -256,6 +274,7 @@ class CustomMetricsMixin:
             labelnames,
             allowed=allowed,
             max_values=max_values,
+            multiprocess_mode=multiprocess_mode,
         )
 
     def histogram(

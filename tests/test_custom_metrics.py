@@ -161,3 +161,13 @@ def test_gauge_and_histogram_without_labels(
     assert registry.get_sample_value("queue_depth") == 4.0
     assert registry.get_sample_value("job_seconds_bucket", {"le": "1.0"}) == 0.0
     assert registry.get_sample_value("job_seconds_bucket", {"le": "2.0"}) == 1.0
+
+
+def test_gauge_multiprocess_mode_is_passed_to_prometheus_client() -> None:
+    metrics = FlaskMetrics(registry=CollectorRegistry())
+    queue = metrics.gauge("jobs_queued", "Jobs waiting", multiprocess_mode="livemax")
+    assert queue.metric._multiprocess_mode == "livemax"
+    default = metrics.gauge("jobs_running", "Jobs running")
+    assert default.metric._multiprocess_mode == "livesum"
+    with pytest.raises(ValueError, match="Invalid multiprocess mode"):
+        metrics.gauge("jobs_broken", "x", multiprocess_mode="average")

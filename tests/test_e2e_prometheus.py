@@ -17,7 +17,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,11 +26,11 @@ import pytest
 import requests
 
 from example_app import traffic
+from tests._gunicorn import GUNICORN, NO_CONTROL_SOCKET
 from tests._redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = sorted((ROOT / "ops" / "prometheus" / "rules").glob("*.yml"))
-GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 WAIT_SECONDS = 60.0
 JOB = "example"
 
@@ -113,6 +112,7 @@ def example_server(tmp_path: Path, redis_url: str) -> Iterator[str]:
                 f"fd://{sock.fileno()}",
                 "--graceful-timeout",
                 "5",
+                *NO_CONTROL_SOCKET,
                 "example_app:create_app()",
             ],
             cwd=ROOT,

@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,24 +19,18 @@ from pathlib import Path
 import pytest
 import requests
 from flask import Flask
-from gunicorn.config import Config as GunicornConfig
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 
 from flask_appmetrics import ConfigurationError, FlaskMetrics
 from flask_appmetrics._multiprocess import check_directory, check_setup, scrape_registry
+from tests._gunicorn import GUNICORN, NO_CONTROL_SOCKET
 from tests._redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-# gunicorn >= 25 opens a control socket in ~/.gunicorn by default, one path for every
-# gunicorn on the machine: tests running side by side would take it from each other.
-NO_CONTROL_SOCKET = (
-    ["--no-control-socket"] if "control_socket_disable" in GunicornConfig().settings else []
-)
-GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 WAIT_SECONDS = 30.0
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
