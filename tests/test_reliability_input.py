@@ -169,12 +169,32 @@ def domain_app(*, strict: bool = False) -> tuple[Flask, FlaskMetrics, CollectorR
     return app, metrics, registry
 
 
-def check_call(fields: tuple[str, ...], record: Callable[[], None]) -> None:
+def bad_count(value: object) -> bool:
+    """Not a token count or amount any caller could mean (``None`` is "unknown")."""
+    if value is None:
+        return False
+    return isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**53
+
+
+def bad_duration(value: object) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return True
+    if isinstance(value, float) and not math.isfinite(value):
+        return True
+    return value < 0 or (isinstance(value, int) and value > 2**53)
+
+
+def check_call(
+    fields: tuple[str, ...], record: Callable[[], None], *, must_refuse: bool = False
+) -> None:
     """Run *record* against a fresh app, non-strict then strict, and check the properties.
 
     Outside strict mode it must not raise: either it logs a warning naming one of *fields*
     and records nothing, or it records only sane values. In strict mode the same input
     raises ``TypeError``/``ValueError`` naming the field exactly when it was refused.
+    *must_refuse*: the input is known bad, so it must have been refused.
     """
     app, _, registry = domain_app()
     internal_before = registry.get_sample_value("flask_appmetrics_internal_errors_total")
@@ -185,6 +205,7 @@ def check_call(fields: tuple[str, ...], record: Callable[[], None]) -> None:
     assert not log.errors, [r.getMessage() for r in log.errors]  # no internal failure
     assert registry.get_sample_value("flask_appmetrics_internal_errors_total") == internal_before
     refused = [m for m in log.warnings if "invalid" in m]
+    assert refused or not must_refuse, "bad input accepted"
     if refused:
         assert after == before, "refused input recorded something"
         assert any(field in refused[0] for field in fields), refused[0]
@@ -213,6 +234,7 @@ def test_record_cache_event_with_arbitrary_values(hit: Any, operation: Any, laye
     check_call(
         ("hit", "operation", "layer"),
         lambda: record_cache_event(hit=hit, operation=operation, layer=layer),
+        must_refuse=not isinstance(hit, bool) or not isinstance(operation, str) or not operation,
     )
 
 
@@ -244,6 +266,10 @@ def test_record_gemini_usage_with_arbitrary_values(  # noqa: PLR0917 - one per f
     check_call(
         fields,
         lambda: record_gemini_usage(endpoint, model, tokens, duration, status, **breakdown),
+        must_refuse=bad_count(tokens)
+        or bad_duration(duration)
+        or any(bad_count(v) for v in breakdown.values())
+        or not (isinstance(status, str) and status in {"success", "error"}),
     )
 
 
@@ -326,7 +352,11 @@ def test_record_circuit_breaker_event_with_arbitrary_values(
 @EXAMPLES
 @given(requests=counts, tokens=counts)
 def test_record_quota_usage_with_arbitrary_values(requests: Any, tokens: Any) -> None:
-    check_call(("requests", "tokens"), lambda: record_quota_usage(requests, tokens))
+    check_call(
+        ("requests", "tokens"),
+        lambda: record_quota_usage(requests, tokens),
+        must_refuse=requests is None or bad_count(requests) or tokens is None or bad_count(tokens),
+    )
 
 
 @EXAMPLES
