@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite runs for real: promtool and a Prometheus
-# server (prometheus), redis-server, wrk (load benchmarks) and chromium (the status page).
+# server (prometheus), redis-server, wrk (load benchmarks), chromium (the status page) and
+# curl (the README's shell examples).
 # Does nothing for packages already present; needs root (or sudo) only when one is missing.
 set -euo pipefail
 
@@ -9,6 +10,7 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 sudo=""
@@ -16,4 +18,4 @@ sudo=""
 echo "Installing Debian packages: ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+$sudo apt-get install -y -qq "${need[@]}" >/dev/null

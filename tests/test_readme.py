@@ -1,40 +1,73 @@
-"""The README's examples run, and its configuration table lists every key."""
+"""The README's examples run, and its tables say what the code does.
+
+Python blocks run here, each in a fresh namespace (tracebacks point at README lines); the
+JSON block is checked against a real health response; shell blocks run in
+``test_readme_shell.py``.
+"""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
+from flask import Flask
+from prometheus_client import CollectorRegistry
 
+from flask_appmetrics import FlaskMetrics
+from flask_appmetrics.catalog import CATALOG
 from flask_appmetrics.config import DEFAULTS
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 
 
-def blocks(language: str) -> list[str]:
-    return [body for lang, body in FENCE.findall(README.read_text()) if lang == language]
+def blocks(language: str) -> list[tuple[int, str]]:
+    """``(first line number, source)`` of each fenced block in *language*."""
+    text = README.read_text()
+    return [
+        (text.count("\n", 0, match.start(2)) + 1, match.group(2))
+        for match in FENCE.finditer(text)
+        if match.group(1) == language
+    ]
 
 
 PYTHON_BLOCKS = blocks("python")
 
 
 def test_readme_opens_with_the_two_commands() -> None:
-    first = blocks("bash")[0].splitlines()
+    first = blocks("bash")[0][1].splitlines()
     assert first[0].startswith("./scripts/demo.sh")
     assert first[1].startswith("./scripts/test.sh")
     text = README.read_text()
     assert text.index("./scripts/demo.sh") < text.index("## ")
 
 
-@pytest.mark.parametrize("source", PYTHON_BLOCKS, ids=[f"block{i}" for i in range(len(PYTHON_BLOCKS))])
-def test_python_examples_run(source: str) -> None:
+@pytest.mark.parametrize(
+    ("line", "source"), PYTHON_BLOCKS, ids=[f"line{n}" for n, _ in PYTHON_BLOCKS]
+)
+def test_python_examples_run(line: int, source: str) -> None:
     namespace: dict[str, object] = {"__name__": "readme_example"}
-    exec(compile(source, str(README), "exec"), namespace)
+    # Pad so that a failure's traceback names the README line.
+    exec(compile("\n" * (line - 1) + source, str(README), "exec"), namespace)
+
+
+def test_the_health_json_example_has_the_real_keys_in_order() -> None:
+    ((_, example),) = blocks("json")
+    app = Flask("readme_health")
+    FlaskMetrics(app, registry=CollectorRegistry())
+    real = app.test_client().get("/api/health").get_json()
+    assert list(json.loads(example)) == list(real)
 
 
 def test_configuration_table_lists_every_key() -> None:
     text = README.read_text()
     for key in DEFAULTS:
         assert f"| `{key}` |" in text, f"README configuration table lacks {key}"
+
+
+def test_metric_catalog_lists_every_family() -> None:
+    section = README.read_text().split("## Metric catalog", 1)[1].split("\n## ", 1)[0]
+    for spec in CATALOG:
+        assert f"`{spec.name}`" in section, f"README metric catalog lacks {spec.name}"
