@@ -122,6 +122,7 @@ class FlaskMetrics(CustomMetricsMixin):
             settings.http,
             own_blueprints=own_blueprints,
             observer=health.observe,
+            user_observer=health.note_user,
             on_internal_error=metric_set.count_internal_error,
         )
         state = AppState(
@@ -138,9 +139,6 @@ class FlaskMetrics(CustomMetricsMixin):
             redis=shared.link if shared is not None else None,
         )
         instrumentation.install(app)
-        health.install(
-            app, own_blueprints=own_blueprints, exclude_paths=settings.http.exclude_paths
-        )
         if settings.endpoints.metrics_path is not None:
             app.register_blueprint(metrics_blueprint(settings.endpoints.metrics_path))
         health_views = health_blueprint(settings.endpoints)

@@ -2,9 +2,9 @@
 
 One :class:`HealthMonitor` per app, built by ``init_app`` and kept in the app's state. The
 request instrumentation reports each finished request that counts for health (the
-extension's own endpoints do not) to :meth:`HealthMonitor.observe`; a ``teardown_request``
-hook notes the user behind each such request. Both are O(1) per request into bounded
-windows (:mod:`flask_appmetrics._windows`). Health is judged when asked:
+extension's own endpoints do not) to :meth:`HealthMonitor.observe`, and its request
+context to :meth:`HealthMonitor.note_user`, which notes the user behind it. Both are O(1)
+per request into bounded windows (:mod:`flask_appmetrics._windows`). Health is judged when asked:
 
 * ``unhealthy``: the 5xx ratio over the error window reached
   ``APPMETRICS_HEALTH_UNHEALTHY_ERROR_RATIO``, or a critical check failed;
@@ -29,7 +29,7 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -52,6 +52,7 @@ from ._windows import (
 
 if TYPE_CHECKING:
     from flask import Flask
+    from flask.ctx import RequestContext
     from prometheus_client import Gauge
 
     from .catalog import MetricSet
@@ -89,18 +90,51 @@ def _identity_in(ctx: Any) -> str | None:
         user = g.get("_login_user")
         if user is not None and getattr(user, "is_authenticated", False):
             return f"user:{user.get_id()}"
-    current_session = ctx.session
-    user_id = current_session.get("_user_id")
-    if user_id is not None:
-        return f"user:{user_id}"
-    sid = getattr(current_session, "sid", None)
-    if isinstance(sid, str) and sid:
-        return f"session:{sid}"
+    current_session = _session_of(ctx)
+    if current_session is not None:
+        # dict.get, not the session's own get: that marks the session accessed, and Flask
+        # would add "Vary: Cookie" to the app's response because we looked.
+        user_id = (
+            dict.get(current_session, "_user_id")
+            if isinstance(current_session, dict)
+            else current_session.get("_user_id")
+        )
+        if user_id is not None:
+            return f"user:{user_id}"
+        sid = getattr(current_session, "sid", None)
+        if isinstance(sid, str) and sid:
+            return f"session:{sid}"
     environ = ctx.request.environ
     authorization = environ.get("HTTP_AUTHORIZATION")
     if authorization:
         return f"auth:{authorization}"
     return f"client:{environ.get('REMOTE_ADDR')}|{environ.get('HTTP_USER_AGENT', '')}"
+
+
+_NOT_LAZY = object()
+
+
+def _session_of(ctx: Any) -> Any:
+    """The request's session as the app sees it, without changing what the app sends.
+
+    Flask >= 3.1 opens the session only when the app touches it. Opening it for the app
+    (``ctx.session``) would make Flask save it, and add ``Vary: Cookie``, to a response
+    whose view never used it; so a session the app left closed is read into a private copy
+    that is never saved, and only when the request carries a session cookie (without one
+    there is nothing to read: no cost on the common path).
+    """
+    opened = getattr(ctx, "_session", _NOT_LAZY)
+    if opened is _NOT_LAZY:  # Flask < 3.1 opened it when the request started
+        return ctx.session
+    if opened is not None:
+        return opened
+    app, current = ctx.app, ctx.request
+    # The raw header first: parsing request.cookies costs a microsecond on every request.
+    if "HTTP_COOKIE" not in current.environ or (
+        app.config["SESSION_COOKIE_NAME"] not in current.cookies
+    ):
+        return None
+    return app.session_interface.open_session(app, current)
 
 
 @dataclass(frozen=True)
@@ -191,8 +225,6 @@ class HealthMonitor:
         self._runner = CheckRunner(settings.check_timeout_seconds, context=context)
         self._on_internal_error = on_internal_error
         self._started = clock()
-        self._own_blueprints: frozenset[str] = frozenset()
-        self._exclude_paths: tuple[str, ...] = ()
 
     # -- recording (request path) ---------------------------------------------------------
 
@@ -201,24 +233,10 @@ class HealthMonitor:
         self.latency.record(duration_seconds)
         self.requests.record(error=status_code >= 500)
 
-    def install(
-        self, app: Flask, *, own_blueprints: Iterable[str], exclude_paths: tuple[str, ...] = ()
-    ) -> None:
-        """Note each request's user at teardown (where the session and Flask-Login's user
-        are still there, and which runs even when the view raised)."""
-        self._own_blueprints = frozenset(own_blueprints)
-        self._exclude_paths = exclude_paths
-        app.teardown_request(self._note_user)
-
-    def _note_user(self, exc: BaseException | None) -> None:
+    def note_user(self, ctx: RequestContext) -> None:
+        """Note the user of the request of *ctx* in the users window: the instrumentation's
+        user observer, called once per request that counts for health."""
         try:
-            ctx = cast("Any", request_ctx)._get_current_object()
-            current = ctx.request
-            rule = current.url_rule
-            if rule is not None and rule.endpoint.partition(".")[0] in self._own_blueprints:
-                return
-            if self._exclude_paths and current.path.startswith(self._exclude_paths):
-                return
             if self.user_identity is default_user_identity:
                 identity = _identity_in(ctx)
             else:

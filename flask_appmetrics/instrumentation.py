@@ -29,10 +29,12 @@ from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Request, Response, got_request_exception, request
+from flask.globals import request_ctx
 
 from ._labels import METHOD_LABELS, OTHER_METHOD, UNMATCHED_ENDPOINT, BoundedLabel
 
 if TYPE_CHECKING:
+    from flask.ctx import RequestContext
     from werkzeug.routing import Rule
 
     from .catalog import MetricSet
@@ -44,6 +46,8 @@ _PENDING = "flask_appmetrics.pending"
 
 #: Called when a request that counts for health ends: ``(duration_seconds, status_code)``.
 RequestObserver = Callable[[float, int], None]
+#: Called, in the request context, once per request that counts for health: to note its user.
+UserObserver = Callable[["RequestContext"], None]
 
 
 class _Route:
@@ -113,6 +117,9 @@ class RequestInstrumentation:
     :param settings: the app's HTTP settings.
     :param own_blueprints: names of the extension's blueprints, kept out of the health window.
     :param observer: told about each finished request that counts for health.
+    :param user_observer: given the request context of each request that counts for
+        health, at ``after_request`` (after every ``before_request`` hook ran, so an
+        identity another hook sets is there), or when an exception propagates.
     :param on_internal_error: told about each failure of the instrumentation itself.
     """
 
@@ -123,6 +130,7 @@ class RequestInstrumentation:
         *,
         own_blueprints: frozenset[str],
         observer: RequestObserver | None = None,
+        user_observer: UserObserver | None = None,
         on_internal_error: Callable[[str], None] | None = None,
     ) -> None:
         self._metric_set = metric_set
@@ -132,6 +140,7 @@ class RequestInstrumentation:
         self._errors = metric_set.counter("application_errors_total")
         self._error_type = BoundedLabel(settings.max_error_types)
         self.observer = observer
+        self.user_observer = user_observer
         self._on_internal_error = on_internal_error
 
     def install(self, app: Flask) -> None:
@@ -171,7 +180,8 @@ class RequestInstrumentation:
 
     def _after_request(self, response: Response) -> Response:
         try:
-            pending = request.environ.pop(_PENDING, None)
+            ctx: RequestContext = request_ctx._get_current_object()  # type: ignore[attr-defined]
+            pending = ctx.request.environ.pop(_PENDING, None)
             if pending is not None:
                 if _streams_body(response):
                     # Time a streamed body to its end: the WSGI server closes the response
@@ -179,6 +189,8 @@ class RequestInstrumentation:
                     response.call_on_close(partial(self._finish, pending, response.status_code))
                 else:
                     self._finish(pending, response.status_code)
+                if pending[0].in_window and self.user_observer is not None:
+                    self.user_observer(ctx)
         except Exception:
             self._internal_error("after_request")
         return response
@@ -192,8 +204,11 @@ class RequestInstrumentation:
             if _propagates(sender):
                 # TESTING, DEBUG or PROPAGATE_EXCEPTIONS: Flask re-raises and after_request
                 # never runs; the client (or the server) answers 500.
-                pending = request.environ.pop(_PENDING, None)
+                ctx: RequestContext = request_ctx._get_current_object()  # type: ignore[attr-defined]
+                pending = ctx.request.environ.pop(_PENDING, None)
                 if pending is not None:
+                    if pending[0].in_window and self.user_observer is not None:
+                        self.user_observer(ctx)
                     self._finish(pending, 500)
         except Exception:
             self._internal_error("got_request_exception")

@@ -80,6 +80,23 @@ def test_logged_in_user_is_known_without_loading_it(app_factory: AppFactory) -> 
     assert loaded == ["ann"]
 
 
+def test_looking_for_the_user_does_not_change_the_response(app_factory: AppFactory) -> None:
+    # Reading the session through its own get() marks it accessed, and Flask then adds
+    # "Vary: Cookie" to the response: the app's caching would change because we looked.
+    bare = Flask("bare")
+    bare.config["SECRET_KEY"] = "test"
+    bare.add_url_rule("/items/<int:item_id>", "item", lambda item_id: {"id": item_id})
+    app = app_factory({"SECRET_KEY": "test"})  # no Flask-Login: its own hooks read the session
+    for target in (bare, app):
+        client = target.test_client()
+        with client.session_transaction() as session:
+            session["_user_id"] = "ann"
+        response = client.get("/items/1")
+        assert response.status_code == 200
+        assert "Vary" not in response.headers, target.name
+    assert users_of(app) == 1
+
+
 def test_anonymous_clients_count_by_address_and_agent(app: Flask) -> None:
     for address in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
         client = app.test_client()

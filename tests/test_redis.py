@@ -186,7 +186,7 @@ def test_window_updates_are_batched(redis_server: RedisServer) -> None:
     client = a.test_client()
     for n in range(50):
         assert client.get("/items/1", headers=_user(n % 5)).status_code == 200
-    # The first request's count went out at once (its user is noted later, at teardown);
+    # The first request's count went out at once (its user is noted just after);
     # everything else is pending in app a: one round trip for 50 requests.
     assert state.redis.flushes == 1
     assert _health(b)["recent_requests_5min"] == 1
