@@ -17,11 +17,6 @@ _STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS
 METHOD_LABELS: dict[str, str] = {m: m for m in _STANDARD_METHODS}
 
 
-def method_label(method: str) -> str:
-    """Return the ``method`` label for a request method: itself if standard, else ``_OTHER``."""
-    return METHOD_LABELS.get(method, OTHER_METHOD)
-
-
 class BoundedLabel:
     """Admits label values up to a cap, then maps every new value to one overflow value.
 

@@ -9,11 +9,12 @@ definitions. We never catch prometheus_client's ``ValueError`` and carry on.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 
 from .errors import MetricConflictError
 
@@ -133,7 +134,32 @@ def _adopt(existing: object, spec: MetricSpec) -> Metric:
     if not compatible:
         raise MetricConflictError(spec.name, _describe_collector(existing), spec.describe())
     assert isinstance(existing, (Counter, Gauge, Histogram))
+    if isinstance(existing, Histogram):
+        wanted = [*(spec.buckets or Histogram.DEFAULT_BUCKETS)]
+        if wanted[-1] != math.inf:
+            wanted.append(math.inf)
+        if list(existing._upper_bounds) != wanted:
+            raise MetricConflictError(
+                spec.name,
+                f"{_describe_collector(existing)} and buckets {existing._upper_bounds}",
+                f"{spec.describe()} and buckets {wanted}",
+            )
+    if (
+        isinstance(existing, Gauge)
+        and _multiprocess_active()
+        and existing._multiprocess_mode != spec.multiprocess_mode
+    ):
+        # Only matters across processes: there the mode decides what the page shows.
+        raise MetricConflictError(
+            spec.name,
+            f"{_describe_collector(existing)} in multiprocess mode {existing._multiprocess_mode!r}",
+            f"{spec.describe()} in multiprocess mode {spec.multiprocess_mode!r}",
+        )
     return existing
+
+
+def _multiprocess_active() -> bool:
+    return bool(getattr(values.ValueClass, "_multiprocess", False))
 
 
 def _family_name(metric: Metric) -> str:

@@ -123,9 +123,19 @@ CATALOG: tuple[MetricSpec, ...] = (
 class MetricSet:
     """The collectors of one registry, by family name, plus per-registry state."""
 
-    registry: CollectorRegistry
+    # Weak: the per-registry caches are WeakKeyDictionaries whose values are metric sets
+    # (or hold one); a strong reference back to the key would keep every registry alive.
+    _registry: weakref.ref[CollectorRegistry]
     buckets: tuple[float, ...]
     metrics: dict[str, Counter | Gauge | Histogram] = field(default_factory=dict)
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The registry these collectors are registered in."""
+        registry = self._registry()
+        if registry is None:  # pragma: no cover - only reachable through a dead app's leftovers
+            raise RuntimeError("the registry of this metric set no longer exists")
+        return registry
 
     def counter(self, name: str) -> Counter:
         metric = self.metrics[name]
@@ -183,7 +193,7 @@ def _build(registry: CollectorRegistry, buckets: tuple[float, ...]) -> MetricSet
     specs = (*CATALOG[:1], duration, *CATALOG[1:])
     # All or nothing, so a conflict leaves no half-built set behind in the registry.
     metrics = declare_all(registry, specs)
-    metric_set = MetricSet(registry=registry, buckets=buckets, metrics=metrics)
+    metric_set = MetricSet(weakref.ref(registry), buckets=buckets, metrics=metrics)
     _seed_known_series(metric_set)
     return metric_set
 

@@ -12,6 +12,7 @@ table is checked against.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import os
@@ -88,7 +89,7 @@ class HttpSettings:
 
     #: Histogram buckets of ``http_request_duration_seconds``, increasing, in seconds.
     buckets: tuple[float, ...]
-    #: Request paths starting with one of these are not recorded at all.
+    #: Requests to these paths, or below them by whole path segments, are not recorded.
     exclude_paths: tuple[str, ...]
     #: Distinct ``error_type`` values kept before the rest are counted as ``other``.
     max_error_types: int
@@ -246,7 +247,11 @@ class ConfigReader:
         self._config = config
 
     def raw(self, key: str) -> Any:
-        return self._config.setdefault(key, DEFAULTS[key])
+        default = DEFAULTS[key]
+        if isinstance(default, (dict, list, set)):
+            # A copy, so that an app changing its value in place cannot change every app's.
+            default = copy.copy(default)
+        return self._config.setdefault(key, default)
 
     def boolean(self, key: str) -> bool:
         value = self.raw(key)
@@ -476,6 +481,27 @@ def _domain(reader: ConfigReader) -> DomainSettings:
     )
 
 
+_PATH_KEYS = (
+    "APPMETRICS_METRICS_PATH",
+    "APPMETRICS_HEALTH_PATH",
+    "APPMETRICS_LIVEZ_PATH",
+    "APPMETRICS_READYZ_PATH",
+    "APPMETRICS_STATUS_PATH",
+)
+
+
+def _distinct_paths(reader: ConfigReader) -> None:
+    # Two of our views on one path would both register, and Flask would serve the first.
+    seen: dict[str, str] = {}
+    for key in _PATH_KEYS:
+        path = reader.path(key)
+        if path is None:
+            continue
+        if path in seen:
+            raise ConfigurationError(key, f"{path!r} is already the path of {seen[path]}")
+        seen[path] = key
+
+
 def load_settings(config: MutableMapping[str, Any]) -> Settings:
     """Read, default and validate every ``APPMETRICS_*`` key of *config*."""
     reader = ConfigReader(config)
@@ -494,6 +520,7 @@ def load_settings(config: MutableMapping[str, Any]) -> Settings:
         livez_path=reader.path("APPMETRICS_LIVEZ_PATH"),
         readyz_path=reader.path("APPMETRICS_READYZ_PATH"),
     )
+    _distinct_paths(reader)
     return Settings(
         http=http,
         auth=_auth(reader),

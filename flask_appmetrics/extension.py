@@ -16,7 +16,7 @@ from .auth import AuthDecorator, Guard
 from .catalog import metric_set_for
 from .config import load_settings
 from .custom import CustomMetricsMixin
-from .errors import AlreadyInitializedError
+from .errors import AlreadyInitializedError, AppMetricsError
 from .health import UserIdentity, build_monitor
 from .health_views import HEALTH_BLUEPRINT, health_blueprint
 from .instrumentation import RequestInstrumentation
@@ -96,6 +96,12 @@ class FlaskMetrics(CustomMetricsMixin):
                 "Call init_app once per app; use the same FlaskMetrics instance or "
                 "current_app.extensions['appmetrics'] to reach it."
             )
+        if getattr(app, "_got_first_request", False):
+            # Flask refuses new request hooks then: fail before anything is half done.
+            raise AppMetricsError(
+                f"init_app was called after app {app.name!r} served its first request; "
+                "call it while the app is being set up (in the app factory)."
+            )
         settings = load_settings(app.config)
         # Before any metric is touched: a half-configured multiprocess mode is refused here.
         multiprocess_dir = check_multiprocess_setup()
@@ -138,7 +144,6 @@ class FlaskMetrics(CustomMetricsMixin):
             auth=Guard(settings.auth, self._auth),
             redis=shared.link if shared is not None else None,
         )
-        instrumentation.install(app)
         if settings.endpoints.metrics_path is not None:
             app.register_blueprint(metrics_blueprint(settings.endpoints.metrics_path))
         health_views = health_blueprint(settings.endpoints)
@@ -148,6 +153,8 @@ class FlaskMetrics(CustomMetricsMixin):
         if status_views is not None:
             app.register_blueprint(status_views)
         state.domain = install_receivers(app, domain, settings.domain, strict=settings.strict)
+        # The request hooks last: an app is either measured and registered, or neither.
+        instrumentation.install(app)
         app.extensions[EXTENSION_KEY] = state
         set_latest(state)
         app_initialized.send(app)

@@ -82,12 +82,48 @@ class _Route:
         child.inc()
 
 
+def _excluded(path: str, prefixes: tuple[str, ...]) -> bool:
+    """Whether *path* is one of *prefixes* or below one, by whole path segments:
+    ``/metrics`` excludes ``/metrics`` and ``/metrics/x``, not ``/metricsfoo``."""
+    return any(
+        path == prefix
+        or (path.startswith(prefix) and (prefix.endswith("/") or path[len(prefix)] == "/"))
+        for prefix in prefixes
+    )
+
+
 def _streams_body(response: Response) -> bool:
     """Whether the body is produced while it is sent: a generator (``stream_with_context``
     included) or a file (``send_file``). Error pages that Flask converts from werkzeug
     exceptions are also "streamed" iterators, but already complete: deferring those would
     leave them unrecorded until the response is closed, which test clients never do."""
     return response.direct_passthrough or isinstance(response.response, GeneratorType)
+
+
+class _Backstop:
+    """Wraps the app's WSGI callable to end a request that no hook of ours could end.
+
+    That happens when an ``after_request`` hook of the app fails twice (for the response
+    and again for the error page): Flask then logs the failure and sends its 500 without
+    running the remaining hooks, ours included. Costs one dictionary lookup per request.
+    """
+
+    __slots__ = ("_instrumentation", "_wsgi_app")
+
+    def __init__(self, wsgi_app: Any, instrumentation: RequestInstrumentation) -> None:
+        self._wsgi_app = wsgi_app
+        # Weak, like the exception forwarder: the app must stay collectable.
+        self._instrumentation = weakref.ref(instrumentation)
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        try:
+            return self._wsgi_app(environ, start_response)
+        finally:
+            if _PENDING in environ:
+                pending = environ.pop(_PENDING)
+                instrumentation = self._instrumentation()
+                if instrumentation is not None:
+                    instrumentation._finish(pending, 500)
 
 
 class _ExceptionForwarder:
@@ -144,12 +180,21 @@ class RequestInstrumentation:
         self._on_internal_error = on_internal_error
 
     def install(self, app: Flask) -> None:
-        # First in the list so that a hook of another extension that returns early (a rate
-        # limiter, a login redirect) cannot skip ours and leave the request unmeasured.
-        app.before_request_funcs.setdefault(None, []).insert(0, self._before_request)
+        # Through Flask's setup methods (they refuse an app that already served requests),
+        # then moved: our before_request first, so that a hook of another extension that
+        # returns early (a rate limiter, a login redirect) cannot skip ours and leave the
+        # request unmeasured; our after_request at the head of the list, which Flask runs
+        # last, so that we record the response the client gets, even when an earlier hook
+        # replaced it or failed into a 500.
+        app.before_request(self._before_request)
         app.after_request(self._after_request)
-        # A signal rather than teardown_request: it costs nothing on requests that do not
-        # fail, and it fires in both the handled (500 page) and the propagating case.
+        before = app.before_request_funcs[None]
+        before.remove(self._before_request)
+        before.insert(0, self._before_request)
+        after = app.after_request_funcs[None]
+        after.remove(self._after_request)
+        after.insert(0, self._after_request)
+        app.wsgi_app = _Backstop(app.wsgi_app, self)  # type: ignore[method-assign]
         forwarder = _ExceptionForwarder(self)
         got_request_exception.connect(forwarder, sender=app, weak=False)
         # The signal is process-global and holds its receiver strongly (weakly held bound
@@ -163,7 +208,11 @@ class RequestInstrumentation:
         try:
             # One context-variable lookup instead of one per attribute.
             req: Request = request._get_current_object()  # type: ignore[attr-defined]
-            if self._exclude and req.path.startswith(self._exclude):
+            if (
+                self._exclude
+                and req.path.startswith(self._exclude)
+                and _excluded(req.path, self._exclude)
+            ):
                 return
             rule = req.url_rule
             key = (

@@ -51,3 +51,19 @@ def test_bad_values_fail_at_init_naming_the_key(
     assert info.value.key == key
     assert str(info.value).startswith(f"{key}: ")
     assert "appmetrics" not in app.extensions
+
+
+def test_two_views_on_one_path_are_refused(metrics: FlaskMetrics) -> None:
+    app = Flask("same_path")
+    app.config["APPMETRICS_HEALTH_PATH"] = "/metrics"
+    with pytest.raises(ConfigurationError) as info:
+        metrics.init_app(app)
+    assert info.value.key == "APPMETRICS_HEALTH_PATH"
+    assert "APPMETRICS_METRICS_PATH" in str(info.value)
+
+
+def test_mutable_defaults_are_not_shared_between_apps(app_factory: AppFactory) -> None:
+    one, two = app_factory(), app_factory()
+    one.config["APPMETRICS_SENTRY_OPTIONS"]["traces_sample_rate"] = 0.5
+    assert two.config["APPMETRICS_SENTRY_OPTIONS"] == {}
+    assert DEFAULTS["APPMETRICS_SENTRY_OPTIONS"] == {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import string
 import time
@@ -11,6 +12,8 @@ import pytest
 from flask import Flask, Response
 from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
+
+from flask_appmetrics import FlaskMetrics
 
 from .conftest import AppFactory
 
@@ -196,6 +199,20 @@ def test_excluded_paths_are_not_recorded(
     assert requests(registry, "POST", "/echo", "200") == 1.0
 
 
+def test_excluded_paths_match_whole_segments(registry: CollectorRegistry) -> None:
+    app = Flask("segments")
+    app.config["APPMETRICS_EXCLUDE_PATHS"] = ["/internal"]
+    for rule in ("/internal", "/internal/jobs", "/internalize"):
+        app.add_url_rule(rule, rule, lambda: "ok")
+    FlaskMetrics(app, registry=registry)
+    client = app.test_client()
+    for path in ("/internal", "/internal/jobs", "/internalize"):
+        assert client.get(path).status_code == 200
+    assert requests(registry, "GET", "/internal", "200") == 0.0
+    assert requests(registry, "GET", "/internal/jobs", "200") == 0.0
+    assert requests(registry, "GET", "/internalize", "200") == 1.0
+
+
 def test_buckets_are_configurable(app_factory: AppFactory, registry: CollectorRegistry) -> None:
     app = app_factory({"APPMETRICS_BUCKETS": [0.1, 1, 10]})
     app.test_client().get("/items/1")
@@ -229,3 +246,41 @@ def test_one_app_per_test_default_registry_head_and_options(
     client.options("/echo")
     assert requests(registry, "HEAD", "/items/<int:item_id>", "200") == 1.0
     assert requests(registry, "OPTIONS", "/echo", "200") == 1.0
+
+
+def test_the_response_recorded_is_the_one_the_client_gets(registry: CollectorRegistry) -> None:
+    # Flask runs after_request hooks in reverse order of registration: one registered
+    # before init_app would run after ours, had ours not been moved to run last.
+    app = Flask("hooks_first")
+    app.add_url_rule("/items/<int:item_id>", "item", lambda item_id: {"id": item_id})
+
+    @app.after_request
+    def teapot(response: Response) -> Response:
+        response.status_code = 418
+        return response
+
+    FlaskMetrics(app, registry=registry)
+    assert app.test_client().get("/items/1").status_code == 418
+    assert requests(registry, "GET", "/items/<int:item_id>", "418") == 1.0
+    assert requests(registry, "GET", "/items/<int:item_id>", "200") == 0.0
+
+
+def test_a_failing_after_request_hook_still_ends_the_request(registry: CollectorRegistry) -> None:
+    # The hook fails in the normal pass and again in the error page's pass: Flask logs the
+    # second failure and sends the 500 without running the rest of the hooks, ours included.
+    app = Flask("failing_hook")
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    app.add_url_rule("/items/<int:item_id>", "item", lambda item_id: {"id": item_id})
+
+    @app.after_request
+    def broken(response: Response) -> Response:
+        raise RuntimeError("after_request failed")
+
+    FlaskMetrics(app, registry=registry)
+    logging.getLogger("failing_hook").disabled = True
+    try:
+        assert app.test_client().get("/items/1").status_code == 500
+    finally:
+        logging.getLogger("failing_hook").disabled = False
+    assert requests(registry, "GET", "/items/<int:item_id>", "500") == 1.0
+    assert in_progress(registry, "GET", "/items/<int:item_id>") == 0.0

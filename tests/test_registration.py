@@ -6,7 +6,11 @@ peers (a second app silently un-instrumented, or a crash at init or at request t
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -224,3 +228,78 @@ def test_apps_are_garbage_collected(metrics: FlaskMetrics, registry: CollectorRe
     # The errors were counted while the apps lived.
     labels = {"endpoint": "/boom", "error_type": "RuntimeError"}
     assert registry.get_sample_value("application_errors_total", labels) == 5.0
+
+
+def test_registries_are_garbage_collected_with_their_apps() -> None:
+    # A suite giving each test a fresh registry must not keep them all: the per-registry
+    # caches (metric sets, domain state, user windows, custom metrics) hold them weakly.
+    import gc
+    import weakref
+
+    refs = []
+    for _ in range(5):
+        registry = CollectorRegistry()
+        app = Flask("short_lived")
+        add_test_routes(app)
+        metrics = FlaskMetrics(app, registry=registry)
+        metrics.counter("orders_total", "Orders")
+        app.test_client().get("/items/1")
+        app.test_client().get("/metrics")
+        refs.append(weakref.ref(registry))
+        del registry, app, metrics
+    gc.collect()
+    assert [ref() for ref in refs] == [None] * 5
+
+
+def test_init_app_after_the_first_request_is_refused_cleanly(metrics: FlaskMetrics) -> None:
+    from flask_appmetrics import AppMetricsError
+
+    app = Flask("late")
+    add_test_routes(app)
+    app.test_client().get("/items/1")
+    with pytest.raises(AppMetricsError, match="after app 'late' served its first request"):
+        metrics.init_app(app)
+    # Nothing half-installed: no hook of ours, no state, requests unaffected.
+    assert "appmetrics" not in app.extensions
+    assert not app.before_request_funcs.get(None)
+    assert app.test_client().get("/items/1").status_code == 200
+
+
+def test_an_earlier_histogram_with_other_buckets_is_a_conflict(registry: CollectorRegistry) -> None:
+    Histogram(
+        "http_request_duration_seconds",
+        "duration",
+        ["method", "endpoint"],
+        registry=registry,
+        buckets=(0.5, 1.0),
+    )
+    with pytest.raises(MetricConflictError, match="buckets"):
+        FlaskMetrics(Flask("buckets"), registry=registry)
+
+
+def test_under_multiprocess_an_earlier_gauge_must_have_our_mode(tmp_path: Path) -> None:
+    # Only across processes does a gauge's mode decide what the page shows (livesum for
+    # in-progress requests): adopting the seed's default "all" there would be wrong.
+    script = """
+from flask import Flask
+from prometheus_client import CollectorRegistry, Gauge
+from flask_appmetrics import FlaskMetrics, MetricConflictError
+registry = CollectorRegistry()
+Gauge("http_requests_in_progress", "x", ["method", "endpoint"], registry=registry)
+try:
+    FlaskMetrics(Flask("mp"), registry=registry)
+except MetricConflictError as error:
+    print("conflict:", error)
+"""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "conflict:" in result.stdout, result.stdout + result.stderr
+    assert "multiprocess mode 'all'" in result.stdout
+    assert "multiprocess mode 'livesum'" in result.stdout
