@@ -6,8 +6,10 @@ of those that raises must neither fail the caller of ``record_cache_event`` (a r
 cache read) nor keep the extension's receivers from recording. :func:`send` calls each
 receiver on its own: a failure of another receiver is logged and counted in
 ``flask_appmetrics_internal_errors_total{component="signal_receiver"}``; the extension's
-own receivers never raise except with ``APPMETRICS_STRICT``, and that error does reach
-the caller (after every other receiver ran).
+own receivers never raise except with ``APPMETRICS_STRICT``, and that error (a
+:class:`~flask_appmetrics._validation.StrictInputError`, which no other receiver raises
+unless it got bad input to our helpers under the same setting) does reach the caller, after
+every other receiver ran.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from inspect import iscoroutinefunction
 from typing import TYPE_CHECKING, Any
 
 from ._state import state_of
-from .receivers import DomainReceivers
+from ._validation import StrictInputError
 
 if TYPE_CHECKING:
     from blinker import NamedSignal
@@ -29,12 +31,12 @@ logger = logging.getLogger("flask_appmetrics")
 def send(signal: NamedSignal, app: Flask, **payload: Any) -> None:
     """Send *signal* for *app* to every receiver, each isolated from the others' failures.
 
-    :raises TypeError, ValueError: the extension's receiver refused the payload in strict
-        mode.
+    :raises StrictTypeError, StrictValueError: a receiver refused the payload in strict
+        mode (a ``TypeError``/``ValueError``; see :mod:`flask_appmetrics._validation`).
     """
     if signal.is_muted:
         return
-    strict_error: TypeError | ValueError | None = None
+    strict_error: StrictInputError | None = None
     for receiver in signal.receivers_for(app):
         if iscoroutinefunction(receiver):
             logger.warning(
@@ -46,11 +48,8 @@ def send(signal: NamedSignal, app: Flask, **payload: Any) -> None:
             continue
         try:
             receiver(app, **payload)
-        except (TypeError, ValueError) as error:
-            if isinstance(getattr(receiver, "__self__", None), DomainReceivers):
-                strict_error = strict_error or error  # strict mode: the caller's to see
-            else:
-                _receiver_failed(app, signal, receiver)
+        except StrictInputError as error:
+            strict_error = strict_error or error  # strict mode: the caller's to see
         except Exception:
             _receiver_failed(app, signal, receiver)
     if strict_error is not None:

@@ -3,7 +3,9 @@
 Every check raises :class:`TypeError` (wrong type) or :class:`ValueError` (right type, bad
 value) with a message that starts with the field name, so that :func:`reject` can log it
 as is. Callers validate the whole payload before recording anything: bad input records
-nothing, not even the call count. Under ``APPMETRICS_STRICT`` :func:`reject` re-raises.
+nothing, not even the call count. Under ``APPMETRICS_STRICT`` :func:`reject` raises it again
+as a :class:`StrictInputError` (still a ``TypeError`` or ``ValueError``), the one exception
+of a receiver that :func:`flask_appmetrics._send.send` hands to the caller.
 """
 
 from __future__ import annotations
@@ -18,6 +20,20 @@ logger = logging.getLogger("flask_appmetrics")
 #: holds, and above ~1.8e308 cannot become one at all (OverflowError while recording, or
 #: at every later scrape of a gauge computed from them).
 MAX_COUNT = 2**53
+
+
+class StrictInputError(Exception):
+    """Bad input refused under ``APPMETRICS_STRICT``: meant for the caller of the helper or
+    signal, whereas any other exception of a receiver is contained. Raised as one of the
+    two subclasses, so callers catch ``TypeError``/``ValueError`` as before."""
+
+
+class StrictTypeError(StrictInputError, TypeError):
+    """A value of the wrong type, refused under ``APPMETRICS_STRICT``."""
+
+
+class StrictValueError(StrictInputError, ValueError):
+    """A value of the right type but out of range, refused under ``APPMETRICS_STRICT``."""
 
 
 def count(field: str, value: object) -> int:
@@ -92,7 +108,13 @@ def boolean(field: str, value: object) -> bool:
 
 def reject(what: str, error: TypeError | ValueError, *, strict: bool) -> None:
     """Report bad input to *what* (a signal or helper name): raise it if *strict*, else log
-    it. Either way the caller records nothing."""
+    it. Either way the caller records nothing.
+
+    :raises StrictTypeError, StrictValueError: *strict*, with *error*'s message.
+    """
     if strict:
-        raise error
+        if isinstance(error, StrictInputError):
+            raise error
+        strict_class = StrictTypeError if isinstance(error, TypeError) else StrictValueError
+        raise strict_class(*error.args) from error
     logger.warning("flask-appmetrics ignored invalid %s: %s", what, error)

@@ -24,8 +24,9 @@ from . import _validation as check
 from . import signals
 from ._domain_specs import BREAKER_STATES
 from ._pricing import PriceTable
+from ._tokens import TokenUsage
 from .custom import declared_metric
-from .integrations.genai import TokenUsage, token_usage
+from .integrations.genai import token_usage
 
 if TYPE_CHECKING:
     from blinker import NamedSignal

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from flask_appmetrics import FlaskMetrics, record_cache_event, signals
 from flask_appmetrics._domain import domain_for
+from flask_appmetrics._validation import StrictInputError
 from flask_appmetrics.catalog import metric_set_for
 from flask_appmetrics.config import load_settings
 from flask_appmetrics.receivers import install
@@ -125,4 +126,41 @@ def test_strict_mode_raises_to_the_sender(
             "gemini_api_calls_total", {"endpoint": "/x", "model": "m", "status": "ok"}
         )
         is None
+    )
+
+
+def test_strict_mode_contains_the_apps_own_receivers_and_raises_ours(
+    app_factory: AppFactory, registry: CollectorRegistry
+) -> None:
+    """Under APPMETRICS_STRICT only the extension's refusal reaches the caller: an app
+    receiver raising ValueError or TypeError (the same classes) is still contained."""
+    app = app_factory({"APPMETRICS_STRICT": True})
+    ran: list[str] = []
+
+    def audit(sender: Flask, **payload: object) -> None:
+        ran.append("audit")
+        raise ValueError("the app's own receiver is broken")
+
+    def typed(sender: Flask, **payload: object) -> None:
+        ran.append("typed")
+        raise TypeError("so is this one")
+
+    signals.cache_event.connect(audit, sender=app, weak=False)
+    signals.cache_event.connect(typed, sender=app, weak=False)
+    try:
+        with app.app_context():
+            record_cache_event(hit=True)  # good input: the app's errors stay with the app
+            with pytest.raises(TypeError, match=r"^hit:") as refused:
+                record_cache_event(hit="yes")  # type: ignore[arg-type]
+    finally:
+        signals.cache_event.disconnect(audit)
+        signals.cache_event.disconnect(typed)
+    assert isinstance(refused.value, StrictInputError)
+    assert ran == ["audit", "typed"] * 2  # every receiver ran both times
+    assert hits(registry) == 1.0
+    assert (
+        registry.get_sample_value(
+            "flask_appmetrics_internal_errors_total", {"component": "signal_receiver"}
+        )
+        == 4.0
     )
