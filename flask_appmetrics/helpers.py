@@ -31,6 +31,7 @@ from flask import current_app, has_app_context
 from . import signals
 from ._send import send
 from ._state import latest, state_of
+from ._validation import StrictInputError
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -210,7 +211,8 @@ class track_gemini_call:  # lower case: used like a function (context manager, d
         @track_gemini_call("/api/generate", "gemini-1.5-flash")
         def generate(prompt: str) -> types.GenerateContentResponse: ...
 
-    The exception, if any, propagates unchanged.
+    The exception, if any, propagates unchanged: under ``APPMETRICS_STRICT`` a bad payload
+    raises only when the block itself did not (otherwise it is logged).
     """
 
     def __init__(self, endpoint: str, model: str) -> None:
@@ -257,7 +259,9 @@ class track_gemini_call:  # lower case: used like a function (context manager, d
         start = self._start if self._start is not None else perf_counter()
         duration = perf_counter() - start
         app = target_app()
-        if app is not None:
+        if app is None:
+            return
+        try:
             send(
                 signals.gemini_call,
                 app,
@@ -266,6 +270,16 @@ class track_gemini_call:  # lower case: used like a function (context manager, d
                 status="success" if exc_type is None else "error",
                 duration=duration,
                 **self._counts,
+            )
+        except StrictInputError:
+            if exc_type is None:
+                raise
+            # The block's own exception is the one to see: a strict-mode refusal of our
+            # payload would replace it (chained as its __context__, easily missed).
+            logger.exception(
+                "flask-appmetrics refused the Gemini call of a block that raised %s; "
+                "that exception propagates",
+                exc_type.__name__,
             )
 
     async def __aenter__(self) -> track_gemini_call:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import threading
@@ -248,6 +249,40 @@ def test_track_gemini_call_times_and_records_success(
     assert calls(registry, "error") == 1.0
     assert registry.get_sample_value("gemini_api_duration_seconds_count", GEN) == 2.0
     assert registry.get_sample_value("gemini_api_tokens_total", GEN) == 42.0
+
+
+def test_track_gemini_call_in_strict_mode_keeps_the_blocks_own_exception(
+    app_factory: AppFactory, registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = app_factory({"APPMETRICS_STRICT": True})
+    upstream = TimeoutError("upstream")
+    with app.app_context(), caplog.at_level(logging.ERROR, logger="flask_appmetrics"):
+
+        def failing_call() -> None:
+            with track_gemini_call(**GEN) as call:
+                call.usage(tokens=-1)  # a bad payload, and then the call itself fails
+                raise upstream
+
+        with pytest.raises(TimeoutError) as raised:
+            failing_call()
+        assert raised.value is upstream
+
+        async def failing_async_call() -> None:
+            async with track_gemini_call(**GEN) as call:
+                call.usage(tokens=-1)
+                raise upstream
+
+        with pytest.raises(TimeoutError) as raised_async:
+            asyncio.run(failing_async_call())
+        assert raised_async.value is upstream
+        # Without an exception of the block, strict mode refuses the payload as before.
+        with pytest.raises(ValueError, match=r"^tokens:"), track_gemini_call(**GEN) as call:
+            call.usage(tokens=-1)
+    refusals = [r for r in caplog.records if "refused the Gemini call" in r.getMessage()]
+    assert len(refusals) == 2
+    assert "TimeoutError" in refusals[0].getMessage()
+    assert calls(registry) == 0.0
+    assert calls(registry, "error") == 0.0
 
 
 def test_track_gemini_call_as_a_decorator(app: Flask, registry: CollectorRegistry) -> None:
