@@ -63,14 +63,19 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
 def test_factory_twice_on_the_default_registry_instruments_both_apps() -> None:
     labels = {"method": "POST", "endpoint": "/api/subtopics", "status": "200"}
     before = REGISTRY.get_sample_value("http_requests_total", labels) or 0.0
+    subtopics_before = REGISTRY.get_sample_value("subtopics_generated_total") or 0.0
     first, second = create_app({"TESTING": True}), create_app({"TESTING": True})
     assert first is not second
+    generated = 0
     for app in (first, second):
         response = app.test_client().post("/api/subtopics", json={"topic": "twice"})
         assert response.status_code == 200
+        generated += len(response.get_json()["subtopics"])
+    assert generated == 16  # each app has its own cache: both lists were generated
     assert REGISTRY.get_sample_value("http_requests_total", labels) == before + 2
-    # The business metrics were declared once in that registry and are shared.
-    assert REGISTRY.get_sample_value("subtopics_generated_total") is not None
+    # The business metrics were declared once in that registry and are shared: both apps'
+    # subtopics are counted in the one counter.
+    assert REGISTRY.get_sample_value("subtopics_generated_total") == subtopics_before + 16
 
 
 def test_startup_log_lines(
@@ -150,7 +155,13 @@ def test_generate_records_business_gemini_and_cache(
     )
     assert tokens > 0
     assert tokens == by_type
-    assert value(registry, "gemini_api_cost_usd_total", **gemini) > 0
+    # gemini-1.5-flash's list price: USD 0.075 (input) and 0.30 (output) per million tokens.
+    input_tokens = value(registry, "gemini_api_token_usage_total", **gemini, token_type="input")
+    output_tokens = tokens - input_tokens
+    assert input_tokens > 0
+    assert output_tokens > 0
+    expected_cost = (input_tokens * 0.075 + output_tokens * 0.30) / 1_000_000
+    assert value(registry, "gemini_api_cost_usd_total", **gemini) == pytest.approx(expected_cost)
     assert value(registry, "quota_requests_current_minute") == 2
     assert value(registry, "quota_tokens_today") == tokens
     assert value(registry, "quota_rpm_remaining") == 58
