@@ -16,7 +16,7 @@ import time
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     import redis
@@ -36,6 +36,14 @@ def _display(url: str) -> str:
     parts = urlsplit(url)
     host = parts.hostname or parts.path or "?"
     return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}"
+
+
+def _server(url: str) -> str:
+    """*url* without credentials: the server and database it names (what two links must
+    share to read the same keys)."""
+    parts = urlsplit(url)
+    netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
 
 
 class RedisLink:
@@ -60,6 +68,8 @@ class RedisLink:
         assert settings.url is not None
         self.prefix = settings.prefix
         self.where = _display(settings.url)
+        #: The server and database, without credentials.
+        self.server = _server(settings.url)
         self._retry_seconds = settings.retry_seconds
         self._clock = clock
         self._on_error = on_error
@@ -82,9 +92,7 @@ class RedisLink:
         self._sources: list[Callable[[], PendingOps | None]] = []
         self._next_flush = 0.0
         self._flush_lock = threading.Lock()
-        # A worker that exits (gunicorn's max_requests, a graceful restart) sends its last
-        # batch; weakly, so that dropped apps' links are not kept alive.
-        atexit.register(_flush_at_exit, weakref.ref(self))
+        _live_links.add(self)
 
     @property
     def available(self) -> bool:
@@ -182,7 +190,18 @@ def nothing() -> None:
     return
 
 
-def _flush_at_exit(ref: weakref.ref[RedisLink]) -> None:
-    link = ref()
-    if link is not None:
-        link.flush()
+#: Links of apps still alive, weakly: dropped apps' links are not kept alive.
+_live_links: weakref.WeakSet[RedisLink] = weakref.WeakSet()
+
+
+def _flush_at_exit() -> None:
+    for link in list(_live_links):
+        try:
+            link.flush()
+        except Exception:  # one link's failure must not cost the others their last batch
+            logger.exception("flask-appmetrics: Redis flush at exit failed")
+
+
+# A worker that exits (gunicorn's max_requests, a graceful restart) sends its last batch.
+# Registered once for the process, not once per app: a test suite builds many apps.
+atexit.register(_flush_at_exit)

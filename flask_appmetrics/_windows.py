@@ -16,8 +16,10 @@ in-process one without touching the health logic:
   *window* seconds, as a least-recently-seen ordered dict of fixed-size hashes, capped at
   *max_tracked* entries, so memory does not depend on what clients send.
 
-Each window guards its state with its own lock; every critical section is a handful of
-constant-time operations, so contention stays low even with many threads.
+The request and user windows guard their state with a lock each; every critical section is
+a handful of constant-time operations, so contention stays low even with many threads. The
+latency ring takes no lock to record: ``deque.append`` on a bounded deque is one atomic
+operation under the GIL, and readers copy the deque, retrying if an append lands mid-copy.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ Clock = Callable[[], float]
 #: Time buckets of a :class:`BucketedCounter`: the window is counted at 1/60 resolution
 #: (5 s buckets for the default 5 minutes).
 DEFAULT_BUCKETS = 60
+
+#: Tries at copying the latency ring before the last one, which is left to raise.
+_COPY_ATTEMPTS = 100
 
 
 # -- value objects ------------------------------------------------------------------------
@@ -90,8 +95,9 @@ class LatencyWindow(Protocol):
 class RequestWindow(Protocol):
     """Exact request and error counts over a sliding time window."""
 
-    def record(self, *, error: bool) -> None:
-        """Count one finished request (and one error if *error*). O(1) per call."""
+    def record(self, error: bool) -> None:
+        """Count one finished request (and one error if *error*). O(1) per call; called
+        positionally on the request path (a keyword argument costs more)."""
 
     def counts(self) -> RequestCounts:
         """Requests and errors within the window as of now."""
@@ -127,17 +133,28 @@ class LatencyRing:
         self._lock = threading.Lock()
 
     def record(self, seconds: float) -> None:
+        # No lock: appending to a bounded deque (dropping the oldest) is one atomic C call
+        # under the GIL, and this runs on every request.
+        self._values.append(seconds)
+
+    def _copy(self) -> list[float]:
+        # Copying iterates the deque: an append from another thread in the middle raises
+        # "deque mutated during iteration". Retry; the lock makes copiers take turns and
+        # lets the last attempt settle (appends are rare compared with a copy's length).
         with self._lock:
-            self._values.append(seconds)
+            for _ in range(_COPY_ATTEMPTS):
+                try:
+                    return list(self._values)
+                except RuntimeError:
+                    continue
+            return list(self._values)
 
     def recent(self) -> tuple[float, ...]:
         """The durations in the window, oldest first (for the status page's plot)."""
-        with self._lock:
-            return tuple(self._values)
+        return tuple(self._copy())
 
     def stats(self) -> LatencyStats:
-        with self._lock:
-            values = list(self._values)
+        values = self._copy()
         if not values:
             return LatencyStats(count=0, average=0.0, p95=0.0, maximum=0.0)
         # Sorting at most ``size`` values when health is read, never on the request path.
@@ -191,15 +208,16 @@ class BucketedCounter:
     def window_seconds(self) -> float:
         return self.width * self.buckets
 
-    def record(self, *, error: bool) -> None:
+    def record(self, error: bool) -> None:
         interval = int(self.clock() // self.width)
         slot = interval % self.buckets
+        requests = self._requests
         with self._lock:
             if self._stamps[slot] != interval:
                 self._stamps[slot] = interval
-                self._requests[slot] = 0
+                requests[slot] = 0
                 self._errors[slot] = 0
-            self._requests[slot] += 1
+            requests[slot] += 1
             if error:
                 self._errors[slot] += 1
 

@@ -29,14 +29,14 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from flask import current_app, g, has_app_context
 from flask.globals import request_ctx
 
-from ._checks import CheckRegistry, CheckResult, CheckRunner
+from ._checks import CheckFunc, CheckRegistry, CheckResult, CheckRunner, HealthCheck
 from ._state import latest, state_of
 from ._windows import (
     BucketedCounter,
@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from flask.ctx import RequestContext
     from prometheus_client import Gauge
 
+    from ._redis_link import RedisLink
     from .catalog import MetricSet
     from .config import HealthSettings
 
@@ -185,7 +186,8 @@ class HealthMonitor:
     """The health windows, checks and judgement of one app.
 
     :param settings: the app's health settings.
-    :param checks: the checks to run (live: checks registered later apply too).
+    :param checks: the checks to run (live: checks registered later apply too), shared
+        by every app of an extension; :meth:`add_check` adds checks of this app only.
     :param breaker_gauge: ``circuit_breaker_state``, read at evaluation time.
     :param clock: monotonic time source for the windows and uptime.
     :param user_identity: returns the current request's user identity.
@@ -212,6 +214,9 @@ class HealthMonitor:
     ) -> None:
         self.settings = settings
         self.checks = checks
+        #: Checks of this app alone (its Redis link, say), run after :attr:`checks`; one
+        #: of the same name replaces the shared check for this app.
+        self.own_checks = CheckRegistry()
         self.clock = clock
         self.latency: LatencyWindow = latency or LatencyRing(settings.latency_window)
         self.requests: RequestWindow = requests or BucketedCounter(
@@ -231,7 +236,7 @@ class HealthMonitor:
     def observe(self, duration_seconds: float, status_code: int) -> None:
         """Record one finished request: the instrumentation's observer."""
         self.latency.record(duration_seconds)
-        self.requests.record(error=status_code >= 500)
+        self.requests.record(status_code >= 500)
 
     def note_user(self, ctx: RequestContext) -> None:
         """Note the user of the request of *ctx* in the users window: the instrumentation's
@@ -250,9 +255,32 @@ class HealthMonitor:
 
     # -- judgement ------------------------------------------------------------------------
 
+    def add_check(
+        self, name: str, func: CheckFunc, *, critical: bool = True, timeout: float | None = None
+    ) -> HealthCheck:
+        """Register *func* as the check *name* of this app only (``/api/health``,
+        ``/readyz`` and :func:`get_health_status` run it with the shared checks).
+
+        :raises TypeError: *func* is not callable or *name* not a string.
+        :raises ValueError: *name* is empty or *timeout* is not a positive number.
+        """
+        return self.own_checks.add(name, func, critical=critical, timeout=timeout)
+
+    def remove_check(self, name: str) -> None:
+        """Unregister this app's check *name* (no error if absent)."""
+        self.own_checks.remove(name)
+
+    def all_checks(self) -> tuple[HealthCheck, ...]:
+        """The shared checks then this app's own, one per name (the app's own wins)."""
+        merged = {check.name: check for check in self.checks}
+        for check in self.own_checks:
+            merged.pop(check.name, None)
+            merged[check.name] = check
+        return tuple(merged.values())
+
     def run_checks(self) -> tuple[CheckResult, ...]:
         """Run every registered check (in parallel, each within its timeout)."""
-        return self._runner.run(self.checks)
+        return self._runner.run(self.all_checks())
 
     def breaker_states(self) -> dict[str, str]:
         """Each circuit breaker's state, from the ``circuit_breaker_state`` gauge."""
@@ -324,11 +352,14 @@ def build_monitor(
     user_identity: UserIdentity | None = None,
     requests: RequestWindow | None = None,
     users: UserWindow | None = None,
+    redis: RedisLink | None = None,
 ) -> HealthMonitor:
     """The monitor ``init_app`` gives *app*, wired to the registry's metrics.
 
     :param requests: a shared request/error window (Redis) instead of the in-process one.
     :param users: a shared users window (Redis) instead of the in-process one.
+    :param redis: the app's Redis link: adds the app's non-critical ``redis`` check,
+        which fails (``degraded``) while the windows fall back to local ones.
     """
     monitor = HealthMonitor(
         settings,
@@ -340,8 +371,19 @@ def build_monitor(
         context=app.app_context,
         on_internal_error=metric_set.count_internal_error,
     )
+    if redis is not None:
+        monitor.add_check("redis", redis.check, critical=False)
     _export_users(metric_set, monitor)
     return monitor
+
+
+def redis_check() -> bool:
+    """The ``redis`` health check of the current app, read from its state (non-critical:
+    ``degraded``). Prefer ``build_monitor(redis=link)``, which gives each app its own."""
+    state = state_of(current_app)
+    if state is None or state.redis is None:
+        return True
+    return state.redis.check()
 
 
 _user_sources: weakref.WeakKeyDictionary[MetricSet, weakref.WeakSet[HealthMonitor]] = (
@@ -353,8 +395,11 @@ _user_sources_lock = threading.Lock()
 def _export_users(metric_set: MetricSet, monitor: HealthMonitor) -> None:
     """Make ``concurrent_users`` of *metric_set*'s registry count *monitor*'s users too.
 
-    The gauge is computed at scrape time, as the sum over the registry's apps still alive
-    (each app counts its own distinct users).
+    The gauge is computed at scrape time, as the sum over the distinct users windows of
+    the registry's apps still alive: each app counts its own distinct users, and apps whose
+    windows read the same store (a Redis set shared by every app with the same Redis
+    server and prefix) count it once. A window that fails is skipped, logged and counted
+    as an internal error: a scrape never fails because of it.
     """
     with _user_sources_lock:
         monitors = _user_sources.get(metric_set)
@@ -364,10 +409,47 @@ def _export_users(metric_set: MetricSet, monitor: HealthMonitor) -> None:
         monitors = weakref.WeakSet([monitor])
         _user_sources[metric_set] = monitors
 
+    on_error = metric_set.count_internal_error
+
     def concurrent_users() -> float:
-        return float(sum(m.users.count() for m in list(monitors)))
+        counted: set[Hashable] = set()
+        total = 0
+        for each in list(monitors):
+            window = each.users
+            key = _store_of(window)
+            if key in counted:
+                continue
+            counted.add(key)
+            try:
+                total += window.count()
+            except Exception:
+                logger.exception("flask-appmetrics: a users window failed; skipped in the gauge")
+                _report(on_error, "concurrent_users")
+        return float(total)
 
     metric_set.gauge("concurrent_users").set_function(concurrent_users)
+
+
+def _store_of(window: UserWindow) -> Hashable:
+    """What *window* counts from: its ``store`` (a shared window's server and key), else
+    the window itself (an in-process window is its own store)."""
+    store = getattr(window, "store", None)
+    return ("window", id(window)) if store is None else ("store", store)
+
+
+def _report(on_error: Callable[[str], None], component: str) -> None:
+    try:
+        on_error(component)
+    except Exception:  # pragma: no cover - the counter itself failed
+        logger.exception("flask-appmetrics could not count an internal error")
+
+
+#: The seed's keys besides ``status``, when there is nothing to report.
+_ZERO_SUMMARY: dict[str, Any] = {
+    "recent_errors_5min": 0,
+    "avg_response_time_ms": 0.0,
+    "concurrent_users": 0,
+}
 
 
 def get_health_status() -> dict[str, Any]:
@@ -376,7 +458,9 @@ def get_health_status() -> dict[str, Any]:
     Inside an application context: that app's; outside one (a worker thread, a CLI job):
     the most recently initialised app's. Runs the registered checks, so it may take up to
     the longest check timeout. With no app initialised it warns (once per call site) and
-    returns the seed's keys with ``"status": "unknown"``.
+    returns the seed's keys with ``"status": "unknown"``. Never raises: when the evaluation
+    itself fails (a broken window) it logs, counts an internal error and returns
+    ``"status": "unhealthy"`` with ``"error": "internal"`` beside the seed's keys at zero.
     """
     state = state_of(current_app) if has_app_context() else None
     if state is None:
@@ -387,10 +471,10 @@ def get_health_status() -> dict[str, Any]:
             RuntimeWarning,
             stacklevel=2,
         )
-        return {
-            "status": "unknown",
-            "recent_errors_5min": 0,
-            "avg_response_time_ms": 0.0,
-            "concurrent_users": 0,
-        }
-    return state.health.evaluate().as_dict()
+        return {"status": "unknown", **_ZERO_SUMMARY}
+    try:
+        return state.health.evaluate().as_dict()
+    except Exception:
+        logger.exception("flask-appmetrics failed to evaluate health for get_health_status()")
+        _report(state.metric_set.count_internal_error, "health")
+        return {"status": "unhealthy", "error": "internal", **_ZERO_SUMMARY}

@@ -23,11 +23,14 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, request
+from werkzeug.exceptions import HTTPException
 
 from ._state import state_of
 from .auth import health_body, health_denied
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._checks import CheckResult
     from .config import EndpointSettings
     from .health import HealthMonitor, HealthReport
@@ -144,21 +147,42 @@ def ietf_body(report: HealthReport, description: str) -> dict[str, Any]:
     return body
 
 
-def _failed(component: str) -> Response:
+def failed(component: str) -> Response:
+    """503 for a failure of our own code while serving *component*: logged and counted as
+    an internal error (call it from an ``except`` block)."""
     logger.exception("flask-appmetrics failed to evaluate %s", component)
-    state = state_of(current_app)
-    if state is not None:
-        state.metric_set.count_internal_error(component)
+    try:
+        state = state_of(current_app)
+        if state is not None:
+            state.metric_set.count_internal_error(component)
+    except Exception:  # pragma: no cover - the counter itself failed
+        logger.exception("flask-appmetrics could not count an internal error")
     body = {"status": "fail" if _wants_health_json() else "unhealthy", "error": "internal"}
     return _respond(body, 503)
 
 
+def refusal(denied: Callable[[], Response | None], component: str) -> Response | None:
+    """``denied()``: the refusal of the current request, or ``None`` to serve it.
+
+    The ``auth=`` decorator's own refusal (``abort(401)``, ``abort(403)``, a redirect
+    raised as an exception) is raised on to Flask, which answers it through the app's
+    error handlers as on any other view: it is an answer, not a failure of ours, and a
+    load balancer must not read it as one. Anything else that fails is our 503.
+    """
+    try:
+        return denied()
+    except HTTPException:
+        raise
+    except Exception:
+        return failed(component)
+
+
 def health_view() -> Response:
     """``GET /api/health``: the app's health; 503 when unhealthy."""
+    refused = refusal(health_denied, "health")
+    if refused is not None:
+        return refused
     try:
-        denied = health_denied()
-        if denied is not None:
-            return denied
         from .status_page import offered, page_response
 
         if offered():
@@ -171,7 +195,7 @@ def health_view() -> Response:
             body = report.as_dict()
         return _respond(health_body(body), report.http_status)
     except Exception:
-        return _failed("health")
+        return failed("health")
 
 
 def livez_view() -> Response:
@@ -181,10 +205,10 @@ def livez_view() -> Response:
 
 def readyz_view() -> Response:
     """``GET /readyz``: the checks; 503 when a critical one fails."""
+    refused = refusal(health_denied, "readyz")
+    if refused is not None:
+        return refused
     try:
-        denied = health_denied()
-        if denied is not None:
-            return denied
         results = _monitor().run_checks()
         if any(not r.passed and r.critical for r in results):
             status, code = "fail", 503
@@ -199,7 +223,7 @@ def readyz_view() -> Response:
             body["checks"] = {r.name: r.as_dict() for r in results}
         return _respond(health_body(body), code)
     except Exception:
-        return _failed("readyz")
+        return failed("readyz")
 
 
 def health_blueprint(endpoints: EndpointSettings) -> Blueprint | None:

@@ -186,18 +186,26 @@ def _escape(value: str) -> str:
 
 
 def status_view() -> Response:
-    """``GET /status``: the page; its data with ``?format=json`` or ``Accept: application/json``."""
-    refusal = denied()
-    if refusal is not None:
-        return refusal
-    fmt = request.args.get("format")
-    accept = request.accept_mimetypes
-    if fmt == "json" or (fmt is None and accept["application/json"] > accept["text/html"]):
-        data = snapshot(_monitor())
-        return _no_store(
-            Response(json.dumps(data), status=_http_status(data), mimetype="application/json")
-        )
-    return page_response()
+    """``GET /status``: the page; its data with ``?format=json`` or ``Accept: application/json``.
+
+    Like ``/api/health``, a failure of the health code itself answers 503, never 500.
+    """
+    from .health_views import failed, refusal
+
+    refused = refusal(denied, "status_page")
+    if refused is not None:
+        return refused
+    try:
+        fmt = request.args.get("format")
+        accept = request.accept_mimetypes
+        if fmt == "json" or (fmt is None and accept["application/json"] > accept["text/html"]):
+            data = snapshot(_monitor())
+            return _no_store(
+                Response(json.dumps(data), status=_http_status(data), mimetype="application/json")
+            )
+        return page_response()
+    except Exception:
+        return _no_store(failed("status_page"))
 
 
 def status_blueprint(settings: StatusSettings) -> Blueprint | None:

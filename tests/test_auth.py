@@ -8,7 +8,7 @@ from functools import wraps
 from typing import Any
 
 import pytest
-from flask import Flask, Response, abort, request
+from flask import Flask, Response, abort, redirect, request
 from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
@@ -208,3 +208,90 @@ def test_bad_auth_config_is_refused_at_start(
     with pytest.raises(ConfigurationError) as info:
         app_factory(config)
     assert info.value.key == key
+
+
+# -- the decorator's own refusal is the answer of every protected endpoint ------------------
+
+
+def abort_403_unless_admin(view: View) -> View:
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if request.headers.get("X-Admin") != "yes":
+            abort(403)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def redirect_unless_admin(view: View) -> View:
+    """``login_required`` style: a redirect to the login page."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if request.headers.get("X-Admin") != "yes":
+            return redirect("/login")
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def raise_redirect_unless_admin(view: View) -> View:
+    """A redirect raised, as ``abort(redirect(...))`` does."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if request.headers.get("X-Admin") != "yes":
+            abort(redirect("/login"))
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+@pytest.mark.parametrize("path", ["/api/health", "/readyz", "/status", "/status?format=json"])
+@pytest.mark.parametrize(
+    ("decorator", "code"),
+    [
+        (abort_unless_admin, 401),
+        (abort_403_unless_admin, 403),
+        (redirect_unless_admin, 302),
+        (raise_redirect_unless_admin, 302),
+    ],
+    ids=["abort-401", "abort-403", "redirect", "raised-redirect"],
+)
+def test_decorator_refusal_of_protected_health_is_returned_as_is(
+    registry: CollectorRegistry, decorator: Callable[[View], View], code: int, path: str
+) -> None:
+    client = _app(registry, decorator, APPMETRICS_AUTH_HEALTH="all").test_client()
+    refused = client.get(path)
+    # The decorator's answer, not our 503 "unhealthy": a load balancer keeps the instance.
+    assert refused.status_code == code
+    if code == 302:
+        assert refused.headers["Location"] == "/login"
+    assert b"unhealthy" not in refused.data
+    assert (
+        registry.get_sample_value("flask_appmetrics_internal_errors_total", {"component": "health"})
+        is None
+    )
+    assert (
+        registry.get_sample_value("flask_appmetrics_internal_errors_total", {"component": "readyz"})
+        is None
+    )
+    assert (
+        registry.get_sample_value(
+            "flask_appmetrics_internal_errors_total", {"component": "status_page"}
+        )
+        is None
+    )
+    allowed = client.get(path, headers={"X-Admin": "yes"})
+    assert allowed.status_code == 200
+
+
+def test_decorator_refusal_goes_through_the_apps_error_handler(registry: CollectorRegistry) -> None:
+    app = _app(registry, abort_unless_admin, APPMETRICS_AUTH_HEALTH="all")
+
+    @app.errorhandler(401)
+    def login_first(_: Exception) -> tuple[dict[str, str], int]:
+        return {"error": "log in first"}, 401
+
+    response = app.test_client().get("/api/health")
+    assert (response.status_code, response.get_json()) == (401, {"error": "log in first"})

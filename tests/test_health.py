@@ -423,7 +423,7 @@ def test_a_failing_health_evaluation_is_a_503_never_a_500(
     make: AppFactory, registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
 ) -> None:
     class BrokenWindow:
-        def record(self, *, error: bool) -> None:
+        def record(self, error: bool) -> None:
             pass
 
         def counts(self) -> Any:
@@ -514,10 +514,16 @@ def test_users_window_expires(make: AppFactory) -> None:
 
 def test_no_warning_is_left_behind(make: AppFactory) -> None:
     app = make()
+    app.test_client().get("/ok")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with app.app_context():
-            get_health_status()
+            status = get_health_status()
+    assert status["status"] == "healthy"
+    assert tuple(status)[: len(SEED_KEYS)] == SEED_KEYS
+    assert (status["recent_requests_5min"], status["recent_errors_5min"]) == (1, 0)
+    assert status["checks"] == {}
+    assert "error" not in status
 
 
 @pytest.mark.parametrize("style", ["constructor", "init_app"])

@@ -6,6 +6,7 @@ the other's health and quota gauges see.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import signal
 import threading
@@ -19,10 +20,11 @@ from prometheus_client import CollectorRegistry
 
 from flask_appmetrics import FlaskMetrics
 from flask_appmetrics._quota import InMemoryQuota
-from flask_appmetrics._redis_link import RedisLink
+from flask_appmetrics._redis_link import RedisLink, _flush_at_exit
 from flask_appmetrics._redis_windows import SharedQuota, SharedUserWindow
 from flask_appmetrics._windows import RecentUsers
 from flask_appmetrics.config import RedisSettings
+from flask_appmetrics.health import HealthMonitor
 from flask_appmetrics.helpers import record_quota_usage
 from tests._redis_server import RedisServer, free_port
 from tests.conftest import add_test_routes
@@ -266,3 +268,62 @@ def test_app_starts_while_redis_is_down(tmp_path: Path) -> None:
     app = _app(url, CollectorRegistry())
     assert app.test_client().get("/items/1").status_code == 200
     assert _health(app)["recent_requests_5min"] == 1
+
+
+# -- one shared users set counts once, however many apps read it ----------------------------
+
+
+def test_apps_sharing_a_users_set_count_each_user_once(redis_server: RedisServer) -> None:
+    registry = CollectorRegistry()
+    apps = [_app(redis_server.url, registry) for _ in range(3)]
+    other_prefix = _app(redis_server.url, registry, APPMETRICS_REDIS_PREFIX="other")
+    for n, app in enumerate(apps):
+        app.test_client().get("/items/1", headers=_user(n))
+        app.test_client().get("/items/1", headers=_user(n + 1))
+    other_prefix.test_client().get("/items/1", headers=_user(0))
+    assert _health(apps[0])["concurrent_users"] == 4  # users 0..3 in the shared set
+    # The three apps read one set: 4 users, plus 1 in the other prefix's set; not 3 x 4 + 1.
+    assert registry.get_sample_value("concurrent_users") == 5.0
+
+
+def test_the_redis_check_is_per_app(redis_server: RedisServer, tmp_path: Path) -> None:
+    from flask_appmetrics._checks import CheckRegistry
+    from flask_appmetrics.health import build_monitor
+
+    def monitor(url: str) -> HealthMonitor:
+        app = _app(url, CollectorRegistry())
+        state = FlaskMetrics.state(app)
+        assert state is not None
+        return build_monitor(
+            app, state.settings.health, state.metric_set, CheckRegistry(), redis=state.redis
+        )
+
+    up, down = monitor(redis_server.url), monitor(f"redis://127.0.0.1:{free_port()}/0")
+    assert [(r.name, r.passed, r.critical) for r in up.run_checks()] == [("redis", True, False)]
+    [result] = down.run_checks()
+    assert (result.name, result.passed, result.critical) == ("redis", False, False)
+    assert down.evaluate().status == "degraded"
+
+
+def test_building_apps_adds_no_exit_hook_each(tmp_path: Path) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    _app(url, CollectorRegistry())  # whatever is registered once per process
+    before = atexit._ncallbacks()  # type: ignore[attr-defined]
+    apps = [_app(url, CollectorRegistry()) for _ in range(20)]
+    assert atexit._ncallbacks() == before  # type: ignore[attr-defined]
+    assert all(FlaskMetrics.state(app) is not None for app in apps)
+
+
+def test_pending_updates_are_sent_at_exit(redis_server: RedisServer) -> None:
+    app = _app(redis_server.url, CollectorRegistry(), APPMETRICS_REDIS_FLUSH_SECONDS=60.0)
+    client = app.test_client()
+    client.get("/items/1")  # the first request flushes (nothing sent before it)
+    client.get("/items/1")
+    client.get("/items/1")
+    keys = redis_server.client().keys("test:health:requests:*")
+    sent = sum(int(redis_server.client().hget(k, "requests") or 0) for k in keys)
+    assert sent < 3
+    _flush_at_exit()
+    keys = redis_server.client().keys("test:health:requests:*")
+    sent = sum(int(redis_server.client().hget(k, "requests") or 0) for k in keys)
+    assert sent == 3

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections import deque
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 from flask_appmetrics._windows import (
     BucketedCounter,
     LatencyRing,
+    LatencyStats,
     LatencyWindow,
     RecentUsers,
     RequestWindow,
@@ -97,6 +100,56 @@ def test_latency_ring_records_from_8_threads_exactly() -> None:
     assert stats.average == 0.5
 
 
+def test_latency_ring_reads_while_8_threads_record() -> None:
+    ring = LatencyRing(1000)
+    stop = threading.Event()
+    seen: list[int] = []
+
+    def read() -> None:
+        while not stop.is_set():
+            stats = ring.stats()
+            seen.append(stats.count)
+            assert len(ring.recent()) <= 1000
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+
+        def work() -> None:
+            for _ in range(20_000):
+                ring.record(0.25)
+
+        run_threads(work)
+    finally:
+        stop.set()
+        reader.join()
+    assert seen
+    assert ring.stats() == LatencyStats(count=1000, average=0.25, p95=0.25, maximum=0.25)
+
+
+class _MutatedMidCopy(deque[float]):
+    """A deque whose first copies meet an append from another thread (free-threaded
+    Python can interleave them; the GIL build rarely does)."""
+
+    def __init__(self, values: list[float], failures: int) -> None:
+        super().__init__(values, maxlen=10)
+        self.failures = failures
+
+    def __iter__(self) -> Iterator[float]:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("deque mutated during iteration")
+        return super().__iter__()
+
+
+def test_latency_ring_readers_retry_a_copy_that_met_an_append() -> None:
+    ring = LatencyRing(10)
+    ring._values = _MutatedMidCopy([0.1, 0.2, 0.3], failures=3)
+    assert ring.recent() == (0.1, 0.2, 0.3)
+    ring._values = _MutatedMidCopy([0.1, 0.2, 0.3], failures=3)
+    assert ring.stats().count == 3
+
+
 def test_latency_ring_rejects_a_zero_size() -> None:
     with pytest.raises(ValueError, match="size"):
         LatencyRing(0)
@@ -175,6 +228,15 @@ def test_counter_records_from_8_threads_exactly() -> None:
     run_threads(work)
     counts = counter.counts()
     assert (counts.requests, counts.errors) == (80_000, 40_000)
+
+
+def test_counter_records_positionally() -> None:
+    # The request path passes ``error`` positionally: cheaper than a keyword.
+    counter = BucketedCounter(300, clock=FakeClock())
+    counter.record(True)
+    counter.record(False)
+    counter.record(error=False)
+    assert (counter.counts().requests, counter.counts().errors) == (3, 1)
 
 
 def test_counter_window_is_configurable() -> None:
