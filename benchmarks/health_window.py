@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
+from flask.globals import request_ctx
 from prometheus_client import CollectorRegistry
 from werkzeug.test import EnvironBuilder
 
@@ -82,10 +83,8 @@ def health_without_recording() -> Flask:
     app = app_with_metrics()
     state = FlaskMetrics.state(app)
     assert state is not None
-    monitor = monitor_of(app)
     state.instrumentation.observer = None
-    hooks = app.teardown_request_funcs[None]
-    hooks[:] = [h for h in hooks if getattr(h, "__self__", None) is not monitor]
+    state.instrumentation.user_observer = None
     return app
 
 
@@ -153,7 +152,8 @@ def record_cost(rounds: int, calls: int, requests: int) -> None:
 
     def note_user() -> float:
         with app.test_request_context("/items/3", headers={"User-Agent": "bench"}):
-            return per_call(lambda: monitor._note_user(None), calls)
+            ctx = request_ctx._get_current_object()  # type: ignore[attr-defined]
+            return per_call(lambda: monitor.note_user(ctx), calls)
 
     micro = interleave({"observe()": observe, "user hook": note_user}, rounds)
     print()

@@ -302,14 +302,3 @@ def shared_windows(
     quota = SharedQuota(link, InMemoryQuota(timezone), timezone)
     logger.info("flask-appmetrics: health and quota windows shared through %s", link.where)
     return SharedWindows(link, requests, users, quota)
-
-
-def __getattr__(name: str) -> object:
-    # Transitional, until extension.py passes ``build_monitor(redis=link)`` (a per-app
-    # check) instead of importing ``redis_check`` from here: the check reads Flask's app
-    # state, so it lives in :mod:`flask_appmetrics.health` and is looked up only if asked.
-    if name == "redis_check":
-        from .health import redis_check
-
-        return redis_check
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 from ._checks import CheckFunc, CheckRegistry, F
 from ._domain import domain_for
 from ._multiprocess import check_setup as check_multiprocess_setup
-from ._redis_windows import redis_check, shared_windows
+from ._redis_windows import shared_windows
 from ._state import EXTENSION_KEY, AppState, set_latest, state_of
 from .auth import AuthDecorator, Guard
 from .catalog import metric_set_for
@@ -109,8 +109,6 @@ class FlaskMetrics(CustomMetricsMixin):
         status_settings = load_status_settings(app.config)
         # Redis-backed windows (APPMETRICS_REDIS_URL), shared by every worker and host.
         shared = shared_windows(settings, on_error=metric_set.count_internal_error)
-        if shared is not None:
-            self._checks.add("redis", redis_check, critical=False)
         quota = self._quota or (shared.quota if shared is not None else None)
         domain = domain_for(metric_set, settings.domain, quota)
         own_blueprints = frozenset({METRICS_BLUEPRINT, HEALTH_BLUEPRINT, STATUS_BLUEPRINT})
@@ -122,6 +120,7 @@ class FlaskMetrics(CustomMetricsMixin):
             user_identity=self._user_identity,
             requests=shared.requests if shared is not None else None,
             users=shared.users if shared is not None else None,
+            redis=shared.link if shared is not None else None,
         )
         instrumentation = RequestInstrumentation(
             metric_set,

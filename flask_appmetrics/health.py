@@ -377,15 +377,6 @@ def build_monitor(
     return monitor
 
 
-def redis_check() -> bool:
-    """The ``redis`` health check of the current app, read from its state (non-critical:
-    ``degraded``). Prefer ``build_monitor(redis=link)``, which gives each app its own."""
-    state = state_of(current_app)
-    if state is None or state.redis is None:
-        return True
-    return state.redis.check()
-
-
 _user_sources: weakref.WeakKeyDictionary[MetricSet, weakref.WeakSet[HealthMonitor]] = (
     weakref.WeakKeyDictionary()
 )

@@ -178,17 +178,9 @@ def test_bad_per_app_checks_are_refused(app: Flask) -> None:
 
 
 def _imported_modules(path: Path) -> set[str]:
-    """Modules *path* imports anywhere, lazily inside a function too.
-
-    The module ``__getattr__`` of ``_redis_windows`` is left out: a transitional alias that
-    forwards the old name ``redis_check`` to :mod:`flask_appmetrics.health` until
-    ``extension.py`` stops importing it from there (then both go).
-    """
+    """Modules *path* imports anywhere, lazily inside a function too."""
     names: set[str] = set()
     tree = ast.parse(path.read_text())
-    tree.body = [
-        n for n in tree.body if not (isinstance(n, ast.FunctionDef) and n.name == "__getattr__")
-    ]
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
