@@ -2,19 +2,24 @@
 
 One :class:`DomainMetrics` exists per ``CollectorRegistry`` (like the catalog's
 ``MetricSet``), shared by every app recording into that registry, so that label bounds
-cap the registry's series, not each app's. Values that are derived (quota usage and
-remaining, cache sizes) are computed when the registry is collected.
+cap the registry's series, not each app's. So the apps alive on a registry must agree on
+``APPMETRICS_MAX_LABEL_VALUES``, ``APPMETRICS_QUOTA_*`` and ``APPMETRICS_GEMINI_*``, as on
+``APPMETRICS_BUCKETS``: ``init_app`` raises :class:`~flask_appmetrics.errors.ConfigurationError`
+otherwise. Values that are derived (quota usage and remaining, cache sizes) are computed
+when the registry is collected, the quota counter read once per scrape.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import threading
+import time
 import types
 import weakref
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.samples import Sample
@@ -22,8 +27,11 @@ from prometheus_client.samples import Sample
 from ._domain_specs import BREAKER_STATES, QUOTA_LIMITS, TOKEN_TYPES
 from ._labels import BoundedLabel
 from ._quota import InMemoryQuota, QuotaCounter, QuotaLimits, QuotaUsage
+from .errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from flask import Flask
+
     from .catalog import MetricSet
     from .config import DomainSettings
 
@@ -45,6 +53,10 @@ class PinnedLabel:
     def pin(self, values: Iterable[str]) -> None:
         with self._lock:
             self._pinned = self._pinned | frozenset(values)
+
+    def set_limit(self, limit: int) -> None:
+        """Keep up to *limit* unpinned values from now on (those already kept stay)."""
+        self._others.limit = limit
 
     def __call__(self, value: str) -> str:
         return value if value in self._pinned else self._others(value)
@@ -76,12 +88,66 @@ def scrape_time(gauge: Gauge, value: ValueFunction, on_error: Callable[[str], No
     gauge._child_samples = types.MethodType(samples, gauge)  # type: ignore[method-assign]
 
 
+class _UsagePerScrape:
+    """One ``quota.usage()`` per scrape for the six quota gauges (with Redis, one round
+    trip instead of six).
+
+    prometheus_client gives a collector no handle on the scrape it serves, so a scrape is
+    recognised as a thread collecting the gauges in turn: a reading is reused by each gauge
+    once, within :data:`MAX_AGE` seconds. A gauge that read it already (the next scrape),
+    or a reading that old, reads the counter again. Per thread, so concurrent scrapes each
+    read their own.
+    """
+
+    #: A filtered scrape (``?name[]=``) may collect only some of the gauges: the others
+    #: then reuse the reading for at most this long.
+    MAX_AGE = 0.1
+
+    def __init__(self, read: Callable[[], QuotaUsage]) -> None:
+        self._read = read
+        self._local = threading.local()
+
+    def usage(self, gauge: str) -> QuotaUsage:
+        local = self._local
+        consumed: set[str] | None = getattr(local, "consumed", None)
+        now = time.monotonic()
+        if consumed is None or gauge in consumed or now - local.at > self.MAX_AGE:
+            local.usage, local.at = self._read(), now
+            local.consumed = consumed = set()
+        consumed.add(gauge)
+        usage: QuotaUsage = local.usage
+        return usage
+
+
+def _setting_values(settings: DomainSettings) -> dict[str, object]:
+    """*settings* by the config key each field comes from, as compared between apps."""
+    limits = settings.quota_limits
+    return {
+        "APPMETRICS_MAX_LABEL_VALUES": settings.max_label_values,
+        "APPMETRICS_QUOTA_RPM": limits.rpm,
+        "APPMETRICS_QUOTA_TPM": limits.tpm,
+        "APPMETRICS_QUOTA_RPD": limits.rpd,
+        "APPMETRICS_QUOTA_TPD": limits.tpd,
+        "APPMETRICS_QUOTA_TIMEZONE": settings.quota_timezone,
+        # Sets: the order of the configured values changes nothing.
+        "APPMETRICS_GEMINI_ENDPOINTS": frozenset(settings.gemini_endpoints),
+        "APPMETRICS_GEMINI_MODELS": frozenset(settings.gemini_models),
+        "APPMETRICS_GEMINI_PRICES": dict(settings.gemini_prices),
+    }
+
+
+def _shown(value: Any) -> str:
+    return repr(sorted(value)) if isinstance(value, frozenset) else repr(value)
+
+
 class DomainMetrics:
     """The domain metrics of one registry.
 
+    Every app sharing the registry shares them, so every live app must be configured
+    alike: see :meth:`configure`.
+
     :param metric_set: the registry's catalog.
-    :param settings: the settings of the first app (see :meth:`configure_quota` for later
-        ones).
+    :param settings: the settings of the first app.
     :param quota: where quota usage is counted; an :class:`InMemoryQuota` if ``None``.
     """
 
@@ -89,6 +155,7 @@ class DomainMetrics:
         self, metric_set: MetricSet, settings: DomainSettings, quota: QuotaCounter | None
     ) -> None:
         self.metric_set = metric_set
+        self.settings = settings
         limit = settings.max_label_values
         self.endpoint = PinnedLabel(limit)
         self.model = PinnedLabel(limit)
@@ -100,45 +167,98 @@ class DomainMetrics:
         self.quota_timezone = settings.quota_timezone
         self.quota: QuotaCounter = quota or InMemoryQuota(settings.quota_timezone)
         self._own_quota = quota is None
+        self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()
         self._layers: dict[str, tuple[ValueFunction | None, ValueFunction | None]] = {}
         self._services: set[str] = set()
         self._lock = threading.Lock()
         self._install_quota_gauges()
 
-    # -- quota -----------------------------------------------------------------------
+    # -- apps sharing the registry -----------------------------------------------------
 
-    def configure_quota(self, settings: DomainSettings, quota: QuotaCounter | None) -> None:
-        """Apply the quota settings of a later app sharing this registry.
+    def attach(self, app: Flask) -> None:
+        """Note that *app* records here (held weakly), with the current settings."""
+        self._apps.add(app)
 
-        The registry has one set of quota gauges, so the most recently initialised app's
-        limits (and counter, and time zone) apply, as for the helpers: in a test suite
-        that makes an app per test on the default registry, the app under test. A change
-        is logged, since two live apps with different limits share one quota here.
+    def configure(self, settings: DomainSettings, quota: QuotaCounter | None) -> None:
+        """Check the settings of a later app sharing this registry, and take its counter.
+
+        The registry has one label cap, one set of pinned Gemini labels and prices, and
+        one quota (limits, time zone, gauges), so apps sharing it must agree on them, as on
+        ``APPMETRICS_BUCKETS``. Only live apps count: once every app configured otherwise
+        is gone (a test suite's app per test on the default registry), the later app's
+        settings replace theirs.
+
+        An explicit *quota* counter replaces the registry's (every app's usage is counted
+        there from now on); without one, apps share the registry's in-process counter.
+
+        :raises ConfigurationError: naming the first key whose value differs from that of
+            an app still alive.
         """
-        zone_changed = settings.quota_timezone != self.quota_timezone
-        if settings.quota_limits != self.quota_limits or zone_changed:
-            logger.warning(
-                "flask-appmetrics: this registry's quota limits change from %s (%s) to %s (%s): "
-                "apps sharing a registry share one quota, and the latest app's limits apply",
-                self.quota_limits,
-                self.quota_timezone,
-                settings.quota_limits,
-                settings.quota_timezone,
-            )
-        if quota is not None:
-            if quota is not self.quota:
-                self.quota, self._own_quota = quota, False
-        elif zone_changed or not self._own_quota:
-            # The latest app counts in process: a fresh counter in its zone.
+        if self.check(settings):
+            self._reconfigure(settings)
+        if quota is not None and quota is not self.quota:
+            logger.info("flask-appmetrics: this registry's quota is now counted by %r", quota)
+            self.quota, self._own_quota = quota, False
+        elif quota is None and not self._own_quota and not self._live_apps():
+            # The apps that brought the counter are gone: count in process again.
             self.quota, self._own_quota = InMemoryQuota(settings.quota_timezone), True
+
+    def check(self, settings: DomainSettings) -> bool:
+        """Whether *settings* differ from the registry's (then no app using those is alive).
+
+        :raises ConfigurationError: they differ from those of an app still alive.
+        """
+        ours, theirs = _setting_values(self.settings), _setting_values(settings)
+        differing = [key for key in ours if ours[key] != theirs[key]]
+        if not differing:
+            return False
+        live = self._live_apps()
+        if live:
+            key = differing[0]
+            raise ConfigurationError(
+                key,
+                f"{_shown(theirs[key])} differs from {_shown(ours[key])}, the value of "
+                f"app {live[0].name!r} sharing this registry (apps sharing a registry "
+                "share its domain metrics and quota: configure them alike, or give "
+                "this app a registry of its own)",
+            )
+        return True
+
+    def _live_apps(self) -> list[Flask]:
+        apps = list(self._apps)
+        if apps:
+            # A Flask app is part of reference cycles (its bound view functions): only the
+            # cycle collector frees one that is otherwise gone. Rare: a change of settings
+            # or of counter at start.
+            del apps
+            gc.collect()
+            apps = list(self._apps)
+        return apps
+
+    def _reconfigure(self, settings: DomainSettings) -> None:
+        # No live app uses the old settings: the new ones apply. Series already recorded
+        # stay (a registry cannot forget them); label values already kept stay kept.
+        logger.info(
+            "flask-appmetrics: this registry's domain settings change to those of a later "
+            "app (no app with the earlier ones is alive)"
+        )
+        labels = (self.endpoint, self.model, self.cache_operation, self.cache_layer, self.service)
+        for label in labels:
+            label.set_limit(settings.max_label_values)
+        if settings.quota_timezone != self.quota_timezone and self._own_quota:
+            self.quota = InMemoryQuota(settings.quota_timezone)
         self.quota_timezone = settings.quota_timezone
         self._set_limits(settings.quota_limits)
+        self.settings = settings
+
+    # -- quota -----------------------------------------------------------------------
 
     def _install_quota_gauges(self) -> None:
         ms = self.metric_set
         on_error = ms.count_internal_error
-        # One read of the counter per scrape and gauge: each is O(1) under one lock. The
+        # One read of the counter per scrape for all six gauges; each gauge is O(1). The
         # counter and limits are looked up at each scrape: a later app may replace them.
+        per_scrape = _UsagePerScrape(self._usage_now)
         readers: dict[str, Callable[[QuotaUsage], float | None]] = {
             "quota_requests_current_minute": lambda u: u.requests_minute,
             "quota_tokens_current_minute": lambda u: u.tokens_minute,
@@ -148,11 +268,11 @@ class DomainMetrics:
             "quota_tpm_remaining": lambda u: _remaining(self.quota_limits.tpm, u.tokens_minute),
         }
         for name, read in readers.items():
-            scrape_time(ms.gauge(name), self._reading(read), on_error)
+            scrape_time(ms.gauge(name), _reading(per_scrape, name, read), on_error)
         self._set_limits(self.quota_limits)
 
-    def _reading(self, read: Callable[[QuotaUsage], float | None]) -> ValueFunction:
-        return lambda: read(self.quota.usage())
+    def _usage_now(self) -> QuotaUsage:
+        return self.quota.usage()  # the counter of the moment: a later app may bring one
 
     def _set_limits(self, limits: QuotaLimits) -> None:
         ms = self.metric_set
@@ -234,6 +354,12 @@ class DomainMetrics:
         return label
 
 
+def _reading(
+    per_scrape: _UsagePerScrape, gauge: str, read: Callable[[QuotaUsage], float | None]
+) -> ValueFunction:
+    return lambda: read(per_scrape.usage(gauge))
+
+
 def _remaining(limit: int | None, used: int) -> float:
     # An unlimited quota has infinitely many left: +Inf keeps the seed's six gauges on the
     # page and makes "remaining < N" alerts false, where a missing sample would hide it.
@@ -251,8 +377,10 @@ _domains_lock = threading.Lock()
 def domain_for(
     metric_set: MetricSet, settings: DomainSettings, quota: QuotaCounter | None = None
 ) -> DomainMetrics:
-    """The registry's :class:`DomainMetrics`, built on first use; a later app's quota
-    settings and counter replace the earlier ones (see :meth:`DomainMetrics.configure_quota`).
+    """The registry's :class:`DomainMetrics`, built on first use and checked against a
+    later app's settings (see :meth:`DomainMetrics.configure`).
+
+    :raises ConfigurationError: a live app sharing the registry has other domain settings.
     """
     with _domains_lock:
         domain = _domains.get(metric_set.registry)
@@ -262,8 +390,18 @@ def domain_for(
                 domain.register_layer(layer, size_bytes, items)
             _domains[metric_set.registry] = domain
             return domain
-        domain.configure_quota(settings, quota)
+        domain.configure(settings, quota)
         return domain
+
+
+def check_domain_settings(registry: CollectorRegistry, settings: DomainSettings) -> None:
+    """Raise the error :func:`domain_for` would for *settings*, before anything is set up.
+
+    :raises ConfigurationError: a live app sharing *registry* has other domain settings.
+    """
+    domain = existing_domain(registry)
+    if domain is not None:
+        domain.check(settings)
 
 
 def existing_domain(registry: CollectorRegistry) -> DomainMetrics | None:

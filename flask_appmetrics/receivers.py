@@ -117,6 +117,9 @@ class DomainReceivers:
         self.prices = PriceTable(settings.gemini_prices)
         self._cache_children: dict[tuple[str, str | None, bool], tuple[Any, ...]] = {}
         domain.pin_gemini(settings.gemini_endpoints, settings.gemini_models)
+        # The registry's domain settings are checked against the live apps' (see
+        # DomainMetrics.configure): this one counts from now on.
+        domain.attach(app)
 
     @property
     def app(self) -> Flask | None:
