@@ -328,9 +328,15 @@ def _buckets(reader: ConfigReader) -> tuple[float, ...]:
         raise ConfigurationError(key, f"expected a non-empty list of numbers, got {value!r}")
     buckets: list[float] = []
     for item in value:
-        if isinstance(item, bool) or not isinstance(item, (int, float)) or math.isnan(item):
+        if isinstance(item, bool) or not isinstance(item, (int, float)):
             raise ConfigurationError(key, f"bucket bounds must be numbers, got {item!r}")
-        buckets.append(float(item))
+        try:
+            bound = float(item)
+        except OverflowError:  # an int beyond any float: not a duration
+            raise ConfigurationError(key, f"bucket bound out of range: {item!r}") from None
+        if math.isnan(bound):
+            raise ConfigurationError(key, f"bucket bounds must be numbers, got {item!r}")
+        buckets.append(bound)
     if any(b <= a for a, b in itertools.pairwise(buckets)):
         raise ConfigurationError(key, f"bucket bounds must be strictly increasing, got {value!r}")
     return tuple(b for b in buckets if b != math.inf)

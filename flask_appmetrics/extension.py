@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import REGISTRY
 
 from ._checks import CheckFunc, CheckRegistry, F
-from ._domain import domain_for
+from ._domain import check_domain_settings, domain_for
 from ._multiprocess import check_setup as check_multiprocess_setup
 from ._redis_windows import shared_windows
 from ._state import EXTENSION_KEY, AppState, set_latest, state_of
@@ -106,6 +106,9 @@ class FlaskMetrics(CustomMetricsMixin):
         # Before any metric is touched: a half-configured multiprocess mode is refused here.
         multiprocess_dir = check_multiprocess_setup()
         metric_set = metric_set_for(self.registry, settings.http.buckets)
+        # Before opening anything (a Redis link): a live app on this registry with other
+        # domain settings is refused here.
+        check_domain_settings(self.registry, settings.domain)
         status_settings = load_status_settings(app.config)
         # Redis-backed windows (APPMETRICS_REDIS_URL), shared by every worker and host.
         shared = shared_windows(settings, on_error=metric_set.count_internal_error)

@@ -67,3 +67,11 @@ def test_mutable_defaults_are_not_shared_between_apps(app_factory: AppFactory) -
     one.config["APPMETRICS_SENTRY_OPTIONS"]["traces_sample_rate"] = 0.5
     assert two.config["APPMETRICS_SENTRY_OPTIONS"] == {}
     assert DEFAULTS["APPMETRICS_SENTRY_OPTIONS"] == {}
+
+
+def test_a_bucket_bound_beyond_any_float_names_the_key(metrics: FlaskMetrics) -> None:
+    app = Flask("huge_bucket")
+    app.config["APPMETRICS_BUCKETS"] = [1, 10**400]
+    with pytest.raises(ConfigurationError) as info:
+        metrics.init_app(app)
+    assert info.value.key == "APPMETRICS_BUCKETS"
