@@ -32,8 +32,8 @@ from .errors import ConfigurationError
 if TYPE_CHECKING:
     from flask import Flask
 
+    from ._settings import DomainSettings
     from .catalog import MetricSet
-    from .config import DomainSettings
 
 logger = logging.getLogger("flask_appmetrics")
 

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 if TYPE_CHECKING:
     import redis
 
-    from .config import RedisSettings
+    from ._settings import RedisSettings
 
 logger = logging.getLogger(__name__)
 

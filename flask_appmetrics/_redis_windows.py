@@ -53,7 +53,7 @@ from .errors import ConfigurationError
 if TYPE_CHECKING:
     import redis
 
-    from .config import Settings
+    from ._settings import Settings
 
 logger = logging.getLogger(__name__)
 

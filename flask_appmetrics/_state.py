@@ -12,13 +12,12 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from ._redis_link import RedisLink
+    from ._settings import Settings, StatusSettings
     from .auth import Guard
     from .catalog import MetricSet
-    from .config import Settings
     from .health import HealthMonitor
     from .instrumentation import RequestInstrumentation
     from .receivers import DomainReceivers
-    from .status_page import StatusSettings
 
 EXTENSION_KEY = "appmetrics"
 

@@ -29,8 +29,8 @@ from typing import Any
 from flask import Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
+from ._settings import AuthSettings
 from ._state import state_of
-from .config import AuthSettings
 
 logger = logging.getLogger(__name__)
 

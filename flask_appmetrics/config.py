@@ -5,9 +5,9 @@ effective value is visible in ``app.config``; a bad value raises
 :class:`~flask_appmetrics.errors.ConfigurationError` naming the key, at start rather than
 on the first request.
 
-Each concern has its own frozen settings class and loader below; :class:`Settings`
-gathers them. Keys are listed in :data:`DEFAULTS`, which the README's configuration
-table is checked against.
+Each concern has its own frozen settings class (in :mod:`flask_appmetrics._settings`)
+and loader below; :class:`Settings` gathers them. Keys are listed in :data:`DEFAULTS`,
+which the README's configuration table is checked against.
 """
 
 from __future__ import annotations
@@ -17,12 +17,23 @@ import itertools
 import math
 import os
 from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ._pricing import DEFAULT_GEMINI_PRICES, ModelPrice, parse_prices
+from ._pricing import DEFAULT_GEMINI_PRICES, parse_prices
 from ._quota import DEFAULT_TIMEZONE, QuotaLimits
+from ._settings import (
+    AUTH_HEALTH_MODES,
+    AuthSettings,
+    DomainSettings,
+    EndpointSettings,
+    HealthSettings,
+    HttpSettings,
+    RedisSettings,
+    SentrySettings,
+    Settings,
+    StatusSettings,
+)
 from .errors import ConfigurationError
 
 #: Prometheus client's default histogram buckets, in seconds.
@@ -81,158 +92,6 @@ DEFAULTS: dict[str, Any] = {
     "APPMETRICS_REDIS_RETRY_SECONDS": 5.0,
     "APPMETRICS_REDIS_FLUSH_SECONDS": 1.0,
 }
-
-
-@dataclass(frozen=True)
-class HttpSettings:
-    """How requests are measured."""
-
-    #: Histogram buckets of ``http_request_duration_seconds``, increasing, in seconds.
-    buckets: tuple[float, ...]
-    #: Requests to these paths, or below them by whole path segments, are not recorded.
-    exclude_paths: tuple[str, ...]
-    #: Distinct ``error_type`` values kept before the rest are counted as ``other``.
-    max_error_types: int
-
-
-@dataclass(frozen=True)
-class EndpointSettings:
-    """Where the extension's own views are served; ``None`` turns one off."""
-
-    metrics_path: str | None
-    health_path: str | None
-    livez_path: str | None
-    readyz_path: str | None
-
-
-#: Values of ``APPMETRICS_AUTH_HEALTH``: what health needs credentials for.
-AUTH_HEALTH_MODES = ("details", "all", "none")
-
-
-@dataclass(frozen=True)
-class AuthSettings:
-    """Credentials ``/metrics`` and health details require (keys ``APPMETRICS_AUTH_*``).
-
-    With no token, no username and no ``auth=`` decorator, everything stays public.
-    """
-
-    #: ``Authorization: Bearer <token>`` is accepted (compared in constant time).
-    token: str | None
-    #: ``Authorization: Basic`` with this user and password is accepted.
-    username: str | None
-    password: str | None
-    #: ``details``: the health summary stays public, details need credentials; ``all``:
-    #: ``/api/health`` and ``/readyz`` need them; ``none``: health is public.
-    health: str
-
-    @property
-    def configured(self) -> bool:
-        return self.token is not None or self.username is not None
-
-
-@dataclass(frozen=True)
-class SentrySettings:
-    """Sentry error tracking (keys ``APPMETRICS_SENTRY_*``; ``SENTRY_*`` env as fallback)."""
-
-    #: ``None`` (or ``""``) leaves Sentry alone.
-    dsn: str | None
-    environment: str
-    release: str | None
-    #: Extra keyword arguments for ``sentry_sdk.init`` (``traces_sample_rate``, ...).
-    options: Mapping[str, Any]
-    #: Field names scrubbed from events besides the built-in list.
-    scrub_fields: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class RedisSettings:
-    """Windows shared by all workers and hosts (keys ``APPMETRICS_REDIS_*``)."""
-
-    #: ``redis://`` URL; ``None`` keeps every window in process memory.
-    url: str | None
-    #: Prefix of every key, so several apps can share one Redis.
-    prefix: str
-    #: Connect and read timeout: the most a request can wait for Redis.
-    socket_timeout: float
-    #: After a failure, local windows are used for this long before Redis is tried again.
-    retry_seconds: float
-    #: Health and users window updates are sent in one batch at most this often per
-    #: process (``0``: on every request). The quota is always updated at once.
-    flush_seconds: float = 1.0
-
-
-@dataclass(frozen=True)
-class HealthSettings:
-    """How ``/api/health`` judges the app (keys ``APPMETRICS_HEALTH_*``, ``APPMETRICS_USERS_*``).
-
-    Why the defaults:
-
-    * ``latency_window`` 100: the seed's ``deque(maxlen=100)``; enough samples for a
-      meaningful p95 (the 5 slowest), small enough to follow a change within seconds.
-    * ``error_window_seconds`` 300: the seed's ``recent_errors_5min``.
-    * ``degraded_error_ratio`` 0.05: one request in twenty failing with a 5xx is far beyond
-      any usual availability objective (99.9% allows 0.1%) and worth a human's look, while
-      the odd failure among a few requests does not flap the status.
-    * ``unhealthy_error_ratio`` 0.5: when most requests fail the instance is not doing its
-      job; 100% errors over the window is always unhealthy.
-    * ``latency_threshold_seconds`` 5.0 (p95; ``None`` disables): the seed's app waits on
-      Gemini, whose generations take seconds, so a lower default would report a normal
-      LLM backend as degraded; a p95 above 5 s (the histogram's 5 s bucket) means most
-      users wait noticeably whatever the backend.
-    * ``check_timeout_seconds`` 0.5: checks run in parallel, so a probe answers within
-      about this time even when a check hangs: inside Kubernetes' default 1 s probe timeout.
-    * ``users_window_seconds`` 300 and ``users_max_tracked`` 10,000: "concurrent users" are
-      the distinct identities seen in the last 5 minutes (the error window's span); 10,000
-      entries of 8-byte digests cost about 1 MiB at most.
-    """
-
-    latency_window: int
-    error_window_seconds: float
-    degraded_error_ratio: float
-    unhealthy_error_ratio: float
-    latency_threshold_seconds: float | None
-    check_timeout_seconds: float
-    users_window_seconds: float
-    users_max_tracked: int
-
-
-@dataclass(frozen=True)
-class DomainSettings:
-    """Gemini, quota and input-fed labels (keys ``APPMETRICS_GEMINI_*``, ``APPMETRICS_QUOTA_*``,
-    ``APPMETRICS_MAX_LABEL_VALUES``)."""
-
-    #: Endpoint and model label values created at 0 at start, and always kept as they are.
-    gemini_endpoints: tuple[str, ...]
-    gemini_models: tuple[str, ...]
-    #: USD per million tokens by model-name prefix (see :mod:`flask_appmetrics._pricing`).
-    gemini_prices: Mapping[str, ModelPrice]
-    #: Distinct values each label fed from input (Gemini endpoint and model, cache operation
-    #: and layer, breaker service) keeps besides the configured ones; then ``other``.
-    max_label_values: int
-    #: RPM, TPM, RPD and TPD limits; ``None`` is unlimited.
-    quota_limits: QuotaLimits
-    #: IANA time zone whose midnight starts a new quota day.
-    quota_timezone: str
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything ``init_app`` read from ``app.config``."""
-
-    http: HttpSettings
-    endpoints: EndpointSettings
-    #: Who may read ``/metrics`` and health details.
-    auth: AuthSettings
-    #: Sentry error tracking.
-    sentry: SentrySettings
-    #: Shared windows in Redis.
-    redis: RedisSettings
-    #: Raise on bad input to helpers and signals instead of logging it.
-    strict: bool
-    #: How the health endpoint judges the app.
-    health: HealthSettings
-    #: Gemini, quota and input-fed label settings.
-    domain: DomainSettings
 
 
 #: Integers beyond this are no usable setting, and beyond float's range they make gauges
@@ -508,6 +367,12 @@ def _distinct_paths(reader: ConfigReader) -> None:
         seen[path] = key
 
 
+def _status(reader: ConfigReader) -> StatusSettings:
+    refresh = reader.number("APPMETRICS_STATUS_REFRESH_SECONDS", minimum=0.5, maximum=3600.0)
+    assert refresh is not None  # number() returns None only when optional
+    return StatusSettings(path=reader.path("APPMETRICS_STATUS_PATH"), refresh_seconds=refresh)
+
+
 def load_settings(config: MutableMapping[str, Any]) -> Settings:
     """Read, default and validate every ``APPMETRICS_*`` key of *config*."""
     reader = ConfigReader(config)
@@ -536,4 +401,5 @@ def load_settings(config: MutableMapping[str, Any]) -> Settings:
         strict=reader.boolean("APPMETRICS_STRICT"),
         health=_health(reader),
         domain=_domain(reader),
+        status=_status(reader),
     )

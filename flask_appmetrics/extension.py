@@ -22,7 +22,7 @@ from .health_views import HEALTH_BLUEPRINT, health_blueprint
 from .instrumentation import RequestInstrumentation
 from .receivers import install as install_receivers
 from .signals import app_initialized
-from .status_page import STATUS_BLUEPRINT, load_status_settings, status_blueprint
+from .status_page import STATUS_BLUEPRINT, status_blueprint
 from .views import METRICS_BLUEPRINT, metrics_blueprint
 
 if TYPE_CHECKING:
@@ -109,7 +109,6 @@ class FlaskMetrics(CustomMetricsMixin):
         # Before opening anything (a Redis link): a live app on this registry with other
         # domain settings is refused here.
         check_domain_settings(self.registry, settings.domain)
-        status_settings = load_status_settings(app.config)
         # Redis-backed windows (APPMETRICS_REDIS_URL), shared by every worker and host.
         shared = shared_windows(settings, on_error=metric_set.count_internal_error)
         quota = self._quota or (shared.quota if shared is not None else None)
@@ -141,7 +140,7 @@ class FlaskMetrics(CustomMetricsMixin):
             instrumentation=instrumentation,
             own_blueprints=set(own_blueprints),
             health=health,
-            status=status_settings,
+            status=settings.status,
             multiprocess_dir=multiprocess_dir,
             auth=Guard(settings.auth, self._auth),
             redis=shared.link if shared is not None else None,
@@ -151,7 +150,7 @@ class FlaskMetrics(CustomMetricsMixin):
         health_views = health_blueprint(settings.endpoints)
         if health_views is not None:
             app.register_blueprint(health_views)
-        status_views = status_blueprint(status_settings)
+        status_views = status_blueprint(settings.status)
         if status_views is not None:
             app.register_blueprint(status_views)
         state.domain = install_receivers(app, domain, settings.domain, strict=settings.strict)

@@ -56,8 +56,8 @@ if TYPE_CHECKING:
     from prometheus_client import Gauge
 
     from ._redis_link import RedisLink
+    from ._settings import HealthSettings
     from .catalog import MetricSet
-    from .config import HealthSettings
 
 logger = logging.getLogger(__name__)
 

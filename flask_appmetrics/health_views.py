@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ._checks import CheckResult
-    from .config import EndpointSettings
+    from ._settings import EndpointSettings
     from .health import HealthMonitor, HealthReport
 
 logger = logging.getLogger(__name__)

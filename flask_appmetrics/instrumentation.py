@@ -37,8 +37,8 @@ if TYPE_CHECKING:
     from flask.ctx import RequestContext
     from werkzeug.routing import Rule
 
+    from ._settings import HttpSettings
     from .catalog import MetricSet
-    from .config import HttpSettings
 
 logger = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from flask import Flask
 
     from ._domain import DomainMetrics
-    from .config import DomainSettings
+    from ._settings import DomainSettings
 
 logger = logging.getLogger("flask_appmetrics")
 

@@ -12,7 +12,6 @@ the health windows (the latency ring, and requests and errors per time slot).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from flask import Blueprint, Response, current_app, request, url_for
@@ -27,8 +26,7 @@ from ._status_template import (
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from collections.abc import MutableMapping
-
+    from ._settings import StatusSettings
     from ._windows import RequestCounts
     from .health import HealthMonitor
 
@@ -48,30 +46,6 @@ class RequestSeries(Protocol):
     """A request window that can give its counts per time slot."""
 
     def series(self) -> tuple[RequestCounts, ...]: ...
-
-
-@dataclass(frozen=True)
-class StatusSettings:
-    """Where the page is served (``None``: nowhere) and how often it refreshes."""
-
-    path: str | None
-    refresh_seconds: float
-
-
-def load_status_settings(config: MutableMapping[str, Any]) -> StatusSettings:
-    """Read ``APPMETRICS_STATUS_PATH`` and ``APPMETRICS_STATUS_REFRESH_SECONDS``.
-
-    :raises ConfigurationError: a bad value.
-    """
-    from .config import ConfigReader
-    from .errors import ConfigurationError
-
-    reader = ConfigReader(config)
-    key = "APPMETRICS_STATUS_REFRESH_SECONDS"
-    refresh = reader.number(key, minimum=0.5, maximum=3600.0)
-    if refresh is None:  # pragma: no cover - number() only returns None when optional
-        raise ConfigurationError(key, "expected a number")
-    return StatusSettings(path=reader.path("APPMETRICS_STATUS_PATH"), refresh_seconds=refresh)
 
 
 def series(monitor: HealthMonitor) -> dict[str, Any]:

@@ -7,6 +7,7 @@ JSON block is checked against a real health response; shell blocks run in
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 from pathlib import Path
@@ -51,6 +52,10 @@ def test_python_examples_run(line: int, source: str) -> None:
     namespace: dict[str, object] = {"__name__": "readme_example"}
     # Pad so that a failure's traceback names the README line.
     exec(compile("\n" * (line - 1) + source, str(README), "exec"), namespace)
+    # What the example made (an app, a monitored circuit breaker) goes with it, as it would
+    # with the process of a script: nothing of it may reach the next test's apps.
+    namespace.clear()
+    gc.collect()
 
 
 def test_the_health_json_example_has_the_real_keys_in_order() -> None:

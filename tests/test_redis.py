@@ -22,8 +22,8 @@ from flask_appmetrics import FlaskMetrics
 from flask_appmetrics._quota import InMemoryQuota
 from flask_appmetrics._redis_link import RedisLink, _flush_at_exit
 from flask_appmetrics._redis_windows import SharedQuota, SharedUserWindow
+from flask_appmetrics._settings import RedisSettings
 from flask_appmetrics._windows import RecentUsers
-from flask_appmetrics.config import RedisSettings
 from flask_appmetrics.health import HealthMonitor
 from flask_appmetrics.helpers import record_quota_usage
 from tests._redis_server import RedisServer, free_port

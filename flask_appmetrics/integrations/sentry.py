@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..config import SentrySettings
+from .._settings import SentrySettings
 from ..errors import ConfigurationError
 
 if TYPE_CHECKING:
