@@ -200,7 +200,7 @@ class RequestInstrumentation:
         # The signal is process-global and holds its receiver strongly (weakly held bound
         # methods are dropped silently); the forwarder holds us weakly so the app can be
         # collected, and is disconnected with it.
-        weakref.finalize(app, got_request_exception.disconnect, forwarder)
+        weakref.finalize(app, got_request_exception.disconnect, forwarder).atexit = False
 
     # -- hooks --------------------------------------------------------------------------
 
