@@ -24,38 +24,14 @@ from typing import Any
 
 from flask import Flask
 from flask.globals import request_ctx
+
+# Shared with the overhead benchmark: the same app, driven the same way.
+from overhead import run_round, trivial_app
 from prometheus_client import CollectorRegistry
 from werkzeug.test import EnvironBuilder
 
 from flask_appmetrics import FlaskMetrics, get_health_status
 from flask_appmetrics.health import HealthMonitor
-
-
-def trivial_app() -> Flask:
-    app = Flask("bench")
-
-    @app.get("/items/<int:item_id>")
-    def item(item_id: int) -> str:
-        return "ok"
-
-    return app
-
-
-def _start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
-    return None
-
-
-def run_round(app: Flask, environ: dict[str, Any], requests: int) -> float:
-    """Seconds per request over *requests* requests straight through the WSGI callable."""
-    started = time.perf_counter()
-    for _ in range(requests):
-        body = app(dict(environ), _start_response)  # type: ignore[arg-type]
-        for _chunk in body:
-            pass
-        close = getattr(body, "close", None)
-        if close is not None:
-            close()
-    return (time.perf_counter() - started) / requests
 
 
 def app_with_metrics() -> Flask:
