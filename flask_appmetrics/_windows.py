@@ -283,10 +283,17 @@ class RecentUsers:
         self._seen: OrderedDict[int, float] = OrderedDict()
         self._lock = threading.Lock()
 
+    #: A sighting this soon after the identity's last one changes nothing worth the lock: a
+    #: client's burst of requests (a page, its assets, its API calls) refreshes it once.
+    REFRESH_SECONDS = 1.0
+
     def touch(self, identity: str) -> None:
         # Not a cryptographic digest: hash() is 10x cheaper and this runs on every request.
         digest = hash((self._salt, identity))
         now = self.clock()
+        last = self._seen.get(digest)  # a C-level read: safe without the lock
+        if last is not None and now - last < self.REFRESH_SECONDS:
+            return
         with self._lock:
             seen = self._seen
             seen[digest] = now

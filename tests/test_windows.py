@@ -355,3 +355,20 @@ def test_users_match_a_naive_model(steps: list[tuple[int, float]]) -> None:
         last_seen[user] = clock.now
     recent = sorted((seen for seen in last_seen.values() if seen > clock.now - 300), reverse=True)
     assert users.count() == min(len(recent), 10)
+
+
+def test_a_users_burst_refreshes_its_last_sighting_once_a_second() -> None:
+    clock = FakeClock(0.0)
+    users = RecentUsers(300, clock=clock)
+    users.touch("ann")
+    clock.advance(0.5)
+    users.touch("ann")  # within the second: ann still counts from t=0
+    clock.now = 300.2
+    assert users.count() == 0
+    users.touch("ann")
+    clock.advance(1.5)
+    users.touch("ann")  # a second later: refreshed to t=301.7
+    clock.now = 601.0
+    assert users.count() == 1
+    clock.now = 601.8
+    assert users.count() == 0
