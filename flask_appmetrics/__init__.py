@@ -1,6 +1,7 @@
 """flask-appmetrics: production monitoring for Flask in one line."""
 
 from ._checks import CheckResult, HealthCheck
+from ._identity import default_user_identity
 from ._pricing import DEFAULT_GEMINI_PRICES
 from ._quota import InMemoryQuota, QuotaCounter, QuotaLimits, QuotaUsage
 from ._version import __version__
@@ -12,7 +13,7 @@ from .errors import (
     MetricConflictError,
 )
 from .extension import FlaskMetrics
-from .health import HealthReport, default_user_identity, get_health_status
+from .health import HealthReport, get_health_status
 from .helpers import (
     quota_usage,
     record_business_event,

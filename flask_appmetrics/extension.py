@@ -9,6 +9,7 @@ from prometheus_client import REGISTRY
 
 from ._checks import CheckFunc, CheckRegistry, F
 from ._domain import check_domain_settings, domain_for
+from ._identity import UserIdentity
 from ._multiprocess import check_setup as check_multiprocess_setup
 from ._redis_windows import shared_windows
 from ._state import EXTENSION_KEY, AppState, set_latest, state_of
@@ -17,7 +18,7 @@ from .catalog import metric_set_for
 from .config import load_settings
 from .custom import CustomMetricsMixin
 from .errors import AlreadyInitializedError, AppMetricsError
-from .health import UserIdentity, build_monitor
+from .health import build_monitor
 from .health_views import HEALTH_BLUEPRINT, health_blueprint
 from .instrumentation import RequestInstrumentation
 from .receivers import install as install_receivers

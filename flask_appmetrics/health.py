@@ -18,25 +18,25 @@ the client's mistakes, not signs of a sick app.
 
 "Concurrent users" are the distinct identities that made a request in the last
 ``APPMETRICS_USERS_WINDOW_SECONDS``, at most ``APPMETRICS_USERS_MAX_TRACKED`` of them; see
-:func:`default_user_identity` for what an identity is by default.
+:func:`~flask_appmetrics._identity.default_user_identity` for what an identity is by
+default.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 import warnings
 import weakref
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 
-from flask import current_app, g, has_app_context
-from flask.globals import request_ctx
+from flask import current_app, has_app_context
 
 from ._checks import CheckFunc, CheckRegistry, CheckResult, CheckRunner, HealthCheck
+from ._identity import UserIdentity, default_user_identity, identity_of
 from ._state import latest, state_of
 from ._windows import (
     BucketedCounter,
@@ -62,80 +62,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Status = Literal["healthy", "degraded", "unhealthy"]
-#: Returns the identity of the current request's user, or ``None`` not to count it.
-UserIdentity = Callable[[], "str | None"]
 
 _RANK: dict[Status, int] = {"healthy": 0, "degraded": 1, "unhealthy": 2}
 _BREAKER_STATES = {0.0: "closed", 1.0: "half_open", 2.0: "open"}
-
-
-def default_user_identity() -> str | None:
-    """The default identity of a request's user, for ``concurrent_users``.
-
-    In order: the Flask-Login user (the one already loaded for this request, else the
-    ``_user_id`` Flask-Login keeps in the session, so no user is loaded from the database
-    just to be counted); a server-side session id (``session.sid``, as Flask-Session
-    provides); the ``Authorization`` header (a bearer token or API key stands for one
-    client's session); else the client address and User-Agent. Flask's default signed
-    cookie is not used: its value changes each time the session is refreshed. Identities
-    are hashed before they are stored.
-    """
-    return _identity_in(cast("Any", request_ctx)._get_current_object())
-
-
-def _identity_in(ctx: Any) -> str | None:
-    """:func:`default_user_identity` for the request context *ctx*. Runs on every request,
-    where each context-local proxy lookup costs most of a microsecond: the context is
-    resolved once by the caller and the WSGI environ is read directly."""
-    if "flask_login" in sys.modules:  # no Flask-Login, no logged-in user to look for
-        user = g.get("_login_user")
-        if user is not None and getattr(user, "is_authenticated", False):
-            return f"user:{user.get_id()}"
-    current_session = _session_of(ctx)
-    if current_session is not None:
-        # dict.get, not the session's own get: that marks the session accessed, and Flask
-        # would add "Vary: Cookie" to the app's response because we looked.
-        user_id = (
-            dict.get(current_session, "_user_id")
-            if isinstance(current_session, dict)
-            else current_session.get("_user_id")
-        )
-        if user_id is not None:
-            return f"user:{user_id}"
-        sid = getattr(current_session, "sid", None)
-        if isinstance(sid, str) and sid:
-            return f"session:{sid}"
-    environ = ctx.request.environ
-    authorization = environ.get("HTTP_AUTHORIZATION")
-    if authorization:
-        return f"auth:{authorization}"
-    return f"client:{environ.get('REMOTE_ADDR')}|{environ.get('HTTP_USER_AGENT', '')}"
-
-
-_NOT_LAZY = object()
-
-
-def _session_of(ctx: Any) -> Any:
-    """The request's session as the app sees it, without changing what the app sends.
-
-    Flask >= 3.1 opens the session only when the app touches it. Opening it for the app
-    (``ctx.session``) would make Flask save it, and add ``Vary: Cookie``, to a response
-    whose view never used it; so a session the app left closed is read into a private copy
-    that is never saved, and only when the request carries a session cookie (without one
-    there is nothing to read: no cost on the common path).
-    """
-    opened = getattr(ctx, "_session", _NOT_LAZY)
-    if opened is _NOT_LAZY:  # Flask < 3.1 opened it when the request started
-        return ctx.session
-    if opened is not None:
-        return opened
-    app, current = ctx.app, ctx.request
-    # The raw header first: parsing request.cookies costs a microsecond on every request.
-    if "HTTP_COOKIE" not in current.environ or (
-        app.config["SESSION_COOKIE_NAME"] not in current.cookies
-    ):
-        return None
-    return app.session_interface.open_session(app, current)
 
 
 @dataclass(frozen=True)
@@ -243,7 +172,7 @@ class HealthMonitor:
         user observer, called once per request that counts for health."""
         try:
             if self.user_identity is default_user_identity:
-                identity = _identity_in(ctx)
+                identity = identity_of(ctx)
             else:
                 identity = self.user_identity()
             if identity is not None:
