@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ class AppState:
     metric_set: MetricSet
     instrumentation: RequestInstrumentation
     #: Own blueprints (metrics, health, probes), kept out of the health window.
-    own_blueprints: set[str] = field(default_factory=set)
+    own_blueprints: frozenset[str] = frozenset()
     #: The app's health windows, checks and status evaluation.
     health: HealthMonitor | None = None
     #: Receivers of the domain signals (cache, Gemini, quota, breakers, business).

@@ -139,7 +139,7 @@ class FlaskMetrics(CustomMetricsMixin):
             registry=self.registry,
             metric_set=metric_set,
             instrumentation=instrumentation,
-            own_blueprints=set(own_blueprints),
+            own_blueprints=own_blueprints,
             health=health,
             status=settings.status,
             multiprocess_dir=multiprocess_dir,
