@@ -155,8 +155,8 @@ class Guard:
         try:
             result = self._probe()
         except Exception as exc:
-            # The probe ran, then the decorator failed post-processing its result: it had
-            # let the request through.
+            # A refusal, unless the probe had run: then the decorator failed while
+            # post-processing the view's result, after letting the request through.
             decided = Decision(allowed=bool(getattr(req, _PROBE_RAN_ATTR, False)), raised=exc)
         else:
             ran = bool(getattr(req, _PROBE_RAN_ATTR, False)) or result is _ALLOWED
