@@ -1,7 +1,8 @@
 """Exceptions raised by flask-appmetrics.
 
 Every one of them is raised at start (``init_app`` or a declaration), or in strict mode,
-never from inside a request of the host app.
+never from inside a request of the host app. :class:`RouteConflictWarning` is a warning,
+issued (not raised) at the first request.
 """
 
 from __future__ import annotations
