@@ -11,6 +11,8 @@ from .errors import (
     AppMetricsError,
     ConfigurationError,
     MetricConflictError,
+    RouteConflictError,
+    RouteConflictWarning,
 )
 from .extension import FlaskMetrics
 from .health import HealthReport, get_health_status
@@ -39,6 +41,8 @@ __all__ = [
     "QuotaCounter",
     "QuotaLimits",
     "QuotaUsage",
+    "RouteConflictError",
+    "RouteConflictWarning",
     "__version__",
     "default_user_identity",
     "get_health_status",

@@ -7,11 +7,16 @@ Two sources of authorisation, either of which lets a request through:
   with :func:`hmac.compare_digest` so timing reveals nothing about the secret;
 * a decorator of the app's own, ``FlaskMetrics(auth=login_required)``: the extension wraps a
   probe view with it and treats the probe running as "authorised", so any decorator that
-  either calls the view or returns/raises a refusal works unchanged.
+  either calls the view or returns/raises a refusal works unchanged (flask-jwt-extended's
+  ``jwt_required()``, Flask-Login's ``login_required``, Flask-HTTPAuth's
+  ``auth.login_required``). It runs at most once per request: the decision is kept on the
+  request.
 
 A refused request gets ``401`` with a ``WWW-Authenticate`` challenge per configured
-scheme and no metric data. (With only a decorator configured, its own refusal, a redirect
-to a login page say, is returned instead.)
+scheme and no metric data. With only a decorator configured, its own refusal is the
+answer: a response or redirect it returns is returned, an exception it raises
+(``abort(401)``, flask-jwt-extended's ``NoAuthorizationError``) is raised again from the
+view, so the app's own error handlers answer it exactly as on the app's own views.
 
 Health (``APPMETRICS_AUTH_HEALTH``): with ``details`` (the default) the health summary (the
 seed's four keys) stays public for load balancers and uptime checks, and everything else
@@ -24,9 +29,10 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from flask import Response, current_app, request
+from flask import Request, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from ._settings import AuthSettings
@@ -47,6 +53,13 @@ _REALM = "flask-appmetrics"
 _MIN_TOKEN_LENGTH = 16
 
 
+#: Attributes of the current request object holding the decorator's decision. On the
+#: request rather than ``flask.g``: an app context pushed around several requests (as
+#: tests do) shares one ``g``, while each request has its own request object.
+_DECISION_ATTR = "_flask_appmetrics_auth_decision"
+_PROBE_RAN_ATTR = "_flask_appmetrics_auth_probe_ran"
+
+
 class _Allowed:
     """Returned by the probe view: the user's decorator let the request through."""
 
@@ -54,8 +67,33 @@ class _Allowed:
 _ALLOWED = _Allowed()
 
 
+def _current_request() -> Request:
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    return req
+
+
 def _probe() -> _Allowed:
+    # Marked on the request rather than judged by the return value: a decorator may
+    # post-process what the view returns (make_response, headers) and still have let the
+    # request through.
+    setattr(_current_request(), _PROBE_RAN_ATTR, True)
     return _ALLOWED
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the ``auth=`` decorator made of the current request.
+
+    :param allowed: it called the view.
+    :param returned: what it returned instead of calling the view (a redirect, a 401
+        response), when it did not raise.
+    :param raised: the exception it raised instead (``abort(401)``, an extension's own
+        ``NoAuthorizationError``), to be raised again for the app's error handlers.
+    """
+
+    allowed: bool
+    returned: Any = None
+    raised: Exception | None = None
 
 
 def _equal(given: str, expected: str) -> bool:
@@ -101,34 +139,67 @@ class Guard:
             return user_ok and password_ok
         return False
 
-    def _run_decorator(self) -> tuple[bool, Any]:
-        """Run the user's decorator around the probe: (allowed, its refusal)."""
+    def decision(self) -> Decision:
+        """The ``auth=`` decorator's decision on the current request, made once per request.
+
+        Whatever the decorator does is a decision, never a failure of ours: it calls the
+        view (allowed), returns something else (refused with that), or raises (refused with
+        that exception, whatever its type: flask-jwt-extended raises its own).
+        """
         assert self._probe is not None
+        req = _current_request()
+        known = getattr(req, _DECISION_ATTR, None)
+        if isinstance(known, Decision):
+            return known
+        setattr(req, _PROBE_RAN_ATTR, False)
         try:
             result = self._probe()
-        except HTTPException as exc:
-            return False, exc
-        return result is _ALLOWED, result
+        except Exception as exc:
+            # A refusal, unless the probe had run: then the decorator failed while
+            # post-processing the view's result, after letting the request through.
+            decided = Decision(allowed=bool(getattr(req, _PROBE_RAN_ATTR, False)), raised=exc)
+        else:
+            ran = bool(getattr(req, _PROBE_RAN_ATTR, False)) or result is _ALLOWED
+            decided = Decision(allowed=ran, returned=None if ran else result)
+        setattr(req, _DECISION_ATTR, decided)
+        return decided
 
     def authorized(self) -> bool:
         """Whether the current request may read protected data."""
         if not self.enabled or self._credentials_valid():
             return True
-        return self._probe is not None and self._run_decorator()[0]
+        return self._probe is not None and self.decision().allowed
 
     def deny(self) -> Response | None:
-        """``None`` if the current request may proceed, else the response refusing it."""
+        """``None`` if the current request may proceed, else the response refusing it.
+
+        With only a decorator configured, an exception it raised is raised again from
+        here (see :func:`raised_by_decorator`), so Flask hands it to the app's own error
+        handlers.
+        """
         if not self.enabled or self._credentials_valid():
             return None
         if self._probe is not None:
-            allowed, refusal = self._run_decorator()
-            if allowed:
+            decided = self.decision()
+            if decided.allowed:
                 return None
             if not self.settings.configured:
-                if isinstance(refusal, HTTPException):
-                    raise refusal
-                return current_app.make_response(refusal)
+                if decided.raised is not None:
+                    raise decided.raised
+                return self._as_response(decided.returned)
         return self.challenge()
+
+    def _as_response(self, returned: Any) -> Response:
+        try:
+            return current_app.make_response(returned)
+        except Exception:
+            # Not a response Flask can make (None, say): still a refusal, never a 500.
+            logger.warning(
+                "flask-appmetrics: the auth decorator refused with %s, which is not a "
+                "response; answering 401",
+                type(returned).__name__,
+            )
+            return self.challenge()
 
     def challenge(self) -> Response:
         """``401`` with one ``WWW-Authenticate`` header per configured scheme."""
@@ -144,6 +215,15 @@ class Guard:
 def _guard() -> Guard | None:
     state = state_of(current_app)
     return state.auth if state is not None else None
+
+
+def raised_by_decorator(exc: BaseException) -> bool:
+    """Whether *exc* is the ``auth=`` decorator's refusal of the current request (to be
+    answered by the app's error handlers) rather than a failure of ours."""
+    if isinstance(exc, HTTPException):
+        return True
+    known = getattr(_current_request(), _DECISION_ATTR, None)
+    return isinstance(known, Decision) and known.raised is exc
 
 
 def metrics_denied() -> Response | None:

@@ -1,7 +1,8 @@
 """Exceptions raised by flask-appmetrics.
 
 Every one of them is raised at start (``init_app`` or a declaration), or in strict mode,
-never from inside a request of the host app.
+never from inside a request of the host app. :class:`RouteConflictWarning` is a warning,
+issued (not raised) at the first request.
 """
 
 from __future__ import annotations
@@ -43,3 +44,26 @@ class MetricConflictError(AppMetricsError, ValueError):
 
 class AlreadyInitializedError(AppMetricsError, RuntimeError):
     """``init_app`` was called twice for the same Flask app."""
+
+
+class RouteConflictError(ConfigurationError):
+    """The app already routes a path flask-appmetrics would serve (``init_app``).
+
+    :param key: the config key that moves ours, e.g. ``APPMETRICS_HEALTH_PATH``.
+    :param path: the path both would serve.
+    :param endpoint: the app's endpoint on that path.
+    """
+
+    def __init__(self, key: str, path: str, endpoint: str) -> None:
+        self.path = path
+        self.endpoint = endpoint
+        super().__init__(
+            key,
+            f"{path!r} is already routed by the app's endpoint {endpoint!r}, which "
+            f"flask-appmetrics would hide or be hidden by. Set {key} to another path to "
+            "move ours, or to None to turn ours off.",
+        )
+
+
+class RouteConflictWarning(UserWarning):
+    """A route added to the app after ``init_app`` uses a path flask-appmetrics serves."""

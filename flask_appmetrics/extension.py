@@ -12,6 +12,7 @@ from ._domain import check_domain_settings, domain_for
 from ._identity import UserIdentity
 from ._multiprocess import check_setup as check_multiprocess_setup
 from ._redis_windows import shared_windows
+from ._routes import LateConflictCheck, OwnRoute, refuse_conflicts
 from ._state import EXTENSION_KEY, AppState, set_latest, state_of
 from .auth import AuthDecorator, Guard
 from .catalog import metric_set_for
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from ._quota import QuotaCounter
+    from ._settings import Settings
 
 logger = logging.getLogger("flask_appmetrics")
 
@@ -89,6 +91,8 @@ class FlaskMetrics(CustomMetricsMixin):
 
         :raises AlreadyInitializedError: *app* was initialised before.
         :raises ConfigurationError: an ``APPMETRICS_*`` key has a bad value.
+        :raises RouteConflictError: the app already routes one of our paths (a
+            :class:`ConfigurationError` naming the ``APPMETRICS_*_PATH`` key that moves ours).
         :raises MetricConflictError: a metric name is taken by an incompatible collector.
         """
         if EXTENSION_KEY in app.extensions:
@@ -104,6 +108,9 @@ class FlaskMetrics(CustomMetricsMixin):
                 "call it while the app is being set up (in the app factory)."
             )
         settings = load_settings(app.config)
+        # Before anything is installed: a path the app already routes is refused here.
+        routes = _own_routes(settings)
+        refuse_conflicts(app, routes)
         # Before any metric is touched: a half-configured multiprocess mode is refused here.
         multiprocess_dir = check_multiprocess_setup()
         metric_set = metric_set_for(self.registry, settings.http.buckets)
@@ -155,6 +162,14 @@ class FlaskMetrics(CustomMetricsMixin):
         if status_views is not None:
             app.register_blueprint(status_views)
         state.domain = install_receivers(app, domain, settings.domain, strict=settings.strict)
+        # A route the app adds on one of our paths after this call (a blueprint registered
+        # later in the factory) is reported at the first request. First in the list, so a
+        # hook of the app that answers early cannot skip it; the instrumentation's hook goes
+        # in front of it just below.
+        late_check = LateConflictCheck(routes)
+        app.before_request(late_check)
+        app.before_request_funcs[None].remove(late_check)
+        app.before_request_funcs[None].insert(0, late_check)
         # The request hooks last: an app is either measured and registered, or neither.
         instrumentation.install(app)
         app.extensions[EXTENSION_KEY] = state
@@ -205,3 +220,18 @@ class FlaskMetrics(CustomMetricsMixin):
     def state(app: Flask) -> AppState | None:
         """The per-app state of *app*, or ``None`` if it was not initialised."""
         return state_of(app)
+
+
+def _own_routes(settings: Settings) -> tuple[OwnRoute, ...]:
+    """The paths this app's extension will serve, with their keys and endpoints."""
+    endpoints, status = settings.endpoints, settings.status
+    candidates = (
+        ("APPMETRICS_METRICS_PATH", endpoints.metrics_path, f"{METRICS_BLUEPRINT}.metrics"),
+        ("APPMETRICS_HEALTH_PATH", endpoints.health_path, f"{HEALTH_BLUEPRINT}.health"),
+        ("APPMETRICS_LIVEZ_PATH", endpoints.livez_path, f"{HEALTH_BLUEPRINT}.livez"),
+        ("APPMETRICS_READYZ_PATH", endpoints.readyz_path, f"{HEALTH_BLUEPRINT}.readyz"),
+        ("APPMETRICS_STATUS_PATH", status.path, f"{STATUS_BLUEPRINT}.status"),
+    )
+    return tuple(
+        OwnRoute(key, path, endpoint) for key, path, endpoint in candidates if path is not None
+    )

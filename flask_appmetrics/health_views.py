@@ -23,10 +23,9 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, request
-from werkzeug.exceptions import HTTPException
 
 from ._state import state_of
-from .auth import health_body, health_denied
+from .auth import health_body, health_denied, raised_by_decorator
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -164,16 +163,17 @@ def failed(component: str) -> Response:
 def refusal(denied: Callable[[], Response | None], component: str) -> Response | None:
     """``denied()``: the refusal of the current request, or ``None`` to serve it.
 
-    The ``auth=`` decorator's own refusal (``abort(401)``, ``abort(403)``, a redirect
-    raised as an exception) is raised on to Flask, which answers it through the app's
-    error handlers as on any other view: it is an answer, not a failure of ours, and a
-    load balancer must not read it as one. Anything else that fails is our 503.
+    The ``auth=`` decorator's own refusal (``abort(401)``, a redirect raised as an
+    exception, flask-jwt-extended's ``NoAuthorizationError``: any exception it raised) is
+    raised on to Flask, which answers it through the app's error handlers as on any other
+    view: it is an answer, not a failure of ours, and a load balancer must not read it as
+    one. Anything else that fails is our 503.
     """
     try:
         return denied()
-    except HTTPException:
-        raise
-    except Exception:
+    except Exception as exc:
+        if raised_by_decorator(exc):
+            raise
         return failed(component)
 
 

@@ -4,9 +4,11 @@ Served at ``APPMETRICS_STATUS_PATH`` (default ``/status``), and at ``/api/health
 browser asks for HTML (``Accept: text/html`` preferred over JSON; API clients and probes,
 which send ``*/*`` or ask for JSON, keep getting JSON). One self-contained HTML document:
 inline CSS, JavaScript and SVG, nothing fetched from elsewhere, so it works on a machine
-with no way out. The page polls ``<status path>?format=json`` every
-``APPMETRICS_STATUS_REFRESH_SECONDS``: the ``/api/health`` body plus the recent samples of
-the health windows (the latency ring, and requests and errors per time slot).
+with no way out. Rendered from ``templates/status.html`` with Jinja2, autoescaped: every
+value is escaped for its context (HTML text and attributes, ``|tojson`` in scripts). The
+page polls ``<status path>?format=json`` every ``APPMETRICS_STATUS_REFRESH_SECONDS``: the
+``/api/health`` body plus the recent samples of the health windows (the latency ring, and
+requests and errors per time slot).
 """
 
 from __future__ import annotations
@@ -14,15 +16,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+import jinja2
 from flask import Blueprint, Response, current_app, request, url_for
 
 from ._state import state_of
-from ._status_template import (
-    ERROR_COLOUR,
-    LATENCY_COLOUR,
-    PAGE,
-    STATUS_COLOURS,
-)
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -32,6 +29,31 @@ if TYPE_CHECKING:
 
 #: Name of the status page's blueprint (kept out of the health windows).
 STATUS_BLUEPRINT = "appmetrics_status"
+
+#: Banner colours by status (also what tests look for in screenshots).
+STATUS_COLOURS = {
+    "healthy": "#2e7d32",
+    "degraded": "#f9a825",
+    "unhealthy": "#c62828",
+    "unknown": "#616161",
+}
+#: Colour of the latency line and of the error bars in the plot.
+LATENCY_COLOUR = "#1565c0"
+ERROR_COLOUR = "#d81b60"
+
+# A private environment rather than the app's render_template: an app's own
+# templates/status.html (or a loader, filter or autoescape setting of its own) must
+# neither replace nor change our page. Autoescape on: every value is HTML-escaped, and
+# |tojson (Jinja2's, which escapes <, > and &) carries data into the script.
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("flask_appmetrics", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    auto_reload=False,
+)
+# The embedded snapshot keeps the key order of the JSON the page polls (checks in the
+# order they were registered), instead of Jinja2's default sorted keys.
+_TEMPLATES.policies["json.dumps_kwargs"] = {"sort_keys": False}
 
 
 @runtime_checkable
@@ -125,25 +147,19 @@ def page_response() -> Response:
     settings = _settings()
     refresh = settings.refresh_seconds if settings is not None else 5.0
     data = snapshot(_monitor())
-    # "</" cannot end the inline <script> early once escaped.
-    embedded = json.dumps(data).replace("</", "<\\/")
-    data_url = url_for(f"{STATUS_BLUEPRINT}.status", format="json")
-    reasons = "; ".join(data["reasons"]) or "All good."
-    html = PAGE.substitute(
-        title=f"{current_app.name}: {data['status']}",
+    html = _TEMPLATES.get_template("status.html").render(
+        app_name=current_app.name,
         status=data["status"],
-        reasons=_escape(reasons),
-        snapshot=embedded,
-        data_url=json.dumps(data_url),
+        reasons="; ".join(data["reasons"]) or "All good.",
+        snapshot=data,
+        # Behind a proxy the URL carries X-Forwarded-Prefix: client-controlled text.
+        data_url=url_for(f"{STATUS_BLUEPRINT}.status", format="json"),
         refresh=f"{refresh:g}",
-        app_name=_escape(current_app.name),
+        refresh_ms=round(refresh * 1000.0),
         version=__version__,
+        colours=STATUS_COLOURS,
         latency_colour=LATENCY_COLOUR,
         error_colour=ERROR_COLOUR,
-        healthy_colour=STATUS_COLOURS["healthy"],
-        degraded_colour=STATUS_COLOURS["degraded"],
-        unhealthy_colour=STATUS_COLOURS["unhealthy"],
-        unknown_colour=STATUS_COLOURS["unknown"],
     )
     return _no_store(Response(html, status=_http_status(data), mimetype="text/html"))
 
@@ -151,12 +167,6 @@ def page_response() -> Response:
 def _http_status(data: dict[str, Any]) -> int:
     # The same contract as /api/health: whatever reads the status code sees the verdict.
     return 503 if data["status"] == "unhealthy" else 200
-
-
-def _escape(value: str) -> str:
-    from markupsafe import escape
-
-    return str(escape(value))
 
 
 def status_view() -> Response:

@@ -8,7 +8,7 @@ from functools import wraps
 from typing import Any
 
 import pytest
-from flask import Flask, Response, abort, redirect, request
+from flask import Flask, Response, abort, make_response, redirect, request
 from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
@@ -295,3 +295,95 @@ def test_decorator_refusal_goes_through_the_apps_error_handler(registry: Collect
 
     response = app.test_client().get("/api/health")
     assert (response.status_code, response.get_json()) == (401, {"error": "log in first"})
+
+
+# -- any exception of the decorator is a refusal, decided once per request ------------------
+
+
+class NotLoggedIn(Exception):
+    """An auth extension's own exception (not an HTTPException)."""
+
+
+def raise_own_exception_unless_admin(view: View) -> View:
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if request.headers.get("X-Admin") != "yes":
+            raise NotLoggedIn
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def test_decorator_exception_is_a_refusal_answered_by_the_apps_handler(
+    registry: CollectorRegistry,
+) -> None:
+    app = _app(registry, raise_own_exception_unless_admin)
+
+    @app.errorhandler(NotLoggedIn)
+    def not_logged_in(_: Exception) -> tuple[dict[str, str], int]:
+        return {"error": "log in first"}, 401
+
+    client = app.test_client()
+    for path in ("/metrics", "/status"):
+        refused = client.get(path)
+        assert (refused.status_code, refused.get_json()) == (401, {"error": "log in first"})
+    # The summary and readiness stay public: the exception only hides the details.
+    health = client.get("/api/health")
+    assert (health.status_code, set(health.get_json())) == (200, SUMMARY)
+    assert client.get("/readyz").get_json() == {"status": "pass"}
+    assert "checks" in client.get("/api/health", headers={"X-Admin": "yes"}).get_json()
+
+
+def test_decorator_post_processing_the_view_result_still_admits(
+    registry: CollectorRegistry,
+) -> None:
+    def wrap_result(view: View) -> View:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            response = make_response(view(*args, **kwargs))
+            response.headers["X-Seen"] = "1"
+            return response
+
+        return wrapper
+
+    client = _app(registry, wrap_result).test_client()
+    assert _families(client.get("/metrics"))
+    assert "checks" in client.get("/api/health").get_json()
+
+
+def test_decorator_refusing_with_a_non_response_is_a_401_not_a_500(
+    registry: CollectorRegistry,
+) -> None:
+    def refuse_with_none(view: View) -> View:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return None
+
+        return wrapper
+
+    client = _app(registry, refuse_with_none).test_client()
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/api/health").status_code == 200
+
+
+def test_decision_is_made_per_request_within_one_app_context(registry: CollectorRegistry) -> None:
+    calls: list[str | None] = []
+
+    def counting(view: View) -> View:
+        inner = require_admin_header(view)
+
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            calls.append(request.headers.get("X-Admin"))
+            return inner(*args, **kwargs)
+
+        return wrapper
+
+    app = _app(registry, counting)
+    client = app.test_client()
+    # One pushed app context (one flask.g) around several requests, as tests often do.
+    with app.app_context():
+        assert client.get("/metrics").status_code == 403
+        assert _families(client.get("/metrics", headers={"X-Admin": "yes"}))
+        assert client.get("/metrics").status_code == 403
+    assert calls == [None, "yes", None]

@@ -128,3 +128,37 @@ def test_health_json_over_http(server: tuple[Flask, str]) -> None:
     status, content_type, raw = fetch(f"{base}/api/health", Accept="application/health+json")
     assert (status, content_type) == (200, "application/health+json")
     assert json.loads(raw)["status"] == "pass"
+
+
+def test_probes_stay_public_over_http_behind_jwt_required() -> None:
+    """A load balancer probing a replica whose extension is guarded by flask-jwt-extended."""
+    from flask_jwt_extended import JWTManager, jwt_required
+    from prometheus_client import CollectorRegistry
+
+    app = Flask("jwt_over_http")
+    app.config["JWT_SECRET_KEY"] = "jwt-signing-key-for-tests-0123456789abcdef0123456789"
+    JWTManager(app)
+    FlaskMetrics(app, registry=CollectorRegistry(), auth=jwt_required())
+    httpd: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{httpd.server_port}"
+    try:
+        status, body = health(base)
+        assert (status, body["status"]) == (200, "healthy")
+        assert set(body) == {
+            "status",
+            "recent_errors_5min",
+            "avg_response_time_ms",
+            "concurrent_users",
+        }
+        status, _, raw = fetch(f"{base}/readyz")
+        assert (status, json.loads(raw)) == (200, {"status": "pass"})
+        for path in ("/metrics", "/status"):
+            status, content_type, raw = fetch(f"{base}{path}")
+            assert (status, content_type) == (401, "application/json")
+            assert json.loads(raw) == {"msg": "Missing Authorization Header"}
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(10)

@@ -8,22 +8,25 @@ the banner, latency line and error bars in the plot).
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from prometheus_client import CollectorRegistry
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from flask_appmetrics import ConfigurationError, FlaskMetrics
-from flask_appmetrics._status_template import ERROR_COLOUR, LATENCY_COLOUR, STATUS_COLOURS
+from flask_appmetrics import ConfigurationError, FlaskMetrics, record_circuit_breaker_event
 from flask_appmetrics._windows import BucketedCounter, LatencyRing
+from flask_appmetrics.status_page import ERROR_COLOUR, LATENCY_COLOUR, STATUS_COLOURS
 from tests._png import read_png
 
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
@@ -206,6 +209,139 @@ def test_embedded_snapshot_cannot_close_the_script_tag() -> None:
     assert "</script><b>" not in html
 
 
+# -- every value escaped for its context ------------------------------------------------------
+
+HOSTILE = "<!--<script>alert(1)</script>"
+
+
+class PageParser(HTMLParser):
+    """What a browser's tokenizer sees: elements, script texts, the title text."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[str] = []
+        self.scripts: list[tuple[dict[str, str | None], str]] = []
+        self.title = ""
+        self._open: str | None = None
+        self._attrs: dict[str, str | None] = {}
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        if tag in ("script", "title"):
+            self._open, self._attrs, self._text = tag, dict(attrs), []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == self._open == "script":
+            self.scripts.append((self._attrs, "".join(self._text)))
+        elif tag == self._open == "title":
+            self.title = "".join(self._text)
+        if tag == self._open:
+            self._open = None
+
+    def handle_data(self, data: str) -> None:
+        if self._open is not None:
+            self._text.append(data)
+
+
+def parse(html: str) -> PageParser:
+    parser = PageParser()
+    parser.feed(html)
+    parser.close()
+    return parser
+
+
+def _get_page(app: Flask, path: str = "/status", **headers: str) -> str:
+    response = app.test_client().get(path, headers=headers)
+    try:
+        assert response.status_code in (200, 503)
+        assert response.mimetype == "text/html"
+        return response.get_data(as_text=True)
+    finally:
+        response.close()
+
+
+def _assert_two_inert_scripts(page: PageParser) -> None:
+    # Ours only: the JSON snapshot and the inline program; no element injected.
+    assert len(page.scripts) == 2
+    assert [attrs for attrs, _ in page.scripts] == [
+        {"id": "snapshot", "type": "application/json"},
+        {},
+    ]
+    for _, text in page.scripts:
+        # Nothing that could end the element or switch the tokenizer into the
+        # "script data escaped" states (which is what <!-- followed by <script does).
+        assert "</" not in text
+        assert "<!--" not in text
+        assert "<script" not in text.lower()
+
+
+def test_forwarded_prefix_cannot_inject_a_script_behind_proxyfix() -> None:
+    app = make_app()
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_prefix=1)  # type: ignore[method-assign]
+    prefix = "/x</script><script>alert(1)</script>"
+    html = _get_page(app, "/status", **{"X-Forwarded-Prefix": prefix})
+    page = parse(html)
+    _assert_two_inert_scripts(page)
+    assert page.tags.count("script") == 2
+    # The page still polls the right URL: the prefix, escaped for the script, intact.
+    program = page.scripts[1][1]
+    literal = re.search(r"var DATA_URL = (\"[^\"]*\")", program)
+    assert literal is not None
+    assert json.loads(literal.group(1)) == f"{prefix}/status?format=json"
+
+
+def test_hostile_check_and_breaker_names_are_data_not_markup() -> None:
+    metrics = FlaskMetrics(registry=CollectorRegistry())
+
+    @metrics.health_check(f"db{HOSTILE}", critical=False)
+    def hostile() -> bool:
+        return False
+
+    app = Flask("status_test")
+    metrics.init_app(app)
+    with app.app_context():
+        record_circuit_breaker_event(f"svc{HOSTILE}", "state", state="open")
+    page = parse(_get_page(app))
+    _assert_two_inert_scripts(page)
+    # The snapshot is the data, exactly: the names survive as text.
+    snapshot = json.loads(page.scripts[0][1])
+    assert f"db{HOSTILE}" in snapshot["checks"]
+    assert snapshot["circuit_breakers"] == {f"svc{HOSTILE}": "open"}
+    assert page.tags.count("script") == 2
+
+
+def test_app_name_is_escaped_in_title_and_footer() -> None:
+    metrics = FlaskMetrics(registry=CollectorRegistry())
+    app = Flask("<b>shop</b>")
+    metrics.init_app(app)
+    html = _get_page(app)
+    page = parse(html)
+    assert page.title == "<b>shop</b>: healthy"
+    assert "<title>&lt;b&gt;shop&lt;/b&gt;: healthy</title>" in html
+    # The only <b> elements are the page's own four tiles.
+    assert page.tags.count("b") == 4
+    assert "&lt;b&gt;shop&lt;/b&gt; &middot;" in html
+
+
+def test_status_template_ships_with_the_package() -> None:
+    from importlib.resources import files
+
+    template = files("flask_appmetrics").joinpath("templates", "status.html")
+    assert template.is_file()
+    assert "{{ snapshot|tojson }}" in template.read_text(encoding="utf-8")
+
+
+def test_an_apps_own_status_template_does_not_replace_ours(tmp_path: Path) -> None:
+    (tmp_path / "status.html").write_text("the app's own page")
+    metrics = FlaskMetrics(registry=CollectorRegistry())
+    app = Flask("status_test", template_folder=str(tmp_path))
+    metrics.init_app(app)
+    html = _get_page(app)
+    assert "the app's own page" not in html
+    assert 'data-status="healthy"' in html
+
+
 # -- real Chromium -------------------------------------------------------------------------
 
 chromium = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -321,3 +457,34 @@ def test_chromium_page_at_health_path_turns_red_on_refresh(tmp_path: Path, serve
     image = read_png(shot.read_bytes())
     red = hex_rgb(STATUS_COLOURS["unhealthy"])
     assert image.count(red, (30, 20, 970, 110), tol=12) > 940 * 90 * 0.7
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_chromium_renders_hostile_names_as_text(tmp_path: Path, serve: Any) -> None:
+    pwn = '<script>document.documentElement.setAttribute("data-pwned", "yes")</script>'
+    metrics = FlaskMetrics(registry=CollectorRegistry())
+
+    @metrics.health_check(f"db<!--{pwn}", critical=False)
+    def hostile() -> bool:
+        return False
+
+    app = Flask("status_test")
+    metrics.init_app(app)
+    with app.app_context():
+        record_circuit_breaker_event(f"svc<!--<script>{pwn}", "state", state="open")
+    proxied = ProxyFix(app.wsgi_app, x_prefix=1)
+
+    def forwarded(environ: dict[str, Any], start_response: Any) -> Any:
+        # What a client can send through a proxy that passes X-Forwarded-Prefix on.
+        environ["HTTP_X_FORWARDED_PREFIX"] = f"/x</script>{pwn}"
+        return proxied(environ, start_response)
+
+    app.wsgi_app = forwarded  # type: ignore[method-assign]
+    dom = run_chromium(tmp_path, f"{serve(app)}/status", "--dump-dom")
+    assert 'data-rendered="yes"' in dom  # the page's own script ran to its end
+    assert 'data-pwned="yes"' not in dom  # the attribute the injected script would set
+    assert dom.count('<tr class="check">') == 2
+    # Shown as text, escaped by the DOM serialiser.
+    assert "db&lt;!--&lt;script&gt;" in dom
+    assert "circuit breaker svc&lt;!--&lt;script&gt;" in dom
