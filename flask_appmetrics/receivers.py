@@ -56,7 +56,7 @@ class GeminiCall:
 def _no_unknown(unknown: Mapping[str, object]) -> None:
     if unknown:
         name = sorted(unknown)[0]
-        raise TypeError(f"{name}: unknown keyword")
+        raise TypeError(f"{name[:60]}: unknown keyword")
 
 
 def parse_gemini_call(
@@ -239,7 +239,9 @@ class DomainReceivers:
                     state = state.replace("-", "_")  # pybreaker spells it "half-open"
                 entered = check.choice("state", state, BREAKER_STATES)
             elif state is not None:
-                raise ValueError(f"state: only state events carry a state, got {state!r}")
+                raise ValueError(
+                    f"state: only state events carry a state, got {check.shown(state)}"
+                )
         except (TypeError, ValueError) as error:
             check.reject("circuit breaker event", error, strict=self.strict)
             return
@@ -290,13 +292,13 @@ class DomainReceivers:
             custom = declared_metric(self.domain.metric_set.registry, name)
             if custom is None:
                 raise ValueError(
-                    f"metric: {name!r} was not declared with metrics.counter/gauge/histogram"
+                    f"metric: {check.shown(name)} was not declared with "
+                    "metrics.counter/gauge/histogram"
                 )
-            # A histogram's _sum is a counter only without negative observations (rate()
-            # of it would be wrong); gauges take any value.
-            minimum = None if custom.kind == "gauge" else 0.0
-            amount = check.number("value", value, minimum=minimum)
-            label_values = _labels(labels, custom.labelnames)
+            # The same rules as calls to the metric itself (CustomMetric.amount).
+            method = {"counter": "inc", "gauge": "set", "histogram": "observe"}[custom.kind]
+            amount = custom.amount("value", value, method)
+            label_values = custom.label_values(labels)
         except (TypeError, ValueError) as error:
             check.reject("business event", error, strict=self.strict)
             return
@@ -320,16 +322,6 @@ class DomainReceivers:
 def _disconnect(pairs: tuple[tuple[NamedSignal, Callable[..., None]], ...]) -> None:
     for signal, receiver in pairs:
         signal.disconnect(receiver)
-
-
-def _labels(labels: object, names: tuple[str, ...]) -> dict[str, str]:
-    if labels is None:
-        labels = {}
-    if not isinstance(labels, Mapping):
-        raise TypeError(f"labels: expected a mapping of label name to value, got {labels!r}")
-    if set(labels) != set(names):
-        raise ValueError(f"labels: expected {sorted(names)}, got {sorted(labels)}")
-    return {name: check.label(f"labels.{name}", labels[name]) for name in names}
 
 
 def install(

@@ -40,6 +40,7 @@ from flask_appmetrics import (
     signals,
     track_gemini_call,
 )
+from flask_appmetrics._validation import reset_log_limits
 from flask_appmetrics.config import DEFAULTS
 
 from ._traffic import call, environ_for, respond
@@ -144,7 +145,9 @@ class Records(logging.Handler):
 @contextmanager
 def logged() -> Iterator[Records]:
     """Every record of the ``flask_appmetrics`` loggers (hypothesis cannot use ``caplog``:
-    it is one fixture for all the examples of a test)."""
+    it is one fixture for all the examples of a test). Each example's refusal is logged:
+    the once-per-call-site limit starts afresh."""
+    reset_log_limits()
     handler = Records()
     logger = logging.getLogger("flask_appmetrics")
     old_level = logger.level
