@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _validation as check
 from . import signals
-from ._domain_specs import BREAKER_STATES
+from ._domain_specs import BREAKER_STATES, GEMINI_STATUSES
 from ._pricing import PriceTable
 from ._tokens import TokenUsage
 from .custom import declared_metric
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("flask_appmetrics")
 
-_STATUSES = ("success", "error")
 _BREAKER_EVENTS = ("success", "failure", "rejected", "state_change", "state")
 _STATE_EVENTS = ("state_change", "state")
 
@@ -93,7 +92,7 @@ def parse_gemini_call(
     return GeminiCall(
         endpoint=check.label("endpoint", endpoint),
         model=check.label("model", model),
-        status=check.choice("status", status, _STATUSES),
+        status=check.choice("status", status, GEMINI_STATUSES),
         duration=check.optional_duration("duration", duration),
         usage=usage,
     )
