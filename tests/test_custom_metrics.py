@@ -142,9 +142,9 @@ def test_wrong_labels_are_refused(metrics: FlaskMetrics, app_factory: AppFactory
     # Wrong label names at a call are bad input like any other: raised in strict mode
     # (logged and dropped otherwise, see test_custom_metric_calls.py).
     with app_factory({"APPMETRICS_STRICT": True}).app_context():
-        with pytest.raises(ValueError, match="^labels: jobs_total takes"):
+        with pytest.raises(ValueError, match=r"^labels: jobs_total takes"):
             jobs.labels(queue="x")
-        with pytest.raises(ValueError, match="^labels: jobs_total takes 1 label values"):
+        with pytest.raises(ValueError, match=r"^labels: jobs_total takes 1 label values"):
             jobs.labels("a", "b")
     # A wrong declaration is the app's code, refused at once.
     with pytest.raises(ValueError, match="unknown labels"):

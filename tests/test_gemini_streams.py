@@ -94,10 +94,9 @@ def test_a_stream_that_raises_is_an_error_timed_to_the_failure(
         time.sleep(3 * STEP)
         raise Upstream("stream broke")
 
-    received = []
+    received: list[str] = []
     with app.app_context(), pytest.raises(Upstream):
-        for item in stream():
-            received.append(item)
+        received.extend(stream())
     assert received == ["first"]
     assert calls(registry, "error") == 1.0
     assert calls(registry, "success") == 0.0
@@ -206,9 +205,7 @@ def test_the_context_manager_in_a_generator_closed_early_is_cancelled(
 # -- async generators ------------------------------------------------------------------------
 
 
-def test_async_streams_success_error_and_cancelled(
-    app: Flask, registry: CollectorRegistry
-) -> None:
+def test_async_streams_success_error_and_cancelled(app: Flask, registry: CollectorRegistry) -> None:
     closed = []
 
     @track_gemini_call(**GEN)
@@ -292,6 +289,6 @@ def test_cancelled_is_a_status_record_gemini_usage_accepts(
     app = app_factory({"APPMETRICS_STRICT": True})
     with app.app_context():
         record_gemini_usage(status="cancelled", duration=0.5, **GEN)
-        with pytest.raises(ValueError, match="^status:"):
+        with pytest.raises(ValueError, match=r"^status:"):
             record_gemini_usage(status="aborted", **GEN)
     assert calls(registry, "cancelled") == 1.0
