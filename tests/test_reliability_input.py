@@ -169,6 +169,8 @@ def domain_app(*, strict: bool = False) -> tuple[Flask, FlaskMetrics, CollectorR
     metrics.counter("things_total", "Things", ["kind"])
     metrics.gauge("level", "A level")
     metrics.histogram("score", "A score", ["kind"], buckets=(0.5, 1.0))
+    metrics.counter("events_total", "Events")
+    metrics.histogram("latency", "A latency", buckets=(0.5, 1.0))
     return app, metrics, registry
 
 
@@ -383,6 +385,38 @@ def test_record_business_event_with_arbitrary_values(metric: Any, value: Any, la
         ("metric", "value", "labels"),
         lambda: record_business_event(metric, value, labels),
     )
+
+
+@EXAMPLES
+@given(
+    metric=st.sampled_from(["events_total", "level", "latency"]),
+    method=st.sampled_from(["inc", "dec", "set", "observe"]),
+    value=maybe(st.floats(min_value=-10, max_value=10)),
+)
+def test_custom_metric_calls_with_arbitrary_values(metric: str, method: str, value: Any) -> None:
+    def record() -> None:
+        getattr(declared(metric), method)(value)
+
+    check_call(("amount", "value", method), record)
+
+
+@EXAMPLES
+@given(metric=st.sampled_from(["things_total", "score"]), label=maybe(labels_text))
+def test_custom_metric_labels_with_arbitrary_values(metric: str, label: Any) -> None:
+    def record() -> None:
+        series = declared(metric).labels(kind=label)
+        series.inc() if metric == "things_total" else series.observe(0.7)
+
+    check_call(("labels.kind",), record)
+
+
+def declared(name: str) -> Any:
+    """The metric *name* declared by :func:`domain_app` for the app in context."""
+    from flask import current_app
+
+    from flask_appmetrics.custom import declared_metric
+
+    return declared_metric(current_app.extensions["appmetrics"].registry, name)
 
 
 # -- signal payloads ------------------------------------------------------------------------
