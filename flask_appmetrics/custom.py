@@ -161,6 +161,8 @@ class CustomMetric:
         docstring): outside strict mode the series returned records nothing.
         """
         try:
+            if not self.labelnames:
+                raise ValueError(f"labels: {self.name} has no labels; call its methods directly")
             if values and by_name:
                 raise ValueError("labels: pass label values by position or by name, not both")
             if not by_name:
@@ -174,7 +176,11 @@ class CustomMetric:
         except (TypeError, ValueError) as error:
             self.refuse("labels", error)
             return DROPPED
-        return self.series(label_values)
+        try:
+            return self.series(label_values)
+        except Exception:
+            self.failed()
+            return DROPPED
 
     def series(self, label_values: tuple[str, ...]) -> Series:
         """The series for validated *label_values* (see :meth:`label_values`)."""

@@ -56,6 +56,7 @@ BAD_CALLS: list[tuple[str, Callable[[Declared], object], str, type[Exception]]] 
     ("labels(wrong=)", lambda d: d.images.labels(kind="a").inc(), "labels", ValueError),
     ("labels(a, b)", lambda d: d.images.labels("a", "b").inc(), "labels", ValueError),
     ("labelled inc()", lambda d: d.images.inc(), "labels", ValueError),
+    ("unlabelled labels()", lambda d: d.jobs.labels().inc(), "labels", ValueError),
     ("child inc(nan)", lambda d: d.images.labels(source="ai").inc(math.nan), "amount", ValueError),
     ("gauge set(nan)", lambda d: d.level.set(math.nan), "value", ValueError),
     ("gauge set(-inf)", lambda d: d.level.set(-math.inf), "value", ValueError),
