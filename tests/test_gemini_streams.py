@@ -14,9 +14,10 @@ import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from flask import Flask
+from flask import Flask, Response, request, stream_with_context
 from google.genai import types
 from prometheus_client import CollectorRegistry
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from flask_appmetrics import FlaskMetrics, track_gemini_call
 
@@ -292,3 +293,50 @@ def test_cancelled_is_a_status_record_gemini_usage_accepts(
         with pytest.raises(ValueError, match=r"^status:"):
             record_gemini_usage(status="aborted", **GEN)
     assert calls(registry, "cancelled") == 1.0
+
+
+# -- in a host app, served as a WSGI server serves it ------------------------------------------
+
+
+def test_a_streaming_view_whose_client_goes_away(registry: CollectorRegistry) -> None:
+    """A chat app streams the model's answer; one client reads it all, one leaves after the
+    first chunk (the server closes the body), one reads nothing before leaving."""
+    app = Flask("chat_app")
+    FlaskMetrics(registry=registry).init_app(app)
+
+    @track_gemini_call(**GEN)
+    def answer(prompt: str) -> Iterator[str]:
+        for word in (prompt, "is", "answered"):
+            time.sleep(STEP)
+            yield word + " "
+
+    @app.get("/chat")
+    def chat() -> Response:
+        return Response(stream_with_context(answer(request.args["q"])), mimetype="text/plain")
+
+    def serve(read_chunks: int | None) -> bytes:
+        environ = EnvironBuilder(path="/chat", query_string={"q": "life"}).get_environ()
+        iterable, status, _ = run_wsgi_app(app, environ)
+        assert status.startswith("200")
+        received = []
+        try:
+            for index, data in enumerate(iterable):
+                if read_chunks is not None and index >= read_chunks:
+                    break  # the client disconnected
+                received.append(data)
+        finally:
+            iterable.close()  # type: ignore[attr-defined]
+        return b"".join(received)
+
+    assert serve(None) == b"life is answered "
+    assert serve(1) == b"life "
+    serve(0)
+    assert calls(registry, "success") == 1.0
+    assert calls(registry, "cancelled") == 2.0
+    assert calls(registry, "error") == 0.0
+    count, total = duration(registry)
+    assert count == 3.0
+    assert total >= 3 * STEP + 2 * STEP + STEP
+    # Every request is still counted once, whatever became of its stream.
+    http = {"method": "GET", "endpoint": "/chat", "status": "200"}
+    assert registry.get_sample_value("http_requests_total", http) == 3.0

@@ -10,13 +10,15 @@ clients send.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 
 import pytest
-from flask import Flask
+from flask import Flask, request
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 import flask_appmetrics._validation as validation
 from flask_appmetrics import (
@@ -228,3 +230,51 @@ def test_call_sites_remembered_are_bounded() -> None:
     code = "\n".join(f"limiter.log('x', ValueError('v: bad'))  # {i}" for i in range(2000))
     exec(compile(code, "many_sites.py", "exec"), {"limiter": limiter})  # 2,000 call sites
     assert len(limiter._sites) <= 256
+
+
+# -- in a host app, served as a WSGI server serves it ------------------------------------------
+
+
+def serve(app: Flask, method: str, path: str, body: bytes = b"") -> tuple[str, bytes]:
+    """Call the app, iterate the body and close it, as a WSGI server does."""
+    environ = EnvironBuilder(
+        method=method, path=path, data=body, content_type="application/json"
+    ).get_environ()
+    iterable, status, _ = run_wsgi_app(app, environ)
+    try:
+        return status, b"".join(iterable)
+    finally:
+        close = getattr(iterable, "close", None)
+        if close is not None:
+            close()
+
+
+def test_an_api_taking_the_model_from_its_clients(registry: CollectorRegistry) -> None:
+    """An LLM proxy that labels calls by the model its client asks for, and 25 clients
+    asking for 1 MB model names."""
+    app = Flask("llm_proxy")
+    metrics = FlaskMetrics(registry=registry)
+    metrics.init_app(app)
+
+    @app.post("/v1/generate")
+    def generate() -> dict[str, str]:
+        payload = request.get_json()
+        record_gemini_usage("/v1/generate", payload["model"], tokens=12, duration=0.2)
+        record_cache_event(hit=False, layer=payload.get("cache", "memory"))
+        return {"text": "ok"}
+
+    status, first_page = serve(app, "GET", "/metrics")
+    assert status.startswith("200")
+    for index in range(25):
+        value = huge(index)
+        body = json.dumps({"model": value, "cache": value}).encode()
+        assert serve(app, "POST", "/v1/generate", body)[0].startswith("200")
+    status, page_body = serve(app, "GET", "/metrics")
+    assert status.startswith("200")
+    # 20 distinct models kept (APPMETRICS_MAX_LABEL_VALUES), then "other"; a few KiB each.
+    assert len(page_body) - len(first_page) < 200_000, len(page_body)
+    assert max(len(v.encode()) for v in all_label_values(page_body)) <= LIMIT
+    requests_total = registry.get_sample_value(
+        "http_requests_total", {"method": "POST", "endpoint": "/v1/generate", "status": "200"}
+    )
+    assert requests_total == 25.0
