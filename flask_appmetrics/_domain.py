@@ -307,7 +307,9 @@ class DomainMetrics:
 
     def pin_gemini(self, endpoints: Iterable[str], models: Iterable[str]) -> None:
         """Keep the configured endpoint and model values and create their series at 0."""
-        endpoints, models = tuple(endpoints), tuple(models)
+        # Capped like every value recorded later, so that those land on these series.
+        endpoints = tuple(self.label_length(value) for value in endpoints)
+        models = tuple(self.label_length(value) for value in models)
         self.endpoint.pin(endpoints)
         self.model.pin(models)
         ms = self.metric_set

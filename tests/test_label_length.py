@@ -278,3 +278,15 @@ def test_an_api_taking_the_model_from_its_clients(registry: CollectorRegistry) -
         "http_requests_total", {"method": "POST", "endpoint": "/v1/generate", "status": "200"}
     )
     assert requests_total == 25.0
+
+
+def test_a_configured_model_longer_than_the_cap_is_seeded_and_recorded_alike(
+    app_factory: AppFactory, registry: CollectorRegistry
+) -> None:
+    model = "tuned-" + "m" * 200
+    app = app_factory({"APPMETRICS_GEMINI_MODELS": [model]})
+    labels = {"endpoint": "/api/generate", "model": expected(model), "status": "success"}
+    assert registry.get_sample_value("gemini_api_calls_total", labels) == 0.0
+    with app.app_context():
+        record_gemini_usage("/api/generate", model, tokens=1)
+    assert registry.get_sample_value("gemini_api_calls_total", labels) == 1.0
