@@ -3,10 +3,11 @@
 One :class:`DomainMetrics` exists per ``CollectorRegistry`` (like the catalog's
 ``MetricSet``), shared by every app recording into that registry, so that label bounds
 cap the registry's series, not each app's. So the apps alive on a registry must agree on
-``APPMETRICS_MAX_LABEL_VALUES``, ``APPMETRICS_QUOTA_*`` and ``APPMETRICS_GEMINI_*``, as on
-``APPMETRICS_BUCKETS``: ``init_app`` raises :class:`~flask_appmetrics.errors.ConfigurationError`
-otherwise. Values that are derived (quota usage and remaining, cache sizes) are computed
-when the registry is collected, the quota counter read once per scrape.
+``APPMETRICS_MAX_LABEL_VALUES``, ``APPMETRICS_MAX_LABEL_LENGTH``, ``APPMETRICS_QUOTA_*`` and
+``APPMETRICS_GEMINI_*``, as on ``APPMETRICS_BUCKETS``: ``init_app`` raises
+:class:`~flask_appmetrics.errors.ConfigurationError` otherwise. Values that are derived
+(quota usage and remaining, cache sizes) are computed when the registry is collected, the
+quota counter read once per scrape.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.samples import Sample
 
 from ._domain_specs import BREAKER_STATES, QUOTA_LIMITS, TOKEN_TYPES
-from ._labels import BoundedLabel
+from ._labels import BoundedLabel, LabelLength
 from ._quota import InMemoryQuota, QuotaCounter, QuotaLimits, QuotaUsage
 from .errors import ConfigurationError
 
@@ -43,23 +44,25 @@ ValueFunction = Callable[[], "float | None"]
 
 class PinnedLabel:
     """A :class:`BoundedLabel` whose configured (pinned) values are always kept as they are
-    and do not use up the cap."""
+    and do not use up the cap. Every value, pinned ones included, is capped in length."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, length: LabelLength | None = None) -> None:
         self._pinned: frozenset[str] = frozenset()
-        self._others = BoundedLabel(limit)
+        self._others = BoundedLabel(limit, length=length)
+        self._length = self._others.length
         self._lock = threading.Lock()
 
     def pin(self, values: Iterable[str]) -> None:
         with self._lock:
-            self._pinned = self._pinned | frozenset(values)
+            self._pinned = self._pinned | frozenset(self._length(value) for value in values)
 
     def set_limit(self, limit: int) -> None:
         """Keep up to *limit* unpinned values from now on (those already kept stay)."""
         self._others.limit = limit
 
     def __call__(self, value: str) -> str:
-        return value if value in self._pinned else self._others(value)
+        value = self._length(value)
+        return value if value in self._pinned else self._others.admit(value)
 
 
 def scrape_time(gauge: Gauge, value: ValueFunction, on_error: Callable[[str], None]) -> None:
@@ -124,6 +127,7 @@ def _setting_values(settings: DomainSettings) -> dict[str, object]:
     limits = settings.quota_limits
     return {
         "APPMETRICS_MAX_LABEL_VALUES": settings.max_label_values,
+        "APPMETRICS_MAX_LABEL_LENGTH": settings.max_label_length,
         "APPMETRICS_QUOTA_RPM": limits.rpm,
         "APPMETRICS_QUOTA_TPM": limits.tpm,
         "APPMETRICS_QUOTA_RPD": limits.rpd,
@@ -157,12 +161,16 @@ class DomainMetrics:
         self.metric_set = metric_set
         self.settings = settings
         limit = settings.max_label_values
-        self.endpoint = PinnedLabel(limit)
-        self.model = PinnedLabel(limit)
-        self.cache_operation = PinnedLabel(limit)
+        # Shared with the registry's custom metrics (see label_length_for).
+        self.label_length = label_length_for(metric_set.registry)
+        self.label_length.max_length = settings.max_label_length
+        length = self.label_length
+        self.endpoint = PinnedLabel(limit, length)
+        self.model = PinnedLabel(limit, length)
+        self.cache_operation = PinnedLabel(limit, length)
         self.cache_operation.pin(("get", "set", "delete"))
-        self.cache_layer = PinnedLabel(limit)
-        self.service = PinnedLabel(limit)
+        self.cache_layer = PinnedLabel(limit, length)
+        self.service = PinnedLabel(limit, length)
         self.quota_limits = settings.quota_limits
         self.quota_timezone = settings.quota_timezone
         self.quota: QuotaCounter = quota or InMemoryQuota(settings.quota_timezone)
@@ -245,6 +253,7 @@ class DomainMetrics:
         labels = (self.endpoint, self.model, self.cache_operation, self.cache_layer, self.service)
         for label in labels:
             label.set_limit(settings.max_label_values)
+        self.label_length.max_length = settings.max_label_length
         if settings.quota_timezone != self.quota_timezone and self._own_quota:
             self.quota = InMemoryQuota(settings.quota_timezone)
         self.quota_timezone = settings.quota_timezone
@@ -298,7 +307,9 @@ class DomainMetrics:
 
     def pin_gemini(self, endpoints: Iterable[str], models: Iterable[str]) -> None:
         """Keep the configured endpoint and model values and create their series at 0."""
-        endpoints, models = tuple(endpoints), tuple(models)
+        # Capped like every value recorded later, so that those land on these series.
+        endpoints = tuple(self.label_length(value) for value in endpoints)
+        models = tuple(self.label_length(value) for value in models)
         self.endpoint.pin(endpoints)
         self.model.pin(models)
         ms = self.metric_set
@@ -372,6 +383,23 @@ _pending_layers: weakref.WeakKeyDictionary[
     CollectorRegistry, dict[str, tuple[ValueFunction | None, ValueFunction | None]]
 ] = weakref.WeakKeyDictionary()
 _domains_lock = threading.Lock()
+_label_lengths: weakref.WeakKeyDictionary[CollectorRegistry, LabelLength] = (
+    weakref.WeakKeyDictionary()
+)
+_label_lengths_lock = threading.Lock()
+
+
+def label_length_for(registry: CollectorRegistry) -> LabelLength:
+    """The length cap of *registry*'s label values: the default until an app sets it.
+
+    One object per registry, so that custom metrics declared before the first ``init_app``
+    (at module level) follow ``APPMETRICS_MAX_LABEL_LENGTH`` once it is read.
+    """
+    with _label_lengths_lock:
+        length = _label_lengths.get(registry)
+        if length is None:
+            length = _label_lengths[registry] = LabelLength()
+        return length
 
 
 def domain_for(

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from ._registration import MetricSpec
 
+#: ``status`` values of ``gemini_api_calls_total``: ``cancelled`` is a stream its consumer
+#: closed before the end (or a task cancelled mid-call); only the first two are created at 0.
+GEMINI_STATUSES = ("success", "error", "cancelled")
 #: ``token_type`` values of ``gemini_api_token_usage_total``.
 TOKEN_TYPES = ("input", "output", "thoughts", "cached")
 #: ``limit`` values of ``quota_limit`` and ``quota_exceeded_total``.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterable
 
@@ -12,9 +13,58 @@ OTHER_METHOD = "_OTHER"
 #: Value a :class:`BoundedLabel` gives once it has seen its maximum of distinct values.
 OVERFLOW_VALUE = "other"
 
+#: Default of ``APPMETRICS_MAX_LABEL_LENGTH``: the UTF-8 bytes a label value may hold.
+DEFAULT_MAX_LABEL_LENGTH = 128
+#: Smallest ``APPMETRICS_MAX_LABEL_LENGTH``: room for a few characters before the suffix.
+MIN_MAX_LABEL_LENGTH = 16
+#: What a capped value ends with: ``~`` and 8 hex digits of the BLAKE2b hash of the whole value.
+_SUFFIX_LENGTH = 1 + 8
+
 _STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 #: Maps a request method to its label: the standard ones to themselves.
 METHOD_LABELS: dict[str, str] = {m: m for m in _STANDARD_METHODS}
+
+
+def cap_length(value: str, max_length: int) -> str:
+    """*value* if its UTF-8 encoding fits in *max_length* bytes, else a shorter stand-in.
+
+    The stand-in is the longest prefix of *value* that fits in ``max_length - 9`` bytes,
+    then ``~`` and the first 8 hex digits of the BLAKE2b hash of all of *value*:
+    ``"aaaa...~1f0c9a3e"``, at most *max_length* bytes. The hash keeps distinct long values
+    apart and maps one value to the same label in every process (gunicorn workers), unlike
+    ``hash()``. A value with lone surrogates (no exposition format can encode them, and one
+    would break every later scrape) gets a stand-in too, with ``?`` in their place.
+    """
+    if len(value) <= max_length and value.isascii():
+        return value  # the common case, without encoding anything
+    if len(value) <= max_length:
+        # Short enough in characters; bytes decide (up to 4 per character).
+        try:
+            if len(value.encode("utf-8")) <= max_length:
+                return value
+        except UnicodeEncodeError:
+            pass
+    digest = hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()
+    room = max_length - _SUFFIX_LENGTH
+    # Only the characters that can fit are encoded: a 20 MB value costs its hash, no copy.
+    head = value[:room].encode("utf-8", "replace")[:room].decode("utf-8", "ignore")
+    return f"{head}~{digest}"
+
+
+class LabelLength:
+    """The length cap of the label values of one registry (``APPMETRICS_MAX_LABEL_LENGTH``),
+    shared by every label of the registry so that a change of setting reaches them all.
+
+    :param max_length: UTF-8 bytes a value may hold; see :func:`cap_length`.
+    """
+
+    __slots__ = ("max_length",)
+
+    def __init__(self, max_length: int = DEFAULT_MAX_LABEL_LENGTH) -> None:
+        self.max_length = max_length
+
+    def __call__(self, value: str) -> str:
+        return cap_length(value, self.max_length)
 
 
 class BoundedLabel:
@@ -22,14 +72,17 @@ class BoundedLabel:
 
     Used for label values that come from input (error types, model names from requests,
     custom business labels): the first *limit* distinct values are kept as they are, so the
-    series count of any family using it is bounded by construction.
+    series count of any family using it is bounded by construction. Each value is first
+    capped in length (:func:`cap_length`), so its size is bounded too; a capped value takes
+    one of the *limit* places like any other.
 
     :param limit: how many distinct values to keep.
     :param allowed: if given, only these values are admitted; the cap does not apply.
     :param overflow: the value every other input is mapped to.
+    :param length: the length cap; :data:`DEFAULT_MAX_LABEL_LENGTH` bytes if ``None``.
     """
 
-    __slots__ = ("_allowed", "_lock", "_seen", "limit", "overflow")
+    __slots__ = ("_allowed", "_lock", "_seen", "length", "limit", "overflow")
 
     def __init__(
         self,
@@ -38,14 +91,23 @@ class BoundedLabel:
         allowed: Iterable[str] | None = None,
         overflow: str = OVERFLOW_VALUE,
         initial: Iterable[str] = (),
+        length: LabelLength | None = None,
     ) -> None:
         self.limit = limit
+        self.length = length if length is not None else LabelLength()
         self.overflow = overflow
         self._allowed = frozenset(allowed) if allowed is not None else None
         self._seen: set[str] = set(initial)
         self._lock = threading.Lock()
 
     def __call__(self, value: str) -> str:
+        if self._allowed is not None:
+            # Allowed values are the app's own; capped too, should one be that long.
+            return self.length(value) if value in self._allowed else self.overflow
+        return self.admit(self.length(value))
+
+    def admit(self, value: str) -> str:
+        """Map *value*, already capped in length, into the bounded set."""
         if self._allowed is not None:
             return value if value in self._allowed else self.overflow
         if value in self._seen:

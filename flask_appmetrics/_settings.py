@@ -131,7 +131,7 @@ class HealthSettings:
 @dataclass(frozen=True)
 class DomainSettings:
     """Gemini, quota and input-fed labels (keys ``APPMETRICS_GEMINI_*``, ``APPMETRICS_QUOTA_*``,
-    ``APPMETRICS_MAX_LABEL_VALUES``)."""
+    ``APPMETRICS_MAX_LABEL_VALUES``, ``APPMETRICS_MAX_LABEL_LENGTH``)."""
 
     #: Endpoint and model label values created at 0 at start, and always kept as they are.
     gemini_endpoints: tuple[str, ...]
@@ -141,6 +141,9 @@ class DomainSettings:
     #: Distinct values each label fed from input (Gemini endpoint and model, cache operation
     #: and layer, breaker service) keeps besides the configured ones; then ``other``.
     max_label_values: int
+    #: UTF-8 bytes a label value fed from input may hold; a longer one is truncated and
+    #: given a hash suffix (see :func:`flask_appmetrics._labels.cap_length`).
+    max_label_length: int
     #: RPM, TPM, RPD and TPD limits; ``None`` is unlimited.
     quota_limits: QuotaLimits
     #: IANA time zone whose midnight starts a new quota day.

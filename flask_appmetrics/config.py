@@ -20,6 +20,7 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ._labels import DEFAULT_MAX_LABEL_LENGTH, MIN_MAX_LABEL_LENGTH
 from ._pricing import DEFAULT_GEMINI_PRICES, parse_prices
 from ._quota import DEFAULT_TIMEZONE, QuotaLimits
 from ._settings import (
@@ -62,6 +63,7 @@ DEFAULTS: dict[str, Any] = {
     "APPMETRICS_GEMINI_MODELS": ("gemini-1.5-flash",),
     "APPMETRICS_GEMINI_PRICES": DEFAULT_GEMINI_PRICES,
     "APPMETRICS_MAX_LABEL_VALUES": 20,
+    "APPMETRICS_MAX_LABEL_LENGTH": DEFAULT_MAX_LABEL_LENGTH,
     "APPMETRICS_QUOTA_RPM": None,
     "APPMETRICS_QUOTA_TPM": None,
     "APPMETRICS_QUOTA_RPD": None,
@@ -336,6 +338,9 @@ def _domain(reader: ConfigReader) -> DomainSettings:
             "APPMETRICS_GEMINI_PRICES", reader.raw("APPMETRICS_GEMINI_PRICES")
         ),
         max_label_values=reader.integer("APPMETRICS_MAX_LABEL_VALUES", minimum=1),
+        max_label_length=reader.integer(
+            "APPMETRICS_MAX_LABEL_LENGTH", minimum=MIN_MAX_LABEL_LENGTH
+        ),
         quota_limits=QuotaLimits(
             rpm=_optional_limit(reader, "APPMETRICS_QUOTA_RPM"),
             tpm=_optional_limit(reader, "APPMETRICS_QUOTA_TPM"),

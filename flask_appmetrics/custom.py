@@ -21,24 +21,40 @@ definition in the same registry returns the same :class:`CustomMetric`; a collec
 that name already registered by other code is adopted if it has the same type and labels
 (else :class:`~flask_appmetrics.errors.MetricConflictError`). Label values are bounded: a
 label with an allow-list maps every other value to ``"other"``; one without keeps its
-first *max_values* distinct values, then maps new ones to ``"other"``.
+first *max_values* distinct values, then maps new ones to ``"other"``; every value is capped
+at ``APPMETRICS_MAX_LABEL_LENGTH`` bytes (see :func:`flask_appmetrics._labels.cap_length`).
+
+Calls are validated as the ``business_event`` signal validates its payload: a label value
+that is not a non-empty string, an amount that is not a finite number (or is negative for
+a counter or histogram), a method the kind of metric does not have: under
+``APPMETRICS_STRICT`` (of the app in context, else of the most recently initialised app)
+that raises ``TypeError``/``ValueError`` naming the field; otherwise it is logged and
+nothing is recorded. No call raises into the app otherwise, and no value can make the
+metric NaN or infinite.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
+from flask import current_app, has_app_context
 from prometheus_client import CollectorRegistry
 
-from ._domain import ValueFunction, register_cache_layer
+from . import _validation as check
+from ._domain import ValueFunction, existing_domain, label_length_for, register_cache_layer
 from ._labels import OVERFLOW_VALUE, BoundedLabel
 from ._registration import Kind, Metric, MetricSpec, declare
+from ._state import latest, state_of
 from .errors import MetricConflictError
+
+logger = logging.getLogger("flask_appmetrics")
 
 #: Distinct values a label without an allow-list keeps before new ones become ``"other"``.
 DEFAULT_MAX_VALUES = 50
@@ -62,48 +78,134 @@ class _Definition:
         )
 
 
+#: The value-taking methods each kind of metric has.
+_METHODS: dict[str, tuple[str, ...]] = {
+    "counter": ("inc",),
+    "gauge": ("inc", "dec", "set"),
+    "histogram": ("observe",),
+}
+
+
 class CustomMetric:
-    """A declared metric whose label values stay bounded.
+    """A declared metric whose label values stay bounded and whose calls are validated.
 
     Use it like the prometheus_client metric it wraps: ``.labels(...)`` then ``.inc()``,
     ``.set()`` or ``.observe()``; without labels, call those directly. :attr:`metric` is
-    the underlying collector.
+    the underlying collector (calls to it directly are neither bounded nor validated).
     """
 
-    def __init__(self, name: str, definition: _Definition, metric: Metric) -> None:
+    def __init__(
+        self, name: str, definition: _Definition, metric: Metric, registry: CollectorRegistry
+    ) -> None:
         self.name = name
         self.kind = definition.kind
         self.labelnames = definition.labelnames
         self.metric = metric
         self._definition = definition
+        self._registry = weakref.ref(registry)
         allowed = dict(definition.allowed)
+        # The registry's cap, set by APPMETRICS_MAX_LABEL_LENGTH when an app is initialised.
+        length = label_length_for(registry)
         self._bounds = tuple(
-            BoundedLabel(definition.max_values, allowed=allowed.get(label))
+            BoundedLabel(definition.max_values, allowed=allowed.get(label), length=length)
             for label in definition.labelnames
         )
+        # Series by bounded label values: bounded like them.
+        self._series: dict[tuple[str, ...], Series] = {}
+        self._lock = threading.Lock()
+        self._unlabelled = None if self.labelnames else Series(self, metric)
 
-    def labels(self, *values: object, **by_name: object) -> Any:
-        """The child for these label values, each mapped into its bounded set.
+    # -- validation, shared with the business_event signal ---------------------------------
 
-        :raises ValueError: wrong number or names of labels (as prometheus_client).
+    def label_values(self, labels: object) -> tuple[str, ...]:
+        """Validate *labels* (a mapping of every label name to a value; ``None`` for none).
+
+        :raises TypeError, ValueError: naming the field (``labels`` or ``labels.<name>``).
         """
-        if values and by_name:
-            raise ValueError("pass label values by position or by name, not both")
-        if by_name:
-            if set(by_name) != set(self.labelnames):
-                raise ValueError(
-                    f"{self.name}: expected labels {list(self.labelnames)}, got {sorted(by_name)}"
-                )
-            values = tuple(by_name[label] for label in self.labelnames)
-        if len(values) != len(self.labelnames):
-            raise ValueError(
-                f"{self.name}: expected {len(self.labelnames)} label values, got {len(values)}"
+        if labels is None:
+            labels = {}
+        if not isinstance(labels, Mapping):
+            raise TypeError(
+                f"labels: expected a mapping of label name to value, got {check.shown(labels)}"
             )
-        bounded = [bound(str(value)) for bound, value in zip(self._bounds, values, strict=True)]
-        return self.metric.labels(*bounded)
+        if set(labels) != set(self.labelnames):
+            raise ValueError(
+                f"labels: {self.name} takes {list(self.labelnames)}, "
+                f"got {check.shown([str(key) for key in labels])}"
+            )
+        return tuple(check.label(f"labels.{name}", labels[name]) for name in self.labelnames)
 
-    def _target(self) -> Any:
-        return self.metric
+    def amount(self, field: str, value: object, method: str) -> float:
+        """Validate *value* for *method* (``inc``, ``dec``, ``set``, ``observe``).
+
+        A counter only goes up, and a histogram's ``_sum`` is a counter only without
+        negative observations (``rate()`` of it would be wrong); a gauge takes any finite
+        value.
+
+        :raises TypeError, ValueError: naming *field*, or the method if this kind of metric
+            has no such method.
+        """
+        if method not in _METHODS[self.kind]:
+            usable = " or ".join(f"{m}()" for m in _METHODS[self.kind])
+            raise TypeError(f"{method}: {self.name} is a {self.kind}; it takes {usable}")
+        minimum = None if self.kind == "gauge" else 0.0
+        return check.number(field, value, minimum=minimum)
+
+    # -- the prometheus_client-like API --------------------------------------------------
+
+    def labels(self, *values: object, **by_name: object) -> Series:
+        """The series for these label values (by position or by name), each validated and
+        mapped into its bounded set.
+
+        Bad label values or names are refused like any bad input (see the module
+        docstring): outside strict mode the series returned records nothing.
+        """
+        try:
+            if not self.labelnames:
+                raise ValueError(f"labels: {self.name} has no labels; call its methods directly")
+            if values and by_name:
+                raise ValueError("labels: pass label values by position or by name, not both")
+            if not by_name:
+                if len(values) != len(self.labelnames):
+                    raise ValueError(
+                        f"labels: {self.name} takes {len(self.labelnames)} label values "
+                        f"{list(self.labelnames)}, got {len(values)}"
+                    )
+                by_name = dict(zip(self.labelnames, values, strict=True))
+            label_values = self.label_values(by_name)
+        except (TypeError, ValueError) as error:
+            self.refuse("labels", error)
+            return DROPPED
+        try:
+            return self.series(label_values)
+        except Exception:
+            self.failed()
+            return DROPPED
+
+    def series(self, label_values: tuple[str, ...]) -> Series:
+        """The series for validated *label_values* (see :meth:`label_values`)."""
+        bounded = tuple(
+            bound(value) for bound, value in zip(self._bounds, label_values, strict=True)
+        )
+        series = self._series.get(bounded)
+        if series is None:
+            with self._lock:
+                series = self._series.get(bounded)
+                if series is None:
+                    series = self._series[bounded] = Series(self, self.metric.labels(*bounded))
+        return series
+
+    def _target(self) -> Series:
+        if self._unlabelled is None:
+            self.refuse(
+                "call",
+                ValueError(
+                    f"labels: {self.name} has labels {list(self.labelnames)}; "
+                    "call .labels(...) first"
+                ),
+            )
+            return DROPPED
+        return self._unlabelled
 
     def inc(self, amount: float = 1.0) -> None:
         """Add *amount* (counter or gauge without labels)."""
@@ -121,16 +223,40 @@ class CustomMetric:
         """Observe *value* (histogram without labels)."""
         self._target().observe(value)
 
-    def record(self, value: float, labels: Mapping[str, str] | None = None) -> None:
-        """Apply *value* the way the kind of metric takes one: add it to a counter, set a
-        gauge to it, observe it in a histogram (used by the ``business_event`` signal)."""
-        target: Any = self.labels(**(labels or {})) if self.labelnames else self.metric
+    def record(self, value: float, label_values: tuple[str, ...] = ()) -> None:
+        """Apply a validated *value* the way the kind of metric takes one: add it to a
+        counter, set a gauge to it, observe it in a histogram (the ``business_event``
+        signal, after :meth:`label_values` and :meth:`amount`)."""
+        child: Any = self.series(label_values).child if self.labelnames else self.metric
         if self.kind == "counter":
-            target.inc(value)
+            child.inc(value)
         elif self.kind == "gauge":
-            target.set(value)
+            child.set(value)
         else:
-            target.observe(value)
+            child.observe(value)
+
+    # -- refusals and failures -------------------------------------------------------------
+
+    def refuse(self, method: str, error: TypeError | ValueError) -> None:
+        """Log bad input to *method*, or raise it under strict mode.
+
+        :raises StrictTypeError, StrictValueError: strict mode.
+        """
+        check.reject(f"{self.name}.{method}", error, strict=_strict())
+
+    def failed(self) -> None:
+        """Recording valid input failed (a bug of ours or of prometheus_client): log it and
+        count it, never raise it into the app."""
+        logger.exception(
+            "flask-appmetrics failed to record into %s; the caller is unaffected", self.name
+        )
+        try:
+            registry = self._registry()
+            domain = existing_domain(registry) if registry is not None else None
+            if domain is not None:
+                domain.metric_set.count_internal_error("custom_metric")
+        except Exception:  # pragma: no cover - the reporter itself failed
+            logger.exception("flask-appmetrics could not count an internal error")
 
     def _precreate(self) -> None:
         allowed = dict(self._definition.allowed)
@@ -140,7 +266,85 @@ class CustomMetric:
             return
         choices = [sorted(allowed[label]) for label in self.labelnames]
         for combination in itertools.islice(itertools.product(*choices), _MAX_PRECREATED):
-            self.metric.labels(*combination)
+            self.series(combination)
+
+
+class Series:
+    """One series of a :class:`CustomMetric` (what ``.labels(...)`` returns): ``inc``,
+    ``dec``, ``set`` and ``observe`` are validated; anything else (``time()``,
+    ``track_inprogress()``...) is the prometheus_client child's own."""
+
+    __slots__ = ("child", "owner")
+
+    def __init__(self, owner: CustomMetric | None, child: Any) -> None:
+        self.owner = owner
+        self.child = child
+
+    def _apply(self, method: str, field: str, value: object) -> None:
+        owner = self.owner
+        if owner is None:
+            return  # the series of refused labels: records nothing
+        try:
+            amount = owner.amount(field, value, method)
+        except (TypeError, ValueError) as error:
+            owner.refuse(method, error)
+            return
+        try:
+            getattr(self.child, method)(amount)
+        except Exception:
+            owner.failed()
+
+    def inc(self, amount: float = 1.0) -> None:
+        """Add *amount*: a finite number, not negative for a counter."""
+        self._apply("inc", "amount", amount)
+
+    def dec(self, amount: float = 1.0) -> None:
+        """Subtract *amount* (gauges)."""
+        self._apply("dec", "amount", amount)
+
+    def set(self, value: float) -> None:
+        """Set the value (gauges)."""
+        self._apply("set", "value", value)
+
+    def observe(self, value: float) -> None:
+        """Observe *value*: a finite number, not negative (histograms)."""
+        self._apply("observe", "value", value)
+
+    def __getattr__(self, name: str) -> Any:
+        if self.owner is None:
+            return _NoOp()
+        return getattr(self.child, name)
+
+
+class _NoOp:
+    """What the methods of a refused series return: a context manager and decorator that
+    does nothing (``.time()``, ``.track_inprogress()``), callable with anything."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if len(args) == 1 and not kwargs and callable(args[0]):
+            return args[0]  # used as a decorator: the function, untouched
+        return self
+
+    def __enter__(self) -> _NoOp:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        return None
+
+
+#: The series ``.labels(...)`` returns for refused labels.
+DROPPED = Series(None, None)
+
+
+def _strict() -> bool:
+    """``APPMETRICS_STRICT`` of the app in context, else of the most recently initialised."""
+    state = state_of(current_app) if has_app_context() else latest()
+    return state is not None and state.settings.strict
 
 
 _declared: weakref.WeakKeyDictionary[CollectorRegistry, dict[str, CustomMetric]] = (
@@ -206,7 +410,7 @@ def declare_metric(
             buckets=definition.buckets,
             multiprocess_mode=multiprocess_mode,
         )
-        custom = CustomMetric(name, definition, declare(registry, spec))
+        custom = CustomMetric(name, definition, declare(registry, spec), registry)
         custom._precreate()
         known[name] = custom
         return custom
@@ -325,6 +529,7 @@ __all__ = [
     "OVERFLOW_VALUE",
     "CustomMetric",
     "CustomMetricsMixin",
+    "Series",
     "declare_metric",
     "declared_metric",
 ]

@@ -16,12 +16,13 @@ The receivers validate the payload: bad input is logged and records nothing, or 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
 import threading
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from time import perf_counter
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
@@ -196,8 +197,18 @@ def quota_usage() -> QuotaUsage | None:
     return state.domain.domain.quota.usage()
 
 
+def _context_app() -> Flask | None:
+    """The app in context if the extension records for it, without warning."""
+    if not has_app_context():
+        return None
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    state = state_of(app)
+    return app if state is not None and state.domain is not None else None
+
+
 class track_gemini_call:  # lower case: used like a function (context manager, decorator)
-    """Time a Gemini call and record it, ``"success"`` or ``"error"`` (an exception).
+    """Time a Gemini call and record it: ``"success"``, ``"error"`` (an exception) or
+    ``"cancelled"`` (a stream closed before its end, a cancelled task).
 
     As a context manager, hand it the response for the token counts::
 
@@ -211,6 +222,15 @@ class track_gemini_call:  # lower case: used like a function (context manager, d
         @track_gemini_call("/api/generate", "gemini-1.5-flash")
         def generate(prompt: str) -> types.GenerateContentResponse: ...
 
+    A decorated generator or async generator function (streaming, as with
+    ``generate_content_stream``) is timed from its first item requested to its end: the
+    call is a ``"success"`` once the stream is exhausted, an ``"error"`` if it raises, and
+    ``"cancelled"`` if it is closed early (the consumer stops and calls ``close()`` or
+    ``aclose()``, or drops it and it is garbage-collected). The last item with a
+    ``usage_metadata`` gives the token counts (Gemini's last chunk carries the totals).
+
+    The call records into the app in context when it starts (else, as any helper, the most
+    recently initialised app), so a stream finished after its request still counts there.
     The exception, if any, propagates unchanged: under ``APPMETRICS_STRICT`` a bad payload
     raises only when the block itself did not (otherwise it is logged).
     """
@@ -220,6 +240,7 @@ class track_gemini_call:  # lower case: used like a function (context manager, d
         self.model = model
         self._counts: dict[str, Any] = {}
         self._start: float | None = None
+        self._app: Flask | None = None
 
     def record_response(self, response: object) -> None:
         """Use *response* (or its ``usage_metadata``) for the token counts."""
@@ -246,7 +267,12 @@ class track_gemini_call:  # lower case: used like a function (context manager, d
         }
         self._counts.update({key: value for key, value in given.items() if value is not None})
 
+    def _note(self, item: object) -> None:
+        if getattr(item, "usage_metadata", None) is not None:
+            self.record_response(item)
+
     def __enter__(self) -> track_gemini_call:
+        self._app = _context_app()
         self._start = perf_counter()
         return self
 
@@ -258,16 +284,24 @@ class track_gemini_call:  # lower case: used like a function (context manager, d
     ) -> None:
         start = self._start if self._start is not None else perf_counter()
         duration = perf_counter() - start
-        app = target_app()
+        app, self._app = self._app, None
+        app = app if app is not None else target_app()
         if app is None:
             return
+        if exc_type is None:
+            status = "success"
+        elif issubclass(exc_type, (GeneratorExit, asyncio.CancelledError)):
+            # Closed by its consumer or cancelled with its task: not a failure of the API.
+            status = "cancelled"
+        else:
+            status = "error"
         try:
             send(
                 signals.gemini_call,
                 app,
                 endpoint=self.endpoint,
                 model=self.model,
-                status="success" if exc_type is None else "error",
+                status=status,
                 duration=duration,
                 **self._counts,
             )
@@ -295,6 +329,10 @@ class track_gemini_call:  # lower case: used like a function (context manager, d
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
         endpoint, model = self.endpoint, self.model
+        if inspect.isasyncgenfunction(func):
+            return cast("Callable[P, R]", _track_async_stream(func, endpoint, model))
+        if inspect.isgeneratorfunction(func):
+            return cast("Callable[P, R]", _track_stream(func, endpoint, model))
         if inspect.iscoroutinefunction(func):
             # google-genai's async client (client.aio): time the awaited call, not the
             # creation of the coroutine.
@@ -302,8 +340,7 @@ class track_gemini_call:  # lower case: used like a function (context manager, d
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
                 async with track_gemini_call(endpoint, model) as call:
                     result = await func(*args, **kwargs)
-                    if getattr(result, "usage_metadata", None) is not None:
-                        call.record_response(result)
+                    call._note(result)
                     return result
 
             return cast("Callable[P, R]", async_wrapper)
@@ -313,8 +350,81 @@ class track_gemini_call:  # lower case: used like a function (context manager, d
             # A fresh tracker per call: the decorated function may run concurrently.
             with track_gemini_call(endpoint, model) as call:
                 result = func(*args, **kwargs)
-                if getattr(result, "usage_metadata", None) is not None:
-                    call.record_response(result)
+                call._note(result)
                 return result
 
         return wrapper
+
+
+def _track_stream(
+    func: Callable[..., Generator[Any, Any, Any]], endpoint: str, model: str
+) -> Callable[..., Generator[Any, Any, Any]]:
+    """Wrap a generator function: one tracked call per stream, over its whole iteration.
+
+    ``yield from`` would hide the items (and their ``usage_metadata``), so the delegation
+    is spelled out: ``send``, ``throw`` and ``close`` reach the wrapped generator as they
+    would through ``yield from``.
+    """
+
+    @functools.wraps(func)
+    def stream(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        # Runs at the first next(): a stream never iterated made no call and records none.
+        with track_gemini_call(endpoint, model) as call:
+            inner = func(*args, **kwargs)
+            try:
+                item = next(inner)
+            except StopIteration as stop:
+                return stop.value
+            while True:
+                call._note(item)
+                try:
+                    sent = yield item
+                except GeneratorExit:
+                    inner.close()  # its own cleanup (the HTTP stream) runs now
+                    raise
+                except BaseException as thrown:  # handed on, as yield from does
+                    try:
+                        item = inner.throw(thrown)
+                    except StopIteration as stop:
+                        return stop.value
+                else:
+                    try:
+                        item = inner.send(sent)
+                    except StopIteration as stop:
+                        return stop.value
+
+    return stream
+
+
+def _track_async_stream(
+    func: Callable[..., AsyncGenerator[Any, Any]], endpoint: str, model: str
+) -> Callable[..., AsyncGenerator[Any, Any]]:
+    """Wrap an async generator function, as :func:`_track_stream` does a generator one."""
+
+    @functools.wraps(func)
+    async def stream(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        async with track_gemini_call(endpoint, model) as call:
+            inner = func(*args, **kwargs)
+            try:
+                item = await inner.__anext__()
+            except StopAsyncIteration:
+                return
+            while True:
+                call._note(item)
+                try:
+                    sent = yield item
+                except GeneratorExit:
+                    await inner.aclose()
+                    raise
+                except BaseException as thrown:  # handed on to the stream
+                    try:
+                        item = await inner.athrow(thrown)
+                    except StopAsyncIteration:
+                        return
+                else:
+                    try:
+                        item = await inner.asend(sent)
+                    except StopAsyncIteration:
+                        return
+
+    return stream

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _validation as check
 from . import signals
-from ._domain_specs import BREAKER_STATES
+from ._domain_specs import BREAKER_STATES, GEMINI_STATUSES
 from ._pricing import PriceTable
 from ._tokens import TokenUsage
 from .custom import declared_metric
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("flask_appmetrics")
 
-_STATUSES = ("success", "error")
 _BREAKER_EVENTS = ("success", "failure", "rejected", "state_change", "state")
 _STATE_EVENTS = ("state_change", "state")
 
@@ -56,7 +55,7 @@ class GeminiCall:
 def _no_unknown(unknown: Mapping[str, object]) -> None:
     if unknown:
         name = sorted(unknown)[0]
-        raise TypeError(f"{name}: unknown keyword")
+        raise TypeError(f"{name[:60]}: unknown keyword")
 
 
 def parse_gemini_call(
@@ -93,7 +92,7 @@ def parse_gemini_call(
     return GeminiCall(
         endpoint=check.label("endpoint", endpoint),
         model=check.label("model", model),
-        status=check.choice("status", status, _STATUSES),
+        status=check.choice("status", status, GEMINI_STATUSES),
         duration=check.optional_duration("duration", duration),
         usage=usage,
     )
@@ -239,7 +238,9 @@ class DomainReceivers:
                     state = state.replace("-", "_")  # pybreaker spells it "half-open"
                 entered = check.choice("state", state, BREAKER_STATES)
             elif state is not None:
-                raise ValueError(f"state: only state events carry a state, got {state!r}")
+                raise ValueError(
+                    f"state: only state events carry a state, got {check.shown(state)}"
+                )
         except (TypeError, ValueError) as error:
             check.reject("circuit breaker event", error, strict=self.strict)
             return
@@ -290,13 +291,13 @@ class DomainReceivers:
             custom = declared_metric(self.domain.metric_set.registry, name)
             if custom is None:
                 raise ValueError(
-                    f"metric: {name!r} was not declared with metrics.counter/gauge/histogram"
+                    f"metric: {check.shown(name)} was not declared with "
+                    "metrics.counter/gauge/histogram"
                 )
-            # A histogram's _sum is a counter only without negative observations (rate()
-            # of it would be wrong); gauges take any value.
-            minimum = None if custom.kind == "gauge" else 0.0
-            amount = check.number("value", value, minimum=minimum)
-            label_values = _labels(labels, custom.labelnames)
+            # The same rules as calls to the metric itself (CustomMetric.amount).
+            method = {"counter": "inc", "gauge": "set", "histogram": "observe"}[custom.kind]
+            amount = custom.amount("value", value, method)
+            label_values = custom.label_values(labels)
         except (TypeError, ValueError) as error:
             check.reject("business event", error, strict=self.strict)
             return
@@ -320,16 +321,6 @@ class DomainReceivers:
 def _disconnect(pairs: tuple[tuple[NamedSignal, Callable[..., None]], ...]) -> None:
     for signal, receiver in pairs:
         signal.disconnect(receiver)
-
-
-def _labels(labels: object, names: tuple[str, ...]) -> dict[str, str]:
-    if labels is None:
-        labels = {}
-    if not isinstance(labels, Mapping):
-        raise TypeError(f"labels: expected a mapping of label name to value, got {labels!r}")
-    if set(labels) != set(names):
-        raise ValueError(f"labels: expected {sorted(names)}, got {sorted(labels)}")
-    return {name: check.label(f"labels.{name}", labels[name]) for name in names}
 
 
 def install(

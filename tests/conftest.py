@@ -81,3 +81,12 @@ def app_factory(metrics: FlaskMetrics) -> AppFactory:
 @pytest.fixture
 def app(app_factory: AppFactory) -> Flask:
     return app_factory()
+
+
+@pytest.fixture(autouse=True)
+def _log_every_refusal() -> None:
+    """Refusals of bad input are logged once per call site per minute; every test starts
+    afresh, so that one asserting a log line sees it whatever ran before."""
+    from flask_appmetrics._validation import reset_log_limits
+
+    reset_log_limits()

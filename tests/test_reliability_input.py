@@ -40,6 +40,7 @@ from flask_appmetrics import (
     signals,
     track_gemini_call,
 )
+from flask_appmetrics._validation import reset_log_limits
 from flask_appmetrics.config import DEFAULTS
 
 from ._traffic import call, environ_for, respond
@@ -144,7 +145,9 @@ class Records(logging.Handler):
 @contextmanager
 def logged() -> Iterator[Records]:
     """Every record of the ``flask_appmetrics`` loggers (hypothesis cannot use ``caplog``:
-    it is one fixture for all the examples of a test)."""
+    it is one fixture for all the examples of a test). Each example's refusal is logged:
+    the once-per-call-site limit starts afresh."""
+    reset_log_limits()
     handler = Records()
     logger = logging.getLogger("flask_appmetrics")
     old_level = logger.level
@@ -166,6 +169,8 @@ def domain_app(*, strict: bool = False) -> tuple[Flask, FlaskMetrics, CollectorR
     metrics.counter("things_total", "Things", ["kind"])
     metrics.gauge("level", "A level")
     metrics.histogram("score", "A score", ["kind"], buckets=(0.5, 1.0))
+    metrics.counter("events_total", "Events")
+    metrics.histogram("latency", "A latency", buckets=(0.5, 1.0))
     return app, metrics, registry
 
 
@@ -380,6 +385,38 @@ def test_record_business_event_with_arbitrary_values(metric: Any, value: Any, la
         ("metric", "value", "labels"),
         lambda: record_business_event(metric, value, labels),
     )
+
+
+@EXAMPLES
+@given(
+    metric=st.sampled_from(["events_total", "level", "latency"]),
+    method=st.sampled_from(["inc", "dec", "set", "observe"]),
+    value=maybe(st.floats(min_value=-10, max_value=10)),
+)
+def test_custom_metric_calls_with_arbitrary_values(metric: str, method: str, value: Any) -> None:
+    def record() -> None:
+        getattr(declared(metric), method)(value)
+
+    check_call(("amount", "value", method), record)
+
+
+@EXAMPLES
+@given(metric=st.sampled_from(["things_total", "score"]), label=maybe(labels_text))
+def test_custom_metric_labels_with_arbitrary_values(metric: str, label: Any) -> None:
+    def record() -> None:
+        series = declared(metric).labels(kind=label)
+        series.inc() if metric == "things_total" else series.observe(0.7)
+
+    check_call(("labels.kind",), record)
+
+
+def declared(name: str) -> Any:
+    """The metric *name* declared by :func:`domain_app` for the app in context."""
+    from flask import current_app
+
+    from flask_appmetrics.custom import declared_metric
+
+    return declared_metric(current_app.extensions["appmetrics"].registry, name)
 
 
 # -- signal payloads ------------------------------------------------------------------------
