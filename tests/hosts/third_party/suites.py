@@ -1,0 +1,159 @@
+"""Fetch third-party Flask apps with test suites and run them with flask-appmetrics added.
+
+The apps are the examples Flask ships in its source distribution (``examples/tutorial``:
+flaskr, the tutorial's blog with auth, SQLite and blueprints; ``examples/javascript``),
+downloaded once per machine from the package index for the installed Flask version into
+``.cache/third-party`` (gitignored), never copied into this repository.
+
+Run it by hand::
+
+    .venv/bin/python -m tests.hosts.third_party.suites
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[3]
+CACHE = ROOT / ".cache" / "third-party"
+PLUGIN_DIR = Path(__file__).resolve().parent
+RUN_SECONDS = 300
+
+
+class Unavailable(Exception):
+    """The package index could not be reached for the source distribution."""
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A third-party app: its folder in Flask's sdist and how to find its app."""
+
+    name: str
+    folder: str
+    target: str
+
+
+SUITES = (
+    Suite("flaskr", "examples/tutorial", "flaskr:create_app"),
+    Suite("js_example", "examples/javascript", "js_example:app"),
+)
+
+
+def flask_source() -> Path:
+    """Flask's unpacked sdist for the installed version, downloaded on first use."""
+    release = version("flask")
+    unpacked = CACHE / f"flask-{release}"
+    if (unpacked / "examples").is_dir():
+        return unpacked
+    CACHE.mkdir(parents=True, exist_ok=True)
+    download = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-binary",
+            ":all:",
+            "--no-deps",
+            f"flask=={release}",
+            "-d",
+            str(CACHE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=RUN_SECONDS,
+        check=False,
+    )
+    archive = CACHE / f"flask-{release}.tar.gz"
+    if download.returncode != 0 or not archive.exists():
+        raise Unavailable(
+            f"pip could not download flask=={release}'s sdist: {download.stderr.strip()[-500:]}"
+        )
+    with tarfile.open(archive) as tar:
+        # The data filter refuses absolute paths and links out of the folder.
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(CACHE, filter="data")
+        else:  # pragma: no cover - Python < 3.11.4
+            tar.extractall(CACHE)  # an sdist from the package index
+    return unpacked
+
+
+@dataclass(frozen=True)
+class Outcome:
+    suite: Suite
+    returncode: int
+    output: str
+    apps: list[dict[str, Any]]
+
+
+def run(suite: Suite, source: Path, work: Path) -> Outcome:
+    """Run *suite*'s own tests with flask-appmetrics added, warnings as errors."""
+    app_dir = source / suite.folder
+    report = work / f"{suite.name}-report.json"
+    env = {
+        **os.environ,
+        # The app's folder (not installed), ours for the plugin, and this project.
+        "PYTHONPATH": os.pathsep.join([str(app_dir), str(PLUGIN_DIR), str(ROOT)]),
+        "APPMETRICS_SUITE_TARGET": suite.target,
+        "APPMETRICS_SUITE_REPORT": str(report),
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-W",
+            "error",
+            "-p",
+            "appmetrics_suite_plugin",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--rootdir",
+            str(app_dir),
+            str(app_dir / "tests"),
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_SECONDS,
+        check=False,
+    )
+    apps = json.loads(report.read_text()) if report.exists() else []
+    return Outcome(suite, result.returncode, result.stdout + result.stderr, apps)
+
+
+def main() -> int:
+    import tempfile
+
+    try:
+        source = flask_source()
+    except Unavailable as exc:
+        print(exc)
+        return 2
+    failed = 0
+    with tempfile.TemporaryDirectory() as work:
+        for suite in SUITES:
+            outcome = run(suite, source, Path(work))
+            served = sum(a["requests_served"] for a in outcome.apps)
+            recorded = sum(a["http_requests_total"] for a in outcome.apps)
+            summary = outcome.output.strip().splitlines()[-1] if outcome.output.strip() else ""
+            print(
+                f"{suite.name}: exit {outcome.returncode} ({summary}); {len(outcome.apps)} apps, "
+                f"{served} requests served, {recorded:g} recorded"
+            )
+            failed += outcome.returncode != 0 or served != recorded
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
