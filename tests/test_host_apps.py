@@ -188,6 +188,60 @@ def test_a_streamed_body_is_timed_to_its_end(registry: CollectorRegistry) -> Non
     assert _in_progress(registry) == {}
 
 
+@pytest.mark.parametrize("file_wrapper", [False, True], ids=["iterator", "wsgi-file-wrapper"])
+@pytest.mark.parametrize(
+    ("path", "endpoint"),
+    [
+        ("/downloads/prices.csv", "/downloads/prices.csv"),
+        ("/downloads/files/prices.csv", "/downloads/files/<path:name>"),
+    ],
+)
+def test_a_download_to_a_slow_client_is_timed_to_its_last_chunk(
+    registry: CollectorRegistry, shop_app: Flask, file_wrapper: bool, path: str, endpoint: str
+) -> None:
+    # 14 kB in 8 kB chunks: two chunks, 0.1 s each to send.
+    served = serve(shop_app, path, file_wrapper=file_wrapper, chunk_delay=0.1)
+    assert served.body == (SHOP_FILES / "prices.csv").read_bytes()
+    labels = {"method": "GET", "endpoint": endpoint}
+    assert registry.get_sample_value("http_request_duration_seconds_count", labels) == 1
+    duration = registry.get_sample_value("http_request_duration_seconds_sum", labels)
+    assert duration is not None
+    assert duration >= 0.2
+    assert _in_progress(registry) == {}
+
+
+@pytest.mark.parametrize("file_wrapper", [False, True], ids=["iterator", "wsgi-file-wrapper"])
+@pytest.mark.parametrize(
+    ("path", "endpoint"),
+    [
+        ("/downloads/prices.csv", "/downloads/prices.csv"),
+        ("/static/css/style.css", STATIC),
+        ("/products/export", "/products/export"),
+    ],
+)
+def test_a_client_gone_mid_body_is_recorded_once(
+    registry: CollectorRegistry, shop_app: Flask, file_wrapper: bool, path: str, endpoint: str
+) -> None:
+    # The server stops sending after the first chunk and closes the body.
+    serve(shop_app, path, file_wrapper=file_wrapper, disconnect_after=1)
+    assert _durations(registry, "GET", endpoint) == 1
+    assert _requests_recorded(registry) == 1
+    assert _in_progress(registry) == {}
+
+
+def test_a_stream_failing_midway_is_recorded_once(
+    registry: CollectorRegistry, shop_app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The status line is already sent: the server logs the error and closes the body.
+    with pytest.raises(RuntimeError, match="mid-export"):
+        serve(shop_app, "/products/export?fail=1")
+    assert _durations(registry, "GET", "/products/export") == 1
+    assert _requests_recorded(registry) == 1
+    assert _in_progress(registry) == {}
+    assert serve(shop_app, "/products/export").status == 200
+    assert _durations(registry, "GET", "/products/export") == 2
+
+
 def _bare_equivalent(response: Served) -> tuple[int, bytes, list[tuple[str, str]]]:
     headers = sorted((k, v) for k, v in response.headers.items() if k != "Date")
     return response.status, response.body, headers
@@ -484,6 +538,30 @@ def test_probes_are_truthful_under_jwt(registry: CollectorRegistry) -> None:
     assert serve(app, "/readyz").status == 200
     internal = _samples(registry, "flask_appmetrics_internal_errors_total")
     assert sum(internal.values()) == 0, internal
+
+
+@pytest.mark.parametrize(
+    ("authorization", "status", "message"),
+    [
+        ("Bearer not-a-token", 422, "Not enough segments"),
+        ("Basic YWRhOmxvdmVsYWNl", 401, "Missing 'Bearer' type"),
+    ],
+)
+def test_a_bad_token_gets_the_jwt_extensions_answer_and_the_public_summary(
+    registry: CollectorRegistry, authorization: str, status: int, message: str
+) -> None:
+    app = tokens_api.create_app(registry=registry)
+    headers = {"Authorization": authorization}
+    refused = serve(app, "/metrics", headers=headers)
+    assert refused.status == status
+    assert refused.json()["msg"].startswith(message)
+    assert _total(registry, "GET", "/metrics", status) == 1
+    # Whatever the decorator makes of the credentials, the summary stays public.
+    health = _health(app, **headers)
+    assert health.status == 200, health.body
+    assert set(health.json()) == SUMMARY
+    ready = serve(app, "/readyz", headers=headers)
+    assert (ready.status, ready.json()) == (200, {"status": "pass"})
 
 
 def test_the_apis_own_routes_still_use_its_tokens(registry: CollectorRegistry) -> None:

@@ -121,11 +121,15 @@ def _orders(path: Path) -> list[tuple[int, float]]:
         db.close()
 
 
-# (method, path, headers, status, endpoint), each sent `times` times, interleaved.
+#: Replaced by the script's ETag, which the first request learns.
+ETAG = "<etag of /static/app.js>"
+
+# (method, path, headers, status, endpoint, times), interleaved.
 TRAFFIC = [
     ("GET", "/static/css/style.css", {}, 200, STATIC, 40),
     ("GET", "/static/app.js", {}, 200, STATIC, 20),
     ("HEAD", "/static/app.js", {}, 200, STATIC, 10),
+    ("GET", "/static/app.js", {"If-None-Match": ETAG}, 304, STATIC, 10),
     ("GET", "/downloads/prices.csv", {}, 200, "/downloads/prices.csv", 30),
     ("GET", "/downloads/prices.csv", {"Range": "bytes=0-99"}, 206, "/downloads/prices.csv", 20),
     ("GET", "/downloads/files/prices.csv", {}, 200, "/downloads/files/<path:name>", 20),
@@ -173,10 +177,13 @@ def test_recycled_workers_serving_files_keep_exact_totals(tmp_path: Path) -> Non
         # The app's database survived gunicorn's start.
         assert _orders(multiproc / "app.db") == [(1, 9.99), (2, 19.5)]
         schedule = _interleaved()
-        assert len(schedule) == 200
+        assert len(schedule) == 210
         expected: Counter[tuple[str, str, str]] = Counter()
+        etag = server.request("GET", "/static/app.js").headers["ETag"]
+        expected[("GET", STATIC, "200")] += 1
         for method, path, headers, status, endpoint, _ in schedule:
-            response = server.request(method, path, **headers)
+            sent = {k: etag if v == ETAG else v for k, v in headers.items()}
+            response = server.request(method, path, **sent)
             assert response.status_code == status, (path, response.status_code)
             expected[(method, endpoint, str(status))] += 1
 

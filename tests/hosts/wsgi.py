@@ -6,6 +6,7 @@ server does; a request a server completes always ends with ``close()``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,11 +45,16 @@ def serve(
     data: bytes | str | Mapping[str, str] | None = None,
     json: Any = None,
     file_wrapper: bool = False,
+    chunk_delay: float = 0.0,
+    disconnect_after: int | None = None,
 ) -> Served:
     """One request as a WSGI server serves it: call, iterate the whole body, close.
 
     :param file_wrapper: offer ``wsgi.file_wrapper`` as gunicorn does, so ``send_file``
         hands the server a file wrapper instead of an iterator of chunks.
+    :param chunk_delay: seconds to send each chunk, as to a slow client.
+    :param disconnect_after: the client goes away after this many chunks: the server stops
+        iterating and closes the body.
     """
     builder = EnvironBuilder(
         path=path, method=method, headers=list((headers or {}).items()), data=data, json=json
@@ -72,7 +78,11 @@ def serve(
     closed = False
     try:
         for chunk in body:
+            if disconnect_after is not None and len(chunks) >= disconnect_after:
+                break
             chunks.append(chunk)
+            if chunk_delay:
+                time.sleep(chunk_delay)
     finally:
         close = getattr(body, "close", None)
         if close is not None:

@@ -17,6 +17,7 @@ from flask import (
     Flask,
     Response,
     abort,
+    request,
     send_file,
     send_from_directory,
     stream_with_context,
@@ -49,9 +50,13 @@ def product(product_id: int) -> dict[str, Any]:
 def export() -> Response:
     """A CSV streamed row by row, with the request context kept for the generator."""
 
+    fail = request.args.get("fail") is not None
+
     def rows() -> Iterator[str]:
         yield "id,name\n"
         for key, name in sorted(_PRODUCTS.items()):
+            if fail and key == 2:
+                raise RuntimeError("the product database went away mid-export")
             yield f"{key},{name}\n"
 
     return Response(stream_with_context(rows()), mimetype="text/csv")
