@@ -189,7 +189,7 @@ def test_recycled_workers_serving_files_keep_exact_totals(tmp_path: Path) -> Non
 
         restarts = server.log_text().count("Autorestarting worker")
         assert restarts >= 15, server.log_text()
-        live = server.wait_workers(2)
+        server.wait_workers(2)
 
         for k in range(4):
             samples = server.scrape()
