@@ -3,7 +3,8 @@
 The apps are the examples Flask ships in its source distribution (``examples/tutorial``:
 flaskr, the tutorial's blog with auth, SQLite and blueprints; ``examples/javascript``),
 downloaded once per machine from the package index for the installed Flask version into
-``.cache/third-party`` (gitignored), never copied into this repository.
+``~/.cache/flask-appmetrics-tests`` (``$XDG_CACHE_HOME`` when set), never copied into
+this repository.
 
 Run it by hand::
 
@@ -17,13 +18,19 @@ import os
 import subprocess
 import sys
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[3]
-CACHE = ROOT / ".cache" / "third-party"
+#: Per machine, not per checkout: CI runs in a fresh clone.
+CACHE = (
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    / "flask-appmetrics-tests"
+    / "third-party"
+)
 PLUGIN_DIR = Path(__file__).resolve().parent
 RUN_SECONDS = 300
 
@@ -47,42 +54,59 @@ SUITES = (
 )
 
 
+#: What pip prints when it cannot reach the index (as opposed to any other failure).
+_NETWORK_ERRORS = (
+    "Failed to establish a new connection",
+    "Temporary failure in name resolution",
+    "Name or service not known",
+    "Network is unreachable",
+    "Max retries exceeded",
+    "Connection refused",
+    "timed out",
+)
+
+
 def flask_source() -> Path:
-    """Flask's unpacked sdist for the installed version, downloaded on first use."""
+    """Flask's unpacked sdist for the installed version, downloaded on first use.
+
+    :raises Unavailable: the package index cannot be reached (any other failure raises
+        ``RuntimeError``: a test must not turn a real problem into a skip).
+    """
     release = version("flask")
     unpacked = CACHE / f"flask-{release}"
     if (unpacked / "examples").is_dir():
         return unpacked
     CACHE.mkdir(parents=True, exist_ok=True)
-    download = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-binary",
-            ":all:",
-            "--no-deps",
-            f"flask=={release}",
-            "-d",
-            str(CACHE),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=RUN_SECONDS,
-        check=False,
-    )
-    archive = CACHE / f"flask-{release}.tar.gz"
-    if download.returncode != 0 or not archive.exists():
-        raise Unavailable(
-            f"pip could not download flask=={release}'s sdist: {download.stderr.strip()[-500:]}"
-        )
-    with tarfile.open(archive) as tar:
-        # The data filter refuses absolute paths and links out of the folder.
-        if hasattr(tarfile, "data_filter"):
-            tar.extractall(CACHE, filter="data")
-        else:  # pragma: no cover - Python < 3.11.4
-            tar.extractall(CACHE)  # an sdist from the package index
+    # A folder of our own: test runs on one machine may fetch at the same time.
+    with tempfile.TemporaryDirectory(dir=CACHE, prefix=".fetch-") as fetching:
+        staging = Path(fetching)
+        command = [sys.executable, "-m", "pip", "download", "--no-binary", ":all:"]
+        # At least one retry: pip names a connection error only when it retries.
+        command += ["--no-deps", "--retries", "2", f"flask=={release}", "-d", str(staging)]
+        try:
+            download = subprocess.run(
+                command, capture_output=True, text=True, timeout=RUN_SECONDS, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise Unavailable(f"pip download flask=={release} timed out") from exc
+        archive = staging / f"flask-{release}.tar.gz"
+        if download.returncode != 0 or not archive.exists():
+            reason = download.stderr.strip()[-800:]
+            if any(marker in reason for marker in _NETWORK_ERRORS):
+                raise Unavailable(f"pip could not reach the index for flask=={release}: {reason}")
+            raise RuntimeError(f"pip could not download flask=={release}'s sdist: {reason}")
+        with tarfile.open(archive) as tar:
+            # The data filter refuses absolute paths and links out of the folder.
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(staging, filter="data")
+            else:  # pragma: no cover - Python < 3.11.4; an sdist from the package index
+                tar.extractall(staging)
+        try:
+            (staging / f"flask-{release}").rename(unpacked)
+        except OSError:
+            # Another run finished first; its copy is the same.
+            if not (unpacked / "examples").is_dir():
+                raise
     return unpacked
 
 
@@ -133,8 +157,6 @@ def run(suite: Suite, source: Path, work: Path) -> Outcome:
 
 
 def main() -> int:
-    import tempfile
-
     try:
         source = flask_source()
     except Unavailable as exc:
