@@ -249,7 +249,11 @@ def test_several_workers_without_multiprocess_mode_warn(tmp_path: Path) -> None:
         server.wait_workers(2)
         for _ in range(4):
             assert server.request("GET", "/products/1").status_code == 200
+        health = server.request("GET", "/api/health").json()
     finally:
         server.stop()
     log = server.log_text()
     assert "PROMETHEUS_MULTIPROC_DIR" in log, log
+    # The health figures say they are this worker's alone.
+    told = {value for value in health.values() if isinstance(value, str)}
+    assert told & {"process", "worker"}, health
