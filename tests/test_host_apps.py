@@ -514,6 +514,21 @@ def test_the_auth_decorator_runs_at_most_once_per_request(
 
 
 @pytest.mark.parametrize("kind", HOSTS)
+def test_health_kept_private_is_refused_by_the_auth_extension(
+    kind: str, registry: CollectorRegistry
+) -> None:
+    app = _auth_app(kind, registry, APPMETRICS_AUTH_HEALTH="all")
+    for path in ("/api/health", "/readyz"):
+        _assert_refused_by_the_extension(kind, serve(app, path))
+    assert serve(app, "/livez").status == 200
+    credentials = _credentials(kind, app)
+    assert serve(app, "/api/health", headers=credentials).json()["status"] == "healthy"
+    assert serve(app, "/readyz", headers=credentials).status == 200
+    internal = _samples(registry, "flask_appmetrics_internal_errors_total")
+    assert sum(internal.values()) == 0, internal
+
+
+@pytest.mark.parametrize("kind", HOSTS)
 def test_logged_in_staff_see_the_details(kind: str, registry: CollectorRegistry) -> None:
     app = _auth_app(kind, registry)
     credentials = _credentials(kind, app)
