@@ -19,6 +19,33 @@ from ._registration import MetricSpec, declare_all
 from ._version import __version__
 from .errors import ConfigurationError
 
+#: Every ``component`` of ``flask_appmetrics_internal_errors_total``: the places that catch a
+#: failure of the extension itself and count it. Each series is created at 0 when a registry's
+#: set is built, because ``increase()`` only sees a rise from a sample it already had: a
+#: series born at 1 would hide the first failure from the internal-errors alert.
+INTERNAL_ERROR_COMPONENTS: tuple[str, ...] = (
+    # request instrumentation
+    "before_request",
+    "after_request",
+    "got_request_exception",
+    "finish",
+    "user_identity",
+    # health, probes and the status page
+    "health",
+    "readyz",
+    "status_page",
+    "concurrent_users",
+    "redis",
+    # signal receivers and values read at scrape time
+    "signal_receiver",
+    "cache_event",
+    "gemini_call",
+    "circuit_breaker_event",
+    "quota_usage",
+    "business_event",
+    "scrape_value",
+)
+
 CACHE_OPERATIONS = MetricSpec(
     "counter", "cache_operations_total", "Total cache operations", ("operation", "result")
 )
@@ -204,6 +231,9 @@ def _seed_known_series(metric_set: MetricSet) -> None:
     for result in ("hit", "miss"):
         operations.labels(operation="get", result=result)
     metric_set.gauge("flask_appmetrics_info").labels(version=__version__).set(1)
+    internal_errors = metric_set.counter("flask_appmetrics_internal_errors_total")
+    for component in INTERNAL_ERROR_COMPONENTS:
+        internal_errors.labels(component)
     hits = operations.labels(operation="get", result="hit")
     misses = operations.labels(operation="get", result="miss")
 
