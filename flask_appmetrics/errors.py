@@ -43,3 +43,15 @@ class MetricConflictError(AppMetricsError, ValueError):
 
 class AlreadyInitializedError(AppMetricsError, RuntimeError):
     """``init_app`` was called twice for the same Flask app."""
+
+
+class UnknownMetricError(AppMetricsError, LookupError):
+    """:meth:`FlaskMetrics.metric <flask_appmetrics.FlaskMetrics.metric>` was asked for a
+    name that is not one of the extension's metric families."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        super().__init__(
+            f"{name!r} is not a flask-appmetrics metric; declare your own metrics with "
+            f"metrics.counter()/gauge()/histogram(). Known: {', '.join(known)}"
+        )

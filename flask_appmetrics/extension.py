@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from flask import Flask
-    from prometheus_client import CollectorRegistry
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
     from ._quota import QuotaCounter
 
@@ -205,3 +205,26 @@ class FlaskMetrics(CustomMetricsMixin):
     def state(app: Flask) -> AppState | None:
         """The per-app state of *app*, or ``None`` if it was not initialised."""
         return state_of(app)
+
+    def metric(self, name: str) -> Counter | Gauge | Histogram:
+        """The collector of the extension's family *name* (``"http_requests_total"``) in
+        this extension's registry, to record into from app code.
+
+        Works before and after :meth:`init_app`: a module imported after it (a blueprint
+        imported inside the app factory) cannot create its own
+        ``Counter("http_requests_total", ...)`` in the same registry (prometheus_client
+        raises ``Duplicated timeseries``), but can take this one::
+
+            http_requests_total = metrics.metric("http_requests_total")
+
+        Before any ``init_app`` on the registry, the family is registered now from the
+        catalog (``http_request_duration_seconds`` with the default buckets) and adopted
+        by ``init_app`` later.
+
+        :raises UnknownMetricError: *name* is not one of the extension's families.
+        :raises MetricConflictError: the name is taken by an incompatible collector.
+        """
+        from .catalog import catalog_metric
+        from .config import DEFAULT_BUCKETS
+
+        return catalog_metric(self.registry, name, buckets=DEFAULT_BUCKETS)
