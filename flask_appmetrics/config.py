@@ -90,7 +90,8 @@ DEFAULTS: dict[str, Any] = {
     "APPMETRICS_SENTRY_OPTIONS": {},
     "APPMETRICS_SENTRY_SCRUB_FIELDS": (),
     "APPMETRICS_REDIS_URL": None,
-    "APPMETRICS_REDIS_PREFIX": "appmetrics",
+    # "{app_name}" is the Flask app's name: replicas of one service share, others do not.
+    "APPMETRICS_REDIS_PREFIX": "appmetrics:{app_name}",
     "APPMETRICS_REDIS_SOCKET_TIMEOUT_SECONDS": 0.05,
     "APPMETRICS_REDIS_RETRY_SECONDS": 5.0,
     "APPMETRICS_REDIS_FLUSH_SECONDS": 1.0,

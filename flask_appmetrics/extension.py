@@ -111,7 +111,12 @@ class FlaskMetrics(CustomMetricsMixin):
         # domain settings is refused here.
         check_domain_settings(self.registry, settings.domain)
         # Redis-backed windows (APPMETRICS_REDIS_URL), shared by every worker and host.
-        shared = shared_windows(settings, on_error=metric_set.count_internal_error)
+        shared = shared_windows(
+            settings,
+            app_name=app.name,
+            secret=app.config.get("SECRET_KEY"),
+            on_error=metric_set.count_internal_error,
+        )
         quota = self._quota or (shared.quota if shared is not None else None)
         domain = domain_for(metric_set, settings.domain, quota)
         own_blueprints = frozenset({METRICS_BLUEPRINT, HEALTH_BLUEPRINT, STATUS_BLUEPRINT})
