@@ -169,10 +169,10 @@ class FlaskMetrics(CustomMetricsMixin):
         if settings.endpoints.metrics_path is not None:
             logger.info("Metrics available at %s endpoint", settings.endpoints.metrics_path)
         if settings.sentry.dsn is not None:
-            from .integrations.sentry import init_sentry
+            from .integrations.sentry import app_secrets, init_sentry
 
-            auth = settings.auth
-            init_sentry(settings.sentry, secrets=filter(None, (auth.token, auth.password)))
+            secrets = app_secrets(settings, app.config.get("SECRET_KEY"))
+            init_sentry(settings.sentry, secrets=secrets)
 
     def health_check(
         self, name: str, *, critical: bool = True, timeout: float | None = None
