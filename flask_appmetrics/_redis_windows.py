@@ -200,7 +200,7 @@ class SharedUserWindow:
                 raw, b"flask-appmetrics users\0" + link.prefix.encode(), hashlib.sha256
             ).digest()
         self._ttl = math.ceil(local.window_seconds) + 1
-        self._pending: dict[str, float] = {}
+        self._pending: dict[bytes, float] = {}
         self._lock = threading.Lock()
         link.add_source(self._take)
 
@@ -231,16 +231,25 @@ class SharedUserWindow:
                 )
         return key
 
-    def _member(self, identity: str, key: bytes) -> str:
-        return hashlib.blake2b(identity.encode(), key=key, digest_size=12).hexdigest()
+    @staticmethod
+    def _member(digest: bytes, key: bytes) -> str:
+        """What Redis stores for the identity of *digest* (see :meth:`_digest`)."""
+        return hashlib.blake2b(digest, key=key, digest_size=12).hexdigest()
+
+    @staticmethod
+    def _digest(identity: str) -> bytes:
+        # Fixed size while pending: an identity can be a long header value, and up to
+        # max_tracked of them wait for the next flush. Never sent: only keyed hashes are.
+        return hashlib.blake2b(identity.encode(), digest_size=32).digest()
 
     def touch(self, identity: str) -> None:
         self.local.touch(identity)
+        digest = self._digest(identity)
         now = self.clock()
         with self._lock:
             pending = self._pending
-            pending.pop(identity, None)  # re-inserted last: the dict stays in sighting order
-            pending[identity] = now
+            pending.pop(digest, None)  # re-inserted last: the dict stays in sighting order
+            pending[digest] = now
             if len(pending) > self.local.max_tracked:
                 del pending[next(iter(pending))]
         self.link.maybe_flush()
@@ -254,7 +263,7 @@ class SharedUserWindow:
         if key is None:
             return None  # Redis is away: dropped, as a failed flush drops them
         # Hashed here, once per identity and flush rather than once per request.
-        members = {self._member(identity, key): seen for identity, seen in pending.items()}
+        members = {self._member(digest, key): seen for digest, seen in pending.items()}
         horizon = self.clock() - self.local.window_seconds
 
         def ops(pipe: redis.client.Pipeline) -> None:

@@ -7,6 +7,7 @@ the other's health and quota gauges see.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import signal
 import threading
@@ -261,7 +262,8 @@ def test_shared_users_expire_by_age_and_are_capped(redis_server: RedisServer) ->
     assert all(len(m) == 24 and int(m, 16) >= 0 for m in members)
     key = users.hash_key()
     assert key is not None
-    assert set(members) <= {users._member(n, key) for n in "cdefg"}  # same score: ties by member
+    expected = {users._member(users._digest(n), key) for n in "cdefg"}
+    assert set(members) <= expected  # same score: ties by member
     assert 0 < client.ttl("users:users") <= 61
 
 
@@ -436,7 +438,8 @@ def test_identities_are_keyed_by_the_apps_secret_key(redis_server: RedisServer) 
     key = hmac.new(
         secret.encode(), b"flask-appmetrics users\0" + prefix.encode(), hashlib.sha256
     ).digest()
-    assert members == {hashlib.blake2b(identity.encode(), key=key, digest_size=12).hexdigest()}
+    digest = hashlib.blake2b(identity.encode(), digest_size=32).digest()
+    assert members == {hashlib.blake2b(digest, key=key, digest_size=12).hexdigest()}
     # Nothing secret is kept in Redis.
     assert not redis_server.client().exists(f"{prefix}:users:hash-key")
     # Another SECRET_KEY (another deployment) gives unrelated digests.
@@ -480,3 +483,17 @@ def test_a_generic_app_name_in_the_prefix_is_warned_about(
     _service("billing", url, SECRET_KEY="s" * 32)
     _service("app", url, SECRET_KEY="s" * 32, APPMETRICS_REDIS_PREFIX="appmetrics:billing")
     assert not caplog.records
+
+
+def test_pending_identities_are_fixed_size_digests() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"  # down: nothing is sent, everything waits
+    settings = RedisSettings(url, "bounded", socket_timeout=0.05, retry_seconds=60.0)
+    users = SharedUserWindow(
+        RedisLink(dataclasses.replace(settings, flush_seconds=60.0)),
+        RecentUsers(300.0, max_tracked=1000),
+        secret="s" * 32,
+    )
+    for n in range(3000):
+        users.touch(f"auth:Bearer {n:08d}" + "x" * 8000)  # hostile 8 kB Authorization values
+    assert len(users._pending) == 1000  # capped at max_tracked
+    assert all(len(digest) == 32 for digest in users._pending)
