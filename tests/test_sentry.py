@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -464,3 +466,25 @@ def test_the_redis_password_and_secret_key_are_literal_secrets(
     scrub = Scrubber(secrets=found)
     assert REDIS_PASSWORD not in scrub.text(f"AUTH p@ss/{REDIS_PASSWORD} failed")
     assert SECRET_KEY not in scrub.text(f"signing with {SECRET_KEY}")
+
+
+@pytest.mark.parametrize("hostile", ["a." * 50_000, "x://" * 25_000, "'a'" * 30_000 + ":"])
+def test_the_value_pass_takes_linear_time_on_hostile_strings(hostile: str) -> None:
+    # In a child process: a regex with quadratic backtracking holds the GIL for minutes.
+    script = (
+        "import sys, time\n"
+        "from flask_appmetrics.integrations.sentry import Scrubber\n"
+        "text = sys.stdin.read()\n"
+        "start = time.perf_counter()\n"
+        "Scrubber(secrets=['hunter2hunter2']).text(text)\n"
+        "print(time.perf_counter() - start)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        input=hostile,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert float(done.stdout) < 2.0  # about 0.1 s for 100 kB here

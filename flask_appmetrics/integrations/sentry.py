@@ -94,8 +94,12 @@ _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\beyJ[\w\-]{8,}\.eyJ[\w\-]{8,}\.[\w\-]+"), FILTERED),  # JWTs
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}"), rf"\1 {FILTERED}"),
     # Credentials in a URL of any scheme (redis://:pw@h, postgresql://u:pw@h, amqp://u:pw@h):
-    # everything between "://" and the last "@" of the authority.
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s?#'\"<>]*@"), rf"\1{FILTERED}@"),
+    # everything between "://" and the last "@" of the authority. Both parts are bounded so
+    # that a long hostile string costs linear time, not quadratic.
+    (
+        re.compile(r"(?i)\b([a-z][a-z0-9+.\-]{0,31}://)[^/\s?#'\"<>]{0,512}@"),
+        rf"\1{FILTERED}@",
+    ),
 )
 #: ``name=value`` (query strings, first parameter included; form bodies; libpq DSNs); the
 #: value is replaced when the name is sensitive.
@@ -147,16 +151,16 @@ class Scrubber:
         return value
 
     def _assignment(self, match: re.Match[str]) -> str:
-        name, quote, secret = match.group(1, 2, 3)
+        name, mark, secret = match.group(1, 2, 3)
         if not self.sensitive(name) or secret == FILTERED:
             return match.group(0)
-        return f"{name}={quote}{FILTERED}"
+        return f"{name}={mark}{FILTERED}"
 
     def _quoted_pair(self, match: re.Match[str]) -> str:
-        quote, name, colon, value_quote, secret = match.group(1, 2, 3, 4, 5)
+        mark, name, colon, value_mark, secret = match.group(1, 2, 3, 4, 5)
         if not self.sensitive(name) or secret in ("", FILTERED):
             return match.group(0)
-        return f"{quote}{name}{quote}{colon}{value_quote}{FILTERED}{value_quote}"
+        return f"{mark}{name}{mark}{colon}{value_mark}{FILTERED}{value_mark}"
 
     def __call__(self, value: Any) -> Any:
         """Return *value* scrubbed (dicts and lists are scrubbed in place too)."""
