@@ -32,7 +32,8 @@ for their sessions. Without one, a random key is created once per prefix in Redi
 (``SET NX``, so every replica uses the first one written): replicas agree, nothing
 precomputed works across deployments, but whoever can read Redis can read that key too and
 test guessed identities (user ids, addresses) against the set; set ``SECRET_KEY`` to stop
-that. The key is read again every users window, should it have been evicted.
+that. Each process reads the key again at least hourly, which keeps it alive (it expires a
+day after the last reader) and picks up a new one should it have been evicted.
 
 A down or slow Redis never fails or stalls a request: the client has short connect and
 read timeouts (``APPMETRICS_REDIS_SOCKET_TIMEOUT_SECONDS``) and no retries, and the first
@@ -193,8 +194,8 @@ class SharedUserWindow:
         self._hash_key: bytes | None = None
         # When the key kept in Redis is read again (never, with a secret of the app's).
         self._hash_key_expires = math.inf
-        if secret:
-            raw = secret.encode() if isinstance(secret, str) else bytes(secret)
+        if isinstance(secret, (str, bytes)) and secret:
+            raw = secret.encode() if isinstance(secret, str) else secret
             # Bound to the prefix: two services with one SECRET_KEY still get unrelated sets.
             self._hash_key = hmac.new(
                 raw, b"flask-appmetrics users\0" + link.prefix.encode(), hashlib.sha256
@@ -404,7 +405,7 @@ def shared_windows(
         RecentUsers(health.users_window_seconds, max_tracked=health.users_max_tracked),
         secret=secret,
     )
-    if not secret:
+    if not isinstance(secret, (str, bytes)) or not secret:
         logger.warning(
             "flask-appmetrics: the app has no SECRET_KEY; user identities in Redis are hashed "
             "with a random key kept in Redis (%s), so whoever reads Redis could test guessed "
