@@ -83,24 +83,29 @@ SCRUB_FIELDS: frozenset[str] = frozenset(
 #: token counts (``total_tokens``).
 _SCRUB_FRAGMENTS = ("secret", "password", "passwd", "api_key", "apikey", "prompt", "credential")
 
-#: Secrets recognisable by their shape, replaced inside any string.
-_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"AIza[0-9A-Za-z_\-]{35}"), FILTERED),  # Google API keys
-    (re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}"), FILTERED),  # OpenAI/Anthropic-style keys
-    (re.compile(r"\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}"), FILTERED),  # Stripe
-    (re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})"), FILTERED),
-    (re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}"), FILTERED),  # Slack
-    (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), FILTERED),  # AWS access key ids
-    (re.compile(r"\beyJ[\w\-]{8,}\.eyJ[\w\-]{8,}\.[\w\-]+"), FILTERED),  # JWTs
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}"), rf"\1 {FILTERED}"),
-    # Credentials in a URL of any scheme (redis://:pw@h, postgresql://u:pw@h, amqp://u:pw@h):
-    # everything between "://" and the last "@" of the authority. Both parts are bounded so
-    # that a long hostile string costs linear time, not quadratic.
-    (
-        re.compile(r"(?i)\b([a-z][a-z0-9+.\-]{0,31}://)[^/\s?#'\"<>]{0,512}@"),
-        rf"\1{FILTERED}@",
-    ),
+#: API keys recognisable by their shape, replaced whole inside any string.
+_KEY_SHAPES = re.compile(
+    "|".join(
+        (
+            r"AIza[0-9A-Za-z_\-]{35}",  # Google API keys
+            r"\bsk-[A-Za-z0-9_\-]{16,}",  # OpenAI/Anthropic-style keys
+            r"\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}",  # Stripe
+            r"\bgh[pousr]_[A-Za-z0-9]{36,}",  # GitHub tokens
+            r"\bgithub_pat_[A-Za-z0-9_]{22,}",
+            r"\bxox[abprs]-[A-Za-z0-9\-]{10,}",  # Slack
+            r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",  # AWS access key ids
+            r"\beyJ[\w\-]{8,}\.eyJ[\w\-]{8,}\.[\w\-]+",  # JWTs
+        )
+    )
 )
+#: What every shape above starts with: a cheap search that spares most strings the full pass.
+_KEY_MARKS = re.compile(r"AIza|sk-|k_live_|k_test_|gh[pousr]_|github_pat_|xox|AKIA|ASIA|eyJ")
+#: ``Bearer <credentials>`` and ``Basic <credentials>``: the scheme is kept.
+_AUTH_SCHEME = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}")
+#: Credentials in a URL of any scheme (redis://:pw@h, postgresql://u:pw@h, amqp://u:pw@h):
+#: everything between "://" and the last "@" of the authority. Both parts are bounded so that
+#: a long hostile string costs linear time, not quadratic.
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]{0,31}://)[^/\s?#'\"<>]{0,512}@")
 #: ``name=value`` (query strings, first parameter included; form bodies; libpq DSNs); the
 #: value is replaced when the name is sensitive.
 _ASSIGNMENT = re.compile(r"(?<![\w.\-%])([A-Za-z_][\w.\-]*)=(['\"]?)([^&\s#;'\"]+)")
@@ -141,12 +146,19 @@ class Scrubber:
 
     def text(self, value: str) -> str:
         for secret in self._secrets:
-            value = value.replace(secret, FILTERED)
-        for pattern, replacement in _SECRET_PATTERNS:
-            value = pattern.sub(replacement, value)
+            if secret in value:
+                value = value.replace(secret, FILTERED)
+        if len(value) < 8:  # shorter than any pattern below could match
+            return value
+        if _KEY_MARKS.search(value):
+            value = _KEY_SHAPES.sub(FILTERED, value)
+        value = _AUTH_SCHEME.sub(rf"\1 {FILTERED}", value)
+        # Each pass below only where its mark is present: most strings have none.
+        if "://" in value:
+            value = _URL_CREDENTIALS.sub(rf"\1{FILTERED}@", value)
         if "=" in value:
             value = _ASSIGNMENT.sub(self._assignment, value)
-        if ":" in value:
+        if ":" in value and ("'" in value or '"' in value):
             value = _QUOTED_PAIR.sub(self._quoted_pair, value)
         return value
 
