@@ -6,8 +6,8 @@ With ``APPMETRICS_REDIS_URL`` set, three windows live in Redis instead of proces
   :class:`~flask_appmetrics._windows.RequestWindow`): one hash per time bucket, added to
   with ``HINCRBY``;
 * concurrent users (:class:`SharedUserWindow`, a :class:`~flask_appmetrics._windows.UserWindow`):
-  one sorted set of hashed identities scored by last sighting, trimmed by age and size
-  whenever it is written;
+  one sorted set of keyed hashes of identities, scored by last sighting, trimmed by age and
+  size whenever it is written;
 * the API quota (:class:`SharedQuota`, a :class:`~flask_appmetrics._quota.QuotaCounter`): one
   hash per minute and per day, incremented in a ``MULTI`` transaction that returns the new
   totals, so limit checks see one consistent snapshot.
@@ -21,7 +21,19 @@ worker's last updates wait for its next request, or its exit). The quota is writ
 every call, since a limit check needs the total including it.
 
 Every key has a TTL slightly longer than its window, so nothing grows, and bucket and
-quota keys are named by wall-clock time so all hosts agree on them.
+quota keys are named by wall-clock time so all hosts agree on them. Keys start with
+``APPMETRICS_REDIS_PREFIX``, by default ``appmetrics:{app_name}`` with the Flask app's name
+filled in: the replicas of one service (same app name) share their windows, different
+services on one Redis do not.
+
+Identities are hashed with a key that is not derived from anything public (the prefix is
+not secret): HMAC of the app's ``SECRET_KEY`` when it has one, which replicas share anyway
+for their sessions. Without one, a random key is created once per prefix in Redis itself
+(``SET NX``, so every replica uses the first one written): replicas agree, nothing
+precomputed works across deployments, but whoever can read Redis can read that key too and
+test guessed identities (user ids, addresses) against the set; set ``SECRET_KEY`` to stop
+that. Each process reads the key again at least hourly, which keeps it alive (it expires a
+day after the last reader) and picks up a new one should it have been evicted.
 
 A down or slow Redis never fails or stalls a request: the client has short connect and
 read timeouts (``APPMETRICS_REDIS_SOCKET_TIMEOUT_SECONDS``) and no retries, and the first
@@ -34,9 +46,12 @@ The latency ring stays per process: it is the recent experience of this worker.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import hmac
 import logging
 import math
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -60,6 +75,10 @@ logger = logging.getLogger(__name__)
 Clock = Callable[[], float]
 
 _DAY_SECONDS = 86_400
+#: Life of the random identity-hashing key kept in Redis (apps without SECRET_KEY), and how
+#: often a process reads it again, extending that life.
+_HASH_KEY_TTL = _DAY_SECONDS
+_HASH_KEY_REFRESH = 3600.0
 
 
 class SharedRequestWindow:
@@ -147,37 +166,91 @@ class SharedRequestWindow:
 class SharedUserWindow:
     """Distinct identities seen by any process in the last *window_seconds*.
 
-    Identities are stored as keyed BLAKE2b digests, never as sent.
+    Identities are stored as keyed BLAKE2b digests, never as sent. The key comes from
+    *secret* (the app's ``SECRET_KEY``) or, without one, from a random key kept in Redis
+    (see the module's documentation).
 
     :param link: the app's Redis link.
     :param local: this process's window: always updated, read while Redis is away.
+    :param secret: the app's ``SECRET_KEY``, or ``None``.
     :param clock: wall-clock seconds.
     """
 
-    def __init__(self, link: RedisLink, local: RecentUsers, *, clock: Clock = time.time):
+    def __init__(
+        self,
+        link: RedisLink,
+        local: RecentUsers,
+        *,
+        secret: str | bytes | None = None,
+        clock: Clock = time.time,
+    ):
         self.link = link
         self.local = local
         self.clock = clock
         self._key = link.key("users")
         #: What this window counts from: apps whose windows share it count users once.
         self.store = (link.server, self._key)
-        self._hash_key = hashlib.blake2b(link.prefix.encode(), digest_size=32).digest()
+        self._salt_key = link.key("users", "hash-key")
+        self._hash_key: bytes | None = None
+        # When the key kept in Redis is read again (never, with a secret of the app's).
+        self._hash_key_expires = math.inf
+        if isinstance(secret, (str, bytes)) and secret:
+            raw = secret.encode() if isinstance(secret, str) else secret
+            # Bound to the prefix: two services with one SECRET_KEY still get unrelated sets.
+            self._hash_key = hmac.new(
+                raw, b"flask-appmetrics users\0" + link.prefix.encode(), hashlib.sha256
+            ).digest()
         self._ttl = math.ceil(local.window_seconds) + 1
-        self._pending: dict[str, float] = {}
+        self._pending: dict[bytes, float] = {}
         self._lock = threading.Lock()
         link.add_source(self._take)
 
-    def _member(self, identity: str) -> str:
-        return hashlib.blake2b(identity.encode(), key=self._hash_key, digest_size=12).hexdigest()
+    def _shared_hash_key(self, r: redis.Redis) -> bytes:
+        # The first replica to get here writes the key; every one reads the same value and
+        # extends its life, so it expires only a day after the last replica is gone.
+        fresh = secrets.token_hex(32)
+        pipe = r.pipeline(transaction=True)
+        pipe.set(self._salt_key, fresh, nx=True, ex=_HASH_KEY_TTL)
+        pipe.get(self._salt_key)
+        pipe.expire(self._salt_key, _HASH_KEY_TTL)
+        _, value, _ = pipe.execute()
+        stored = fresh.encode() if value is None else value
+        # Hashed rather than parsed: whatever the key holds, every replica derives the same.
+        return hashlib.sha256(
+            stored if isinstance(stored, bytes) else str(stored).encode()
+        ).digest()
+
+    def hash_key(self) -> bytes | None:
+        """The key identities are hashed with, or ``None`` while Redis cannot be asked."""
+        key = self._hash_key
+        if key is None or time.monotonic() >= self._hash_key_expires:
+            fetched = self.link.run(self._shared_hash_key, lambda: None)
+            if fetched is not None:
+                key = self._hash_key = fetched
+                self._hash_key_expires = time.monotonic() + min(
+                    self.local.window_seconds, _HASH_KEY_REFRESH
+                )
+        return key
+
+    @staticmethod
+    def _member(digest: bytes, key: bytes) -> str:
+        """What Redis stores for the identity of *digest* (see :meth:`_digest`)."""
+        return hashlib.blake2b(digest, key=key, digest_size=12).hexdigest()
+
+    @staticmethod
+    def _digest(identity: str) -> bytes:
+        # Fixed size while pending: an identity can be a long header value, and up to
+        # max_tracked of them wait for the next flush. Never sent: only keyed hashes are.
+        return hashlib.blake2b(identity.encode(), digest_size=32).digest()
 
     def touch(self, identity: str) -> None:
         self.local.touch(identity)
-        member = self._member(identity)
+        digest = self._digest(identity)
         now = self.clock()
         with self._lock:
             pending = self._pending
-            pending.pop(member, None)  # re-inserted last: the dict stays in sighting order
-            pending[member] = now
+            pending.pop(digest, None)  # re-inserted last: the dict stays in sighting order
+            pending[digest] = now
             if len(pending) > self.local.max_tracked:
                 del pending[next(iter(pending))]
         self.link.maybe_flush()
@@ -187,11 +260,16 @@ class SharedUserWindow:
             if not self._pending:
                 return None
             pending, self._pending = self._pending, {}
+        key = self.hash_key()
+        if key is None:
+            return None  # Redis is away: dropped, as a failed flush drops them
+        # Hashed here, once per identity and flush rather than once per request.
+        members = {self._member(digest, key): seen for digest, seen in pending.items()}
         horizon = self.clock() - self.local.window_seconds
 
         def ops(pipe: redis.client.Pipeline) -> None:
             # Add, expire by age, cap by size, refresh the key's TTL.
-            pipe.zadd(self._key, pending)
+            pipe.zadd(self._key, members)
             pipe.zremrangebyscore(self._key, "-inf", horizon)
             pipe.zremrangebyrank(self._key, 0, -(self.local.max_tracked + 1))
             pipe.expire(self._key, self._ttl)
@@ -276,12 +354,36 @@ class SharedWindows:
     quota: SharedQuota
 
 
+#: App names many unrelated services have (``Flask(__name__)`` in ``app.py``, ``python
+#: app.py``): as the default prefix they would share one Redis's windows.
+_GENERIC_APP_NAMES = frozenset({"app", "__main__", "main", "wsgi", "application", "server", "api"})
+
+
+def redis_prefix(template: str, app_name: str) -> str:
+    """``APPMETRICS_REDIS_PREFIX`` with ``{app_name}`` replaced by the app's name."""
+    if "{app_name}" in template and app_name in _GENERIC_APP_NAMES:
+        logger.warning(
+            "flask-appmetrics: the Redis key prefix uses the app's name %r, which other "
+            "services often have too; services that share it on one Redis share their health "
+            "and quota windows. Set APPMETRICS_REDIS_PREFIX to a name of this service.",
+            app_name,
+        )
+    return template.replace("{app_name}", app_name)
+
+
 def shared_windows(
-    settings: Settings, *, on_error: Callable[[str], None] | None = None
+    settings: Settings,
+    *,
+    app_name: str = "",
+    secret: str | bytes | None = None,
+    on_error: Callable[[str], None] | None = None,
 ) -> SharedWindows | None:
     """The app's shared windows, or ``None`` when ``APPMETRICS_REDIS_URL`` is not set.
 
     No connection is made here: an app must start even while Redis is down.
+
+    :param app_name: the Flask app's name, for ``{app_name}`` in the key prefix.
+    :param secret: the app's ``SECRET_KEY``: the key user identities are hashed with.
     """
     if settings.redis.url is None:
         return None
@@ -292,13 +394,29 @@ def shared_windows(
             "APPMETRICS_REDIS_URL",
             "is set but the redis package is not installed: pip install 'flask-appmetrics[redis]'",
         ) from exc
-    link = RedisLink(settings.redis, on_error=on_error)
+    redis_settings = dataclasses.replace(
+        settings.redis, prefix=redis_prefix(settings.redis.prefix, app_name)
+    )
+    link = RedisLink(redis_settings, on_error=on_error)
     health = settings.health
     requests = SharedRequestWindow(link, BucketedCounter(health.error_window_seconds))
     users = SharedUserWindow(
-        link, RecentUsers(health.users_window_seconds, max_tracked=health.users_max_tracked)
+        link,
+        RecentUsers(health.users_window_seconds, max_tracked=health.users_max_tracked),
+        secret=secret,
     )
+    if not isinstance(secret, (str, bytes)) or not secret:
+        logger.warning(
+            "flask-appmetrics: the app has no SECRET_KEY; user identities in Redis are hashed "
+            "with a random key kept in Redis (%s), so whoever reads Redis could test guessed "
+            "identities against them. Set SECRET_KEY to keep that key out of Redis.",
+            users._salt_key,
+        )
     timezone = settings.domain.quota_timezone
     quota = SharedQuota(link, InMemoryQuota(timezone), timezone)
-    logger.info("flask-appmetrics: health and quota windows shared through %s", link.where)
+    logger.info(
+        "flask-appmetrics: health and quota windows shared through %s under prefix %r",
+        link.where,
+        link.prefix,
+    )
     return SharedWindows(link, requests, users, quota)

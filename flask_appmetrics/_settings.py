@@ -82,7 +82,8 @@ class RedisSettings:
 
     #: ``redis://`` URL; ``None`` keeps every window in process memory.
     url: str | None
-    #: Prefix of every key, so several apps can share one Redis.
+    #: Prefix of every key, so several apps can share one Redis; ``{app_name}`` in it is
+    #: replaced by the Flask app's name (the default is ``appmetrics:{app_name}``).
     prefix: str
     #: Connect and read timeout: the most a request can wait for Redis.
     socket_timeout: float

@@ -15,9 +15,36 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ._domain_specs import DOMAIN_SPECS
-from ._registration import MetricSpec, declare_all
+from ._registration import MetricSpec, declare, declare_all
 from ._version import __version__
-from .errors import ConfigurationError
+from .errors import ConfigurationError, UnknownMetricError
+
+#: Every ``component`` of ``flask_appmetrics_internal_errors_total``: the places that catch a
+#: failure of the extension itself and count it. Each series is created at 0 when a registry's
+#: set is built, because ``increase()`` only sees a rise from a sample it already had: a
+#: series born at 1 would hide the first failure from the internal-errors alert.
+INTERNAL_ERROR_COMPONENTS: tuple[str, ...] = (
+    # request instrumentation
+    "before_request",
+    "after_request",
+    "got_request_exception",
+    "finish",
+    "user_identity",
+    # health, probes and the status page
+    "health",
+    "readyz",
+    "status_page",
+    "concurrent_users",
+    "redis",
+    # signal receivers and values read at scrape time
+    "signal_receiver",
+    "cache_event",
+    "gemini_call",
+    "circuit_breaker_event",
+    "quota_usage",
+    "business_event",
+    "scrape_value",
+)
 
 CACHE_OPERATIONS = MetricSpec(
     "counter", "cache_operations_total", "Total cache operations", ("operation", "result")
@@ -182,14 +209,43 @@ def metric_set_for(registry: CollectorRegistry, buckets: tuple[float, ...]) -> M
         return metric_set
 
 
-def _build(registry: CollectorRegistry, buckets: tuple[float, ...]) -> MetricSet:
-    duration = MetricSpec(
+def _duration_spec(buckets: tuple[float, ...]) -> MetricSpec:
+    return MetricSpec(
         "histogram",
         "http_request_duration_seconds",
         "HTTP request duration in seconds, to the end of the response body",
         ("method", "endpoint"),
         buckets=buckets,
     )
+
+
+def catalog_metric(
+    registry: CollectorRegistry, name: str, *, buckets: tuple[float, ...]
+) -> Counter | Gauge | Histogram:
+    """The collector of the catalog family *name* in *registry*, in either order of setup.
+
+    After ``init_app`` it is the collector the extension records into. Before, it is
+    registered now from the catalog's definition (a histogram with *buckets*), and
+    ``init_app`` adopts it later. Either way app code and the extension count into the same
+    series, which a ``Counter(...)`` of the same name made after ``init_app`` cannot do:
+    prometheus_client refuses it (``Duplicated timeseries``) in its own constructor.
+
+    :raises UnknownMetricError: *name* is not a family of the catalog.
+    :raises MetricConflictError: the name is taken by an incompatible collector.
+    """
+    with _sets_lock:
+        metric_set = _sets.get(registry)
+        if metric_set is not None and name in metric_set.metrics:
+            return metric_set.metrics[name]
+        specs = {spec.name: spec for spec in (*CATALOG, _duration_spec(buckets))}
+        spec = specs.get(name)
+        if spec is None:
+            raise UnknownMetricError(name, sorted(specs))
+        return declare(registry, spec)
+
+
+def _build(registry: CollectorRegistry, buckets: tuple[float, ...]) -> MetricSet:
+    duration = _duration_spec(buckets)
     specs = (*CATALOG[:1], duration, *CATALOG[1:])
     # All or nothing, so a conflict leaves no half-built set behind in the registry.
     metrics = declare_all(registry, specs)
@@ -204,6 +260,9 @@ def _seed_known_series(metric_set: MetricSet) -> None:
     for result in ("hit", "miss"):
         operations.labels(operation="get", result=result)
     metric_set.gauge("flask_appmetrics_info").labels(version=__version__).set(1)
+    internal_errors = metric_set.counter("flask_appmetrics_internal_errors_total")
+    for component in INTERNAL_ERROR_COMPONENTS:
+        internal_errors.labels(component)
     hits = operations.labels(operation="get", result="hit")
     misses = operations.labels(operation="get", result="miss")
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import logging
 import math
 import os
 from collections.abc import Mapping, MutableMapping
@@ -36,6 +37,8 @@ from ._settings import (
     StatusSettings,
 )
 from .errors import ConfigurationError
+
+logger = logging.getLogger("flask_appmetrics")
 
 #: Prometheus client's default histogram buckets, in seconds.
 DEFAULT_BUCKETS: tuple[float, ...] = (
@@ -89,7 +92,8 @@ DEFAULTS: dict[str, Any] = {
     "APPMETRICS_SENTRY_OPTIONS": {},
     "APPMETRICS_SENTRY_SCRUB_FIELDS": (),
     "APPMETRICS_REDIS_URL": None,
-    "APPMETRICS_REDIS_PREFIX": "appmetrics",
+    # "{app_name}" is the Flask app's name: replicas of one service share, others do not.
+    "APPMETRICS_REDIS_PREFIX": "appmetrics:{app_name}",
     "APPMETRICS_REDIS_SOCKET_TIMEOUT_SECONDS": 0.05,
     "APPMETRICS_REDIS_RETRY_SECONDS": 5.0,
     "APPMETRICS_REDIS_FLUSH_SECONDS": 1.0,
@@ -203,9 +207,58 @@ def _buckets(reader: ConfigReader) -> tuple[float, ...]:
     return tuple(b for b in buckets if b != math.inf)
 
 
+def _credential(reader: ConfigReader, key: str, *, header_safe: bool = False) -> str | None:
+    """A credential clients can actually send, or ``None``.
+
+    A credential read from a secrets file usually ends with the file's newline: one final
+    ``\n`` (or ``\r\n``) is dropped, with a note in the log, and the value in ``app.config``
+    is left as given. Anything else that no client would send is refused at start, since such
+    a value would turn away every correct client: other surrounding whitespace (clients and
+    proxies trim it), control characters (invalid in a header), and, for the bearer token,
+    non-ASCII characters (a WSGI server decodes the ``Authorization`` header as Latin-1, so a
+    UTF-8 token never matches). HTTP Basic credentials may be non-ASCII: werkzeug decodes
+    them as UTF-8, as RFC 7617 says.
+    """
+    value = reader.text(key, optional=True)
+    if value is None:
+        return None
+    if value.endswith("\n"):
+        value = value[:-2] if value.endswith("\r\n") else value[:-1]
+        logger.info(
+            "flask-appmetrics: %s ends with a newline (a secrets file's last line?); "
+            "the newline is not part of the credential",
+            key,
+        )
+    if not value:
+        raise ConfigurationError(key, "is empty apart from a newline")
+    if value != value.strip():
+        raise ConfigurationError(
+            key,
+            "starts or ends with whitespace, which clients never send (they and proxies trim "
+            "it), so every correct client would be refused; remove it",
+        )
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ConfigurationError(
+            key, "contains control characters, which an HTTP header cannot carry"
+        )
+    if header_safe and not value.isascii():
+        raise ConfigurationError(
+            key,
+            "contains non-ASCII characters: servers decode the Authorization header as "
+            "Latin-1, so a client's UTF-8 token would never match; use ASCII "
+            "(e.g. secrets.token_urlsafe())",
+        )
+    return value
+
+
 def _auth(reader: ConfigReader) -> AuthSettings:
-    username = reader.text("APPMETRICS_AUTH_USERNAME", optional=True)
-    password = reader.text("APPMETRICS_AUTH_PASSWORD", optional=True)
+    username = _credential(reader, "APPMETRICS_AUTH_USERNAME")
+    password = _credential(reader, "APPMETRICS_AUTH_PASSWORD")
+    if username is not None and ":" in username:
+        # HTTP Basic sends "user:password": the first colon ends the user name.
+        raise ConfigurationError(
+            "APPMETRICS_AUTH_USERNAME", "contains ':', which HTTP Basic cannot carry in a user"
+        )
     if (username is None) != (password is None):
         raise ConfigurationError(
             "APPMETRICS_AUTH_PASSWORD" if password is None else "APPMETRICS_AUTH_USERNAME",
@@ -217,7 +270,7 @@ def _auth(reader: ConfigReader) -> AuthSettings:
             "APPMETRICS_AUTH_HEALTH", f"expected one of {AUTH_HEALTH_MODES}, got {health!r}"
         )
     return AuthSettings(
-        token=reader.text("APPMETRICS_AUTH_TOKEN", optional=True),
+        token=_credential(reader, "APPMETRICS_AUTH_TOKEN", header_safe=True),
         username=username,
         password=password,
         health=health,
@@ -296,6 +349,21 @@ def _positive(reader: ConfigReader, key: str, *, maximum: float = math.inf) -> f
     return value
 
 
+#: Bounds of the window spans, in seconds. Below a second a window holds almost nothing (a
+#: denormal span gives a permanent 503); beyond a week its Redis keys and buckets stop
+#: making sense for "recent" health.
+_WINDOW_SECONDS = (1.0, 604_800.0)
+#: Bounds of a duration a check or a request is judged by: a millisecond is below any real
+#: check or request (a shorter limit would fail them all), an hour beyond any probe.
+_DURATION_SECONDS = (0.001, 3600.0)
+
+
+def _seconds(reader: ConfigReader, key: str, bounds: tuple[float, float]) -> float:
+    value = reader.number(key, minimum=bounds[0], maximum=bounds[1])
+    assert value is not None  # number() returns None only when optional
+    return value
+
+
 def _health(reader: ConfigReader) -> HealthSettings:
     degraded = _positive(reader, "APPMETRICS_HEALTH_DEGRADED_ERROR_RATIO", maximum=1.0)
     unhealthy = _positive(reader, "APPMETRICS_HEALTH_UNHEALTHY_ERROR_RATIO", maximum=1.0)
@@ -309,12 +377,18 @@ def _health(reader: ConfigReader) -> HealthSettings:
     threshold = reader.raw(threshold_key)
     return HealthSettings(
         latency_window=reader.integer("APPMETRICS_HEALTH_LATENCY_WINDOW", minimum=1),
-        error_window_seconds=_positive(reader, "APPMETRICS_HEALTH_ERROR_WINDOW_SECONDS"),
+        error_window_seconds=_seconds(
+            reader, "APPMETRICS_HEALTH_ERROR_WINDOW_SECONDS", _WINDOW_SECONDS
+        ),
         degraded_error_ratio=degraded,
         unhealthy_error_ratio=unhealthy,
-        latency_threshold_seconds=None if threshold is None else _positive(reader, threshold_key),
-        check_timeout_seconds=_positive(reader, "APPMETRICS_HEALTH_CHECK_TIMEOUT_SECONDS"),
-        users_window_seconds=_positive(reader, "APPMETRICS_USERS_WINDOW_SECONDS"),
+        latency_threshold_seconds=None
+        if threshold is None
+        else _seconds(reader, threshold_key, _DURATION_SECONDS),
+        check_timeout_seconds=_seconds(
+            reader, "APPMETRICS_HEALTH_CHECK_TIMEOUT_SECONDS", _DURATION_SECONDS
+        ),
+        users_window_seconds=_seconds(reader, "APPMETRICS_USERS_WINDOW_SECONDS", _WINDOW_SECONDS),
         users_max_tracked=reader.integer("APPMETRICS_USERS_MAX_TRACKED", minimum=1),
     )
 

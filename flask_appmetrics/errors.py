@@ -67,3 +67,15 @@ class RouteConflictError(ConfigurationError):
 
 class RouteConflictWarning(UserWarning):
     """A route added to the app after ``init_app`` uses a path flask-appmetrics serves."""
+
+
+class UnknownMetricError(AppMetricsError, LookupError):
+    """:meth:`FlaskMetrics.metric <flask_appmetrics.FlaskMetrics.metric>` was asked for a
+    name that is not one of the extension's metric families."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        super().__init__(
+            f"{name!r} is not a flask-appmetrics metric; declare your own metrics with "
+            f"metrics.counter()/gauge()/histogram(). Known: {', '.join(known)}"
+        )

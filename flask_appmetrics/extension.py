@@ -15,8 +15,8 @@ from ._redis_windows import shared_windows
 from ._routes import LateConflictCheck, OwnRoute, refuse_conflicts
 from ._state import EXTENSION_KEY, AppState, set_latest, state_of
 from .auth import AuthDecorator, Guard
-from .catalog import metric_set_for
-from .config import load_settings
+from .catalog import catalog_metric, metric_set_for
+from .config import DEFAULT_BUCKETS, load_settings
 from .custom import CustomMetricsMixin
 from .errors import AlreadyInitializedError, AppMetricsError
 from .health import build_monitor
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from flask import Flask
-    from prometheus_client import CollectorRegistry
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
     from ._quota import QuotaCounter
     from ._settings import Settings
@@ -118,7 +118,12 @@ class FlaskMetrics(CustomMetricsMixin):
         # domain settings is refused here.
         check_domain_settings(self.registry, settings.domain)
         # Redis-backed windows (APPMETRICS_REDIS_URL), shared by every worker and host.
-        shared = shared_windows(settings, on_error=metric_set.count_internal_error)
+        shared = shared_windows(
+            settings,
+            app_name=app.name,
+            secret=app.config.get("SECRET_KEY"),
+            on_error=metric_set.count_internal_error,
+        )
         quota = self._quota or (shared.quota if shared is not None else None)
         domain = domain_for(metric_set, settings.domain, quota)
         own_blueprints = frozenset({METRICS_BLUEPRINT, HEALTH_BLUEPRINT, STATUS_BLUEPRINT})
@@ -179,10 +184,10 @@ class FlaskMetrics(CustomMetricsMixin):
         if settings.endpoints.metrics_path is not None:
             logger.info("Metrics available at %s endpoint", settings.endpoints.metrics_path)
         if settings.sentry.dsn is not None:
-            from .integrations.sentry import init_sentry
+            from .integrations.sentry import app_secrets, init_sentry
 
-            auth = settings.auth
-            init_sentry(settings.sentry, secrets=filter(None, (auth.token, auth.password)))
+            secrets = app_secrets(settings, app.config.get("SECRET_KEY"))
+            init_sentry(settings.sentry, secrets=secrets)
 
     def health_check(
         self, name: str, *, critical: bool = True, timeout: float | None = None
@@ -220,6 +225,26 @@ class FlaskMetrics(CustomMetricsMixin):
     def state(app: Flask) -> AppState | None:
         """The per-app state of *app*, or ``None`` if it was not initialised."""
         return state_of(app)
+
+    def metric(self, name: str) -> Counter | Gauge | Histogram:
+        """The collector of the extension's family *name* (``"http_requests_total"``) in
+        this extension's registry, to record into from app code.
+
+        Works before and after :meth:`init_app`: a module imported after it (a blueprint
+        imported inside the app factory) cannot create its own
+        ``Counter("http_requests_total", ...)`` in the same registry (prometheus_client
+        raises ``Duplicated timeseries``), but can take this one::
+
+            http_requests_total = metrics.metric("http_requests_total")
+
+        Before any ``init_app`` on the registry, the family is registered now from the
+        catalog (``http_request_duration_seconds`` with the default buckets) and adopted
+        by ``init_app`` later.
+
+        :raises UnknownMetricError: *name* is not one of the extension's families.
+        :raises MetricConflictError: the name is taken by an incompatible collector.
+        """
+        return catalog_metric(self.registry, name, buckets=DEFAULT_BUCKETS)
 
 
 def _own_routes(settings: Settings) -> tuple[OwnRoute, ...]:

@@ -75,3 +75,99 @@ def test_a_bucket_bound_beyond_any_float_names_the_key(metrics: FlaskMetrics) ->
     with pytest.raises(ConfigurationError) as info:
         metrics.init_app(app)
     assert info.value.key == "APPMETRICS_BUCKETS"
+
+
+# -- settings that could never work are refused at start ------------------------------------
+
+TOKEN = "metrics-token-0123456789"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "why"),
+    [
+        ("APPMETRICS_AUTH_TOKEN", " " + TOKEN, "whitespace"),
+        ("APPMETRICS_AUTH_TOKEN", TOKEN + " ", "whitespace"),
+        ("APPMETRICS_AUTH_TOKEN", TOKEN + "\t\n", "whitespace"),
+        ("APPMETRICS_AUTH_TOKEN", TOKEN + "\n\n", "whitespace"),
+        ("APPMETRICS_AUTH_TOKEN", "tökén-0123456789abcdef", "non-ASCII"),
+        ("APPMETRICS_AUTH_TOKEN", "token\x00-0123456789abcdef", "control characters"),
+        ("APPMETRICS_AUTH_TOKEN", "\n", "empty"),
+        ("APPMETRICS_AUTH_USERNAME", " prometheus", "whitespace"),
+        ("APPMETRICS_AUTH_USERNAME", "prome\x1btheus", "control characters"),
+        ("APPMETRICS_AUTH_USERNAME", "prom:etheus", "':'"),
+        ("APPMETRICS_AUTH_PASSWORD", "hunter2hunter2 ", "whitespace"),
+        ("APPMETRICS_AUTH_PASSWORD", "hunter2\rhunter2", "control characters"),
+        ("APPMETRICS_HEALTH_ERROR_WINDOW_SECONDS", 5e-324, "between 1.0"),
+        ("APPMETRICS_HEALTH_ERROR_WINDOW_SECONDS", 0.5, "between 1.0"),
+        ("APPMETRICS_HEALTH_ERROR_WINDOW_SECONDS", 1e300, "between 1.0"),
+        ("APPMETRICS_USERS_WINDOW_SECONDS", 5e-324, "between 1.0"),
+        ("APPMETRICS_USERS_WINDOW_SECONDS", float("inf"), "finite"),
+        ("APPMETRICS_HEALTH_CHECK_TIMEOUT_SECONDS", 5e-324, "between 0.001"),
+        ("APPMETRICS_HEALTH_CHECK_TIMEOUT_SECONDS", float("nan"), "finite"),
+        ("APPMETRICS_HEALTH_LATENCY_THRESHOLD_SECONDS", 1e-9, "between 0.001"),
+        ("APPMETRICS_STATUS_REFRESH_SECONDS", 5e-324, "between 0.5"),
+        ("APPMETRICS_REDIS_SOCKET_TIMEOUT_SECONDS", 5e-324, "between 0.001"),
+        ("APPMETRICS_REDIS_RETRY_SECONDS", -1.0, "between 0.0"),
+        ("APPMETRICS_REDIS_FLUSH_SECONDS", float("inf"), "finite"),
+    ],
+)
+def test_settings_that_can_never_work_are_refused_naming_the_key_and_why(
+    key: str, value: Any, why: str, metrics: FlaskMetrics
+) -> None:
+    app = Flask("never_works")
+    # Basic auth needs both keys: give the other one a valid value.
+    partner = {
+        "APPMETRICS_AUTH_USERNAME": ("APPMETRICS_AUTH_PASSWORD", "hunter2hunter2"),
+        "APPMETRICS_AUTH_PASSWORD": ("APPMETRICS_AUTH_USERNAME", "prometheus"),
+    }
+    if key in partner:
+        other, valid = partner[key]
+        app.config[other] = valid
+    app.config[key] = value
+    with pytest.raises(ConfigurationError) as info:
+        metrics.init_app(app)
+    assert info.value.key == key
+    assert why in str(info.value)
+    # The secret itself is never echoed.
+    assert TOKEN not in str(info.value)
+    assert "hunter2" not in str(info.value)
+    assert "appmetrics" not in app.extensions
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n"])
+def test_a_secrets_files_final_newline_is_dropped_with_a_note(
+    ending: str, app_factory: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="flask_appmetrics")
+    app = app_factory({
+        "APPMETRICS_AUTH_TOKEN": TOKEN + ending,
+        "APPMETRICS_AUTH_USERNAME": "prometheus" + ending,
+        "APPMETRICS_AUTH_PASSWORD": "pässword" + ending,
+    })  # fmt: skip
+    assert app.config["APPMETRICS_AUTH_TOKEN"] == TOKEN + ending  # left as given
+    client = app.test_client()
+    bearer = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert bearer.status_code == 200
+    basic = client.get("/metrics", auth=("prometheus", "pässword"))
+    assert basic.status_code == 200
+    assert client.get("/metrics").status_code == 401
+    notes = [r.getMessage() for r in caplog.records if "ends with a newline" in r.getMessage()]
+    assert len(notes) == 3
+    assert not any(TOKEN in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("APPMETRICS_HEALTH_ERROR_WINDOW_SECONDS", 1),
+        ("APPMETRICS_HEALTH_ERROR_WINDOW_SECONDS", 86_400),
+        ("APPMETRICS_USERS_WINDOW_SECONDS", 1.0),
+        ("APPMETRICS_HEALTH_CHECK_TIMEOUT_SECONDS", 0.001),
+        ("APPMETRICS_HEALTH_LATENCY_THRESHOLD_SECONDS", 0.005),
+    ],
+)
+def test_window_and_timeout_bounds_accept_sensible_values(
+    key: str, value: float, app_factory: AppFactory
+) -> None:
+    app = app_factory({key: value})
+    assert app.test_client().get("/api/health").status_code == 200

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from flask import Flask
 from prometheus_client import CollectorRegistry
 
 from example_app import create_app
@@ -262,3 +263,77 @@ def test_example_metrics_page_lints_clean_but_for_the_seeds_cache_items_count() 
     problems = [line for line in (done.stdout + done.stderr).decode().splitlines() if line.strip()]
     assert problems, "expected the cache_items_count complaint"
     assert all(line.startswith("cache_items_count ") for line in problems), problems
+
+
+@needs_promtool
+def test_internal_errors_alert_fires_on_the_first_failure_as_the_app_exports_it(
+    tmp_path: Path,
+) -> None:
+    """The alert's unit test, fed with what a real app exports: scrapes before any failure,
+    then after the first one. A counter that only appears with its first failure would give
+    ``increase()`` nothing to compare with, and the alert would stay silent."""
+    registry = CollectorRegistry()
+
+    def broken_identity() -> str:
+        raise RuntimeError("identity backend down")
+
+    app = Flask("ops_app")
+    FlaskMetrics(app, registry=registry, user_identity=broken_identity)
+
+    @app.get("/")
+    def index() -> str:
+        return "ok"
+
+    labels = {"component": "user_identity"}
+
+    def scrape() -> str:
+        value = registry.get_sample_value("flask_appmetrics_internal_errors_total", labels)
+        return "_" if value is None else repr(value)  # "_": no sample in this scrape
+
+    before = scrape()
+    response = app.test_client().get("/")
+    response.close()
+    after = scrape()
+    assert after == "1.0"
+    # Two scrapes before the app existed, three after start, then the failure.
+    values = " ".join(["_", "_", before, before, before, after, after, after])
+    case = {
+        "rule_files": [str(path) for path in RULES],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {
+                        "series": 'flask_appmetrics_internal_errors_total{job="app",'
+                        'component="user_identity"}',
+                        "values": values,
+                    }
+                ],
+                "alert_rule_test": [
+                    {
+                        "alertname": "FlaskAppMetricsInternalErrors",
+                        "eval_time": "6m",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "job": "app",
+                                    "component": "user_identity",
+                                    "severity": "info",
+                                },
+                                "exp_annotations": {
+                                    "summary": "app: flask-appmetrics failed in user_identity",
+                                    "description": "The extension caught an error of its own "
+                                    "(requests were unaffected); see the app's log.",
+                                },
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    test_file = tmp_path / "first_failure_test.yml"
+    test_file.write_text(yaml.safe_dump(case))
+    done = run_promtool("test", "rules", test_file)
+    assert done.returncode == 0, f"series {values!r}:\n{done.stdout}{done.stderr}"

@@ -7,6 +7,7 @@ the other's health and quota gauges see.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import signal
 import threading
@@ -259,7 +260,10 @@ def test_shared_users_expire_by_age_and_are_capped(redis_server: RedisServer) ->
     members = client.zrange("users:users", 0, -1)
     # Stored as digests, never as sent.
     assert all(len(m) == 24 and int(m, 16) >= 0 for m in members)
-    assert set(members) <= {users._member(n) for n in "cdefg"}  # same score: ties by member
+    key = users.hash_key()
+    assert key is not None
+    expected = {users._member(users._digest(n), key) for n in "cdefg"}
+    assert set(members) <= expected  # same score: ties by member
     assert 0 < client.ttl("users:users") <= 61
 
 
@@ -327,3 +331,169 @@ def test_pending_updates_are_sent_at_exit(redis_server: RedisServer) -> None:
     keys = redis_server.client().keys("test:health:requests:*")
     sent = sum(int(redis_server.client().hget(k, "requests") or 0) for k in keys)
     assert sent == 3
+
+
+# -- one Redis, several services: the default prefix carries the app's name ------------------
+
+
+def _service(name: str, url: str, **config: Any) -> Flask:
+    """A service as deployed: its own app name, default prefix, a route that can fail."""
+    app = Flask(name)
+    app.config.update(
+        {"APPMETRICS_REDIS_URL": url, "APPMETRICS_REDIS_FLUSH_SECONDS": 0.0, **config}
+    )
+
+    @app.get("/work")
+    def work() -> str:
+        return "done"
+
+    @app.get("/charge")
+    def charge() -> str:
+        raise RuntimeError("payment provider down")
+
+    FlaskMetrics(registry=CollectorRegistry()).init_app(app)
+    return app
+
+
+def _get(app: Flask, path: str, **kwargs: Any) -> tuple[int, Any]:
+    response = app.test_client().get(path, **kwargs)
+    try:
+        return response.status_code, response.get_json(silent=True)
+    finally:
+        response.close()
+
+
+def test_services_sharing_one_redis_keep_their_own_health(redis_server: RedisServer) -> None:
+    billing, search = (_service(n, redis_server.url) for n in ("billing", "search"))
+    assert billing.config["APPMETRICS_REDIS_PREFIX"] == "appmetrics:{app_name}"
+    for _ in range(30):
+        assert _get(billing, "/charge")[0] == 500
+    for _ in range(5):
+        assert _get(search, "/work")[0] == 200
+
+    status, body = _get(billing, "/api/health")
+    assert status == 503
+    assert body["recent_errors_5min"] == 30
+    status, body = _get(search, "/api/health")
+    assert status == 200
+    assert body["status"] == "healthy"
+    assert body["recent_errors_5min"] == 0
+    assert body["recent_requests_5min"] == 5
+
+    keys = set(redis_server.client().scan_iter("appmetrics:*"))
+    assert any(k.startswith("appmetrics:billing:health:") for k in keys), keys
+    assert any(k.startswith("appmetrics:search:health:") for k in keys), keys
+
+
+def test_replicas_of_one_service_share_their_windows(redis_server: RedisServer) -> None:
+    one, two = (_service("billing", redis_server.url) for _ in range(2))
+    for _ in range(3):
+        assert _get(one, "/work", headers=_user(1))[0] == 200
+    assert _get(two, "/charge", headers=_user(1))[0] == 500
+    assert _get(two, "/work", headers=_user(2))[0] == 200
+    for replica in (one, two):
+        _, body = _get(replica, "/api/health")
+        assert body["recent_requests_5min"] == 5
+        assert body["recent_errors_5min"] == 1
+        assert body["concurrent_users"] == 2  # user 1 seen by both replicas counts once
+
+
+def test_an_explicit_prefix_is_used_as_given(redis_server: RedisServer) -> None:
+    billing = _service("billing", redis_server.url, APPMETRICS_REDIS_PREFIX="shared")
+    search = _service("search", redis_server.url, APPMETRICS_REDIS_PREFIX="shared")
+    _get(billing, "/work")
+    _get(search, "/work")
+    assert _get(search, "/api/health")[1]["recent_requests_5min"] == 2
+    assert all(k.startswith("shared:") for k in redis_server.client().scan_iter("*"))
+
+
+# -- user identities: hashed with a key nobody derives from the public prefix ----------------
+
+
+def _prefix_derived_member(prefix: str, identity: str) -> str:
+    """A digest keyed by the prefix alone: anyone who knows the prefix can compute it."""
+    import hashlib
+
+    key = hashlib.blake2b(prefix.encode(), digest_size=32).digest()
+    return hashlib.blake2b(identity.encode(), key=key, digest_size=12).hexdigest()
+
+
+def _members(server: RedisServer, prefix: str) -> set[str]:
+    return set(server.client().zrange(f"{prefix}:users", 0, -1))
+
+
+def test_identities_are_keyed_by_the_apps_secret_key(redis_server: RedisServer) -> None:
+    import hashlib
+    import hmac
+
+    secret = "billing-secret-key-0123456789"
+    replicas = [_service("billing", redis_server.url, SECRET_KEY=secret) for _ in range(2)]
+    for replica in replicas:
+        assert _get(replica, "/work", headers=_user(7))[0] == 200
+    prefix = "appmetrics:billing"
+    identity = "auth:Bearer user-7"
+    members = _members(redis_server, prefix)
+    assert len(members) == 1  # the replicas agree
+    assert _prefix_derived_member(prefix, identity) not in members
+    key = hmac.new(
+        secret.encode(), b"flask-appmetrics users\0" + prefix.encode(), hashlib.sha256
+    ).digest()
+    digest = hashlib.blake2b(identity.encode(), digest_size=32).digest()
+    assert members == {hashlib.blake2b(digest, key=key, digest_size=12).hexdigest()}
+    # Nothing secret is kept in Redis.
+    assert not redis_server.client().exists(f"{prefix}:users:hash-key")
+    # Another SECRET_KEY (another deployment) gives unrelated digests.
+    other = _service("billing", redis_server.url, SECRET_KEY="x" * 32)
+    redis_server.client().delete(f"{prefix}:users")
+    _get(other, "/work", headers=_user(7))
+    assert _members(redis_server, prefix).isdisjoint(members)
+
+
+def test_without_a_secret_key_replicas_agree_on_a_random_key_kept_in_redis(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="flask_appmetrics")
+    replicas = [_service("billing", redis_server.url) for _ in range(3)]
+    assert any("no SECRET_KEY" in r.getMessage() for r in caplog.records)
+    for n, replica in enumerate(replicas):
+        assert _get(replica, "/work", headers=_user(7))[0] == 200
+        assert _get(replica, "/work", headers=_user(n))[0] == 200
+    prefix = "appmetrics:billing"
+    members = _members(redis_server, prefix)
+    assert len(members) == 4  # users 0, 1, 2, and 7 once although every replica saw 7
+    assert _prefix_derived_member(prefix, "auth:Bearer user-7") not in members
+    client = redis_server.client()
+    stored = client.get(f"{prefix}:users:hash-key")
+    assert stored is not None
+    assert len(stored) == 64  # 32 random bytes, hex
+    assert 0 < client.ttl(f"{prefix}:users:hash-key") <= 86_400
+    for replica in replicas:
+        assert _get(replica, "/api/health")[1]["concurrent_users"] == 4
+
+
+def test_a_generic_app_name_in_the_prefix_is_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing is sent at start
+    caplog.set_level(logging.WARNING, logger="flask_appmetrics")
+    _service("app", url, SECRET_KEY="s" * 32)
+    assert any("'app'" in r.getMessage() and "APPMETRICS_REDIS_PREFIX" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
+    caplog.clear()
+    _service("billing", url, SECRET_KEY="s" * 32)
+    _service("app", url, SECRET_KEY="s" * 32, APPMETRICS_REDIS_PREFIX="appmetrics:billing")
+    assert not caplog.records
+
+
+def test_pending_identities_are_fixed_size_digests() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"  # down: nothing is sent, everything waits
+    settings = RedisSettings(url, "bounded", socket_timeout=0.05, retry_seconds=60.0)
+    users = SharedUserWindow(
+        RedisLink(dataclasses.replace(settings, flush_seconds=60.0)),
+        RecentUsers(300.0, max_tracked=1000),
+        secret="s" * 32,
+    )
+    for n in range(3000):
+        users.touch(f"auth:Bearer {n:08d}" + "x" * 8000)  # hostile 8 kB Authorization values
+    assert len(users._pending) == 1000  # capped at max_tracked
+    assert all(len(digest) == 32 for digest in users._pending)

@@ -303,3 +303,30 @@ except MetricConflictError as error:
     assert "conflict:" in result.stdout, result.stdout + result.stderr
     assert "multiprocess mode 'all'" in result.stdout
     assert "multiprocess mode 'livesum'" in result.stdout
+
+
+def test_metric_accessor_returns_the_collector_the_extension_records_into(
+    registry: CollectorRegistry,
+) -> None:
+    from flask_appmetrics.errors import UnknownMetricError
+
+    metrics = FlaskMetrics(registry=registry)
+    early = metrics.metric("http_requests_total")  # before init_app: registered now
+    app = Flask("accessor")
+    app.config["APPMETRICS_BUCKETS"] = [0.1, 1.0]
+    add_test_routes(app)
+    metrics.init_app(app)
+    assert metrics.metric("http_requests_total") is early  # adopted, not replaced
+    duration = metrics.metric("http_request_duration_seconds")
+    assert list(duration._upper_bounds) == [0.1, 1.0, float("inf")]  # the configured buckets
+    app.test_client().get("/items/5")
+    early.labels("GET", "/items/<int:item_id>", "200").inc()
+    assert _requests(registry) == 2.0
+    with pytest.raises(UnknownMetricError, match="'orders_total' is not a flask-appmetrics metric"):
+        metrics.metric("orders_total")
+
+
+def test_metric_accessor_reports_an_incompatible_collector(registry: CollectorRegistry) -> None:
+    Gauge("http_requests_total", "a gauge", registry=registry)
+    with pytest.raises(MetricConflictError, match="http_requests_total"):
+        FlaskMetrics(registry=registry).metric("http_requests_total")

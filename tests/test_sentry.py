@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import sentry_sdk
-from flask import Flask, request
+from flask import Flask, current_app, request
 from prometheus_client import CollectorRegistry
 from sentry_sdk.envelope import Envelope
 
 from flask_appmetrics import ConfigurationError, FlaskMetrics
 from flask_appmetrics.integrations.sentry import FILTERED, Scrubber
+from tests._redis_server import free_port
 from tests.conftest import AppFactory
 
 DSN = "http://public@127.0.0.1:1/1"  # never contacted: the transport below sends nothing
@@ -262,3 +267,229 @@ def test_the_apps_own_before_send_runs_first_and_is_scrubbed_after(
     assert set(seen) == {"RuntimeError", "KeyError"}
     (event,) = transport.events
     assert event["extra"]["upstream_api_key"] == FILTERED
+
+
+# -- a host app full of secrets, with Sentry logs on: nothing secret in any envelope ---------
+
+REDIS_PASSWORD = "RedisPassw0rdXyz"
+DB_PASSWORD = "DbPassw0rdQwe"
+AMQP_PASSWORD = "AmqpPassw0rdRty"
+SECRET_KEY = "flask-secret-key-Uio0123456789"
+QUERY_SECRETS = ("QueryApiKeyAsd1", "QueryKeyFgh2", "QueryTokenJkl3")
+PROVIDER_KEY = "ProviderKeyZxc4"
+
+
+class EnvelopeTransport(sentry_sdk.Transport):
+    """Keeps every envelope the SDK would send, serialized as it would go on the wire."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wire: list[bytes] = []
+        self.item_types: list[str] = []
+
+    def capture_envelope(self, envelope: Envelope) -> None:
+        self.wire.append(envelope.serialize())
+        self.item_types += [str(item.type) for item in envelope.items]
+
+    def log_bodies(self) -> list[str]:
+        """The messages of the Sentry logs sent, parsed back from the wire."""
+        bodies = []
+        for raw in self.wire:
+            for item in Envelope.deserialize(raw).items:
+                if item.type == "log":
+                    bodies += [log["body"] for log in json.loads(item.payload.get_bytes())["items"]]
+        return bodies
+
+
+def _shop(transport: EnvelopeTransport, registry: CollectorRegistry) -> Flask:
+    """A shop backend: Redis-shared windows (password in the URL), a database check, a view
+    that talks to a payment provider and a message broker, and Sentry with logs on."""
+    app = Flask("shop")
+    app.config.update(
+        SECRET_KEY=SECRET_KEY,
+        APPMETRICS_AUTH_TOKEN=TOKEN,
+        APPMETRICS_REDIS_URL=f"redis://:{REDIS_PASSWORD}@127.0.0.1:{free_port()}/0",
+        APPMETRICS_SENTRY_DSN=DSN,
+        APPMETRICS_SENTRY_OPTIONS={"transport": transport, "enable_logs": True},
+    )
+    metrics = FlaskMetrics(registry=registry)
+    log = logging.getLogger("shop")
+
+    @metrics.health_check("database", critical=False)
+    def database() -> bool:
+        raise ConnectionError(
+            f"could not connect to postgresql://app:{DB_PASSWORD}@db.internal:5432/shop"
+        )
+
+    metrics.init_app(app)
+
+    @app.get("/checkout")
+    def checkout() -> str:
+        redis_url = current_app.config["APPMETRICS_REDIS_URL"]  # a frame variable
+        broker = f"amqp://shop:{AMQP_PASSWORD}@mq.internal:5672/orders"
+        detail = f"AUTH {REDIS_PASSWORD} rejected by {redis_url.split('@')[-1]}"
+        log.info("calling https://pay.example.com/v1/charge?key=%s&currency=eur", PROVIDER_KEY)
+        log.warning("cache said: %s", detail)
+        raise RuntimeError(f"broker {broker} refused the order (query {request.query_string!r})")
+
+    return app
+
+
+def test_no_secret_reaches_sentry_in_events_breadcrumbs_or_logs(
+    registry: CollectorRegistry,
+) -> None:
+    transport = EnvelopeTransport()
+    app = _shop(transport, registry)
+    client = app.test_client()
+    paths = [
+        f"/checkout?api_key={QUERY_SECRETS[0]}&page=2",
+        f"/checkout?key={QUERY_SECRETS[1]}",
+        f"/checkout?page=3&token={QUERY_SECRETS[2]}",
+    ]
+    for path in paths:
+        response = client.get(path)
+        response.close()
+        assert response.status_code == 500
+    response = client.get("/api/health", headers={"Authorization": f"Bearer {TOKEN}"})
+    response.close()
+    assert response.get_json()["checks"]["database"]["status"] == "fail"
+    client_ = sentry_sdk.get_client()
+    client_.flush(timeout=5)
+
+    wire = b"\n".join(transport.wire)
+    # Events with breadcrumbs, and log items, were all sent: the scrubbing was tested on them.
+    assert transport.item_types.count("event") == 3
+    assert "log" in transport.item_types
+    assert b'"breadcrumbs"' in wire
+    assert b"could not connect to postgresql://" in wire  # the check's log line itself went
+    secrets = (TOKEN, REDIS_PASSWORD, DB_PASSWORD, AMQP_PASSWORD, SECRET_KEY, PROVIDER_KEY,
+               *QUERY_SECRETS)  # fmt: skip
+    for secret in secrets:
+        for form in (secret, quote(secret, safe="")):
+            assert form.encode() not in wire, secret
+    # What is not secret survives, so the reports stay useful.
+    assert b"page=2" in wire
+    assert b"currency=eur" in wire
+    assert b"db.internal:5432/shop" in wire
+    assert b"mq.internal:5672/orders" in wire
+
+
+def test_sentrys_own_event_scrubber_is_used_with_our_field_names(
+    app_factory: AppFactory, transport: CapturingTransport
+) -> None:
+    from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
+
+    app_factory(_config(transport, APPMETRICS_SENTRY_SCRUB_FIELDS=["X-Tenant"]))
+    scrubber = sentry_sdk.get_client().options["event_scrubber"]
+    assert isinstance(scrubber, EventScrubber)
+    assert scrubber.recursive
+    assert set(DEFAULT_DENYLIST) - {"PHPSESSID", "XSRF-TOKEN"} <= set(scrubber.denylist)
+    assert {"x_tenant", "x-tenant", "x-api-key", "prompt", "gemini_api_key"} - set(
+        scrubber.denylist
+    ) == {"gemini_api_key"}  # fragments are ours to match: the value pass handles them
+
+
+def test_the_apps_own_log_and_breadcrumb_hooks_run_first(
+    app_factory: AppFactory, registry: CollectorRegistry
+) -> None:
+    transport = EnvelopeTransport()
+    seen: list[str] = []
+
+    def before_send_log(log: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
+        seen.append(log["body"])
+        return None if "drop me" in log["body"] else log
+
+    def before_breadcrumb(crumb: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+        crumb["message"] = f"{crumb.get('message')} token={TOKEN}"  # the app's hook leaks
+        return crumb
+
+    options = {"transport": transport, "enable_logs": True, "before_send_log": before_send_log,
+               "before_breadcrumb": before_breadcrumb}  # fmt: skip
+    app = app_factory(_config(transport, APPMETRICS_SENTRY_OPTIONS=options))
+    log = logging.getLogger("shop")
+
+    @app.get("/logs")
+    def logs() -> str:
+        log.warning("drop me")
+        log.warning("keep me, password=%s", DB_PASSWORD)
+        raise RuntimeError("after logging")
+
+    app.test_client().get("/logs").close()
+    sentry_sdk.get_client().flush(timeout=5)
+    wire = b"\n".join(transport.wire)
+    assert "drop me" in seen
+    bodies = transport.log_bodies()
+    assert "drop me" not in bodies  # the app's hook dropped it
+    assert f"keep me, password={FILTERED}" in bodies
+    assert DB_PASSWORD.encode() not in wire  # nor in the log's message parameters
+    assert TOKEN.encode() not in wire
+    assert f"token={FILTERED}".encode() in wire
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("redis://:hunter2secret@cache:6379/0", f"redis://{FILTERED}@cache:6379/0"),
+        ("rediss://default:hunter2secret@cache:6380", f"rediss://{FILTERED}@cache:6380"),
+        ("postgresql://app:PASSWORD@db/shop", f"postgresql://{FILTERED}@db/shop"),
+        ("amqp://u:p@mq/vhost", f"amqp://{FILTERED}@mq/vhost"),
+        ("api_key=abc123&page=2", f"api_key={FILTERED}&page=2"),
+        ("GET /x?key=abc123", f"GET /x?key={FILTERED}"),
+        ("/x?page=1&token=abc123#top", f"/x?page=1&token={FILTERED}#top"),
+        ("host=db password=abc123 dbname=shop", f"host=db password={FILTERED} dbname=shop"),
+        ("{'password': 'abc123', 'user': 'app'}", f"{{'password': '{FILTERED}', 'user': 'app'}}"),
+        ('{"client_secret": "abc123"}', f'{{"client_secret": "{FILTERED}"}}'),
+        ("ghp_" + "a" * 36, FILTERED),
+        ("id AKIA" + "A" * 16 + " used", f"id {FILTERED} used"),
+        ("sk_live_" + "b" * 24, FILTERED),
+        ("xoxb-1234567890-abcdef", FILTERED),
+        ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl", f"jwt {FILTERED}"),
+        ("Authorization: Bearer abcdefghijkl", f"Authorization: Bearer {FILTERED}"),
+        ("monkey=1 total_tokens=42 page=2", "monkey=1 total_tokens=42 page=2"),
+        ("mail bob@example.com at https://example.com/a", "mail bob@example.com at https://example.com/a"),
+    ],
+)  # fmt: skip
+def test_the_value_pass(text: str, expected: str) -> None:
+    assert Scrubber().text(text) == expected
+
+
+def test_the_redis_password_and_secret_key_are_literal_secrets(
+    app_factory: AppFactory, transport: CapturingTransport
+) -> None:
+    from flask_appmetrics.integrations.sentry import app_secrets
+
+    app = app_factory(
+        _config(
+            transport,
+            SECRET_KEY=SECRET_KEY,
+            APPMETRICS_REDIS_URL=f"redis://:{quote('p@ss/' + REDIS_PASSWORD, safe='')}@h:1/0",
+        )
+    )
+    state = FlaskMetrics.state(app)
+    assert state is not None
+    found = app_secrets(state.settings, app.config["SECRET_KEY"])
+    scrub = Scrubber(secrets=found)
+    assert REDIS_PASSWORD not in scrub.text(f"AUTH p@ss/{REDIS_PASSWORD} failed")
+    assert SECRET_KEY not in scrub.text(f"signing with {SECRET_KEY}")
+
+
+@pytest.mark.parametrize("hostile", ["a." * 50_000, "x://" * 25_000, "'a'" * 30_000 + ":"])
+def test_the_value_pass_takes_linear_time_on_hostile_strings(hostile: str) -> None:
+    # In a child process: a regex with quadratic backtracking holds the GIL for minutes.
+    script = (
+        "import sys, time\n"
+        "from flask_appmetrics.integrations.sentry import Scrubber\n"
+        "text = sys.stdin.read()\n"
+        "start = time.perf_counter()\n"
+        "Scrubber(secrets=['hunter2hunter2']).text(text)\n"
+        "print(time.perf_counter() - start)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        input=hostile,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert float(done.stdout) < 2.0  # about 0.1 s for 100 kB here

@@ -2,10 +2,26 @@
 
 ``init_app`` calls :func:`init_sentry` when ``APPMETRICS_SENTRY_DSN`` (or the ``SENTRY_DSN``
 environment variable) is set. sentry-sdk is initialised with its Flask integration, the
-configured environment and release, ``send_default_pii=False``, and a ``before_send`` that
-runs :func:`scrub_event`: secrets, API keys, ``Authorization`` and cookie headers and prompt
-text never leave the process. Unhandled view errors then reach Sentry (through the Flask
-integration's ``got_request_exception`` receiver) and ``application_errors_total`` alike.
+configured environment and release and ``send_default_pii=False``. Secrets are removed in two
+passes, so that secrets, API keys, ``Authorization`` and cookie headers and prompt text never
+leave the process:
+
+* by field name, with sentry-sdk's own :class:`~sentry_sdk.scrubber.EventScrubber` (its
+  denylist extended with :data:`SCRUB_FIELDS` and ``APPMETRICS_SENTRY_SCRUB_FIELDS``,
+  recursive), and again by :class:`Scrubber`, which also matches name fragments
+  (``GEMINI_API_KEY``, ``auth_token``) and ``-`` for ``_``;
+* by value, with :class:`Scrubber` on every string: the app's own secrets given literally
+  (auth token and password, the password of ``APPMETRICS_REDIS_URL``, ``SECRET_KEY``),
+  credentials in URLs of any scheme (``redis://:pw@host``, ``postgresql://app:pw@db``),
+  ``name=value`` pairs whose name is sensitive (the first query parameter included),
+  quoted ``"name": "value"`` pairs, and API keys recognisable by their shape.
+
+The value pass runs on events and transactions (``before_send``,
+``before_send_transaction``), on breadcrumbs as they are recorded (``before_breadcrumb``),
+and on Sentry logs and metrics (``before_send_log``, ``before_send_metric``, where the
+installed sentry-sdk has them), each after the app's own hook of the same name. Unhandled
+view errors reach Sentry (through the Flask integration's ``got_request_exception``
+receiver) and ``application_errors_total`` alike.
 
 Sentry is process-global: the first app with a DSN initialises it, later apps reuse it, and
 a Sentry the application initialised itself is left alone (logged), never replaced.
@@ -17,13 +33,11 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
 
-from .._settings import SentrySettings
+from .._settings import SentrySettings, Settings
 from ..errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from sentry_sdk.types import Event, Hint
 
 logger = logging.getLogger("flask_appmetrics")
 
@@ -69,17 +83,34 @@ SCRUB_FIELDS: frozenset[str] = frozenset(
 #: token counts (``total_tokens``).
 _SCRUB_FRAGMENTS = ("secret", "password", "passwd", "api_key", "apikey", "prompt", "credential")
 
-#: Secrets recognisable by their shape, replaced inside any string.
-_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"AIza[0-9A-Za-z_\-]{35}"), FILTERED),  # Google API keys
-    (re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}"), FILTERED),  # OpenAI-style keys
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}"), rf"\1 {FILTERED}"),
-    (
-        re.compile(r"(?i)([?&;](?:api[_-]?key|key|token|access_token|secret|password)=)[^&\s#]+"),
-        rf"\1{FILTERED}",
-    ),
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s:@]+(?::[^/\s@]+)?@"), rf"\1{FILTERED}@"),
+#: API keys recognisable by their shape, replaced whole inside any string.
+_KEY_SHAPES = re.compile(
+    "|".join(
+        (
+            r"AIza[0-9A-Za-z_\-]{35}",  # Google API keys
+            r"\bsk-[A-Za-z0-9_\-]{16,}",  # OpenAI/Anthropic-style keys
+            r"\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}",  # Stripe
+            r"\bgh[pousr]_[A-Za-z0-9]{36,}",  # GitHub tokens
+            r"\bgithub_pat_[A-Za-z0-9_]{22,}",
+            r"\bxox[abprs]-[A-Za-z0-9\-]{10,}",  # Slack
+            r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",  # AWS access key ids
+            r"\beyJ[\w\-]{8,}\.eyJ[\w\-]{8,}\.[\w\-]+",  # JWTs
+        )
+    )
 )
+#: What every shape above starts with: a cheap search that spares most strings the full pass.
+_KEY_MARKS = re.compile(r"AIza|sk-|k_live_|k_test_|gh[pousr]_|github_pat_|xox|AKIA|ASIA|eyJ")
+#: ``Bearer <credentials>`` and ``Basic <credentials>``: the scheme is kept.
+_AUTH_SCHEME = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}")
+#: Credentials in a URL of any scheme (redis://:pw@h, postgresql://u:pw@h, amqp://u:pw@h):
+#: everything between "://" and the last "@" of the authority. Both parts are bounded so that
+#: a long hostile string costs linear time, not quadratic.
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]{0,31}://)[^/\s?#'\"<>]{0,512}@")
+#: ``name=value`` (query strings, first parameter included; form bodies; libpq DSNs); the
+#: value is replaced when the name is sensitive.
+_ASSIGNMENT = re.compile(r"(?<![\w.\-%])([A-Za-z_][\w.\-]*)=(['\"]?)([^&\s#;'\"]+)")
+#: ``"name": "value"`` and ``'name': 'value'`` (JSON or a dict's repr inside a message).
+_QUOTED_PAIR = re.compile(r"""(['"])([A-Za-z_][\w.\-]*)\1(\s*:\s*)(['"])((?:(?!\4).)*)\4""")
 
 
 def _normalise(name: str) -> str:
@@ -96,8 +127,15 @@ class Scrubber:
 
     def __init__(self, fields: Iterable[str] = (), secrets: Iterable[str] = ()) -> None:
         self._fields = SCRUB_FIELDS | {_normalise(f) for f in fields}
+        # Each secret also as it appears percent-encoded in a URL, and decoded from one.
+        variants = {v for s in secrets for v in (s, quote(s, safe=""), unquote(s))}
         # Longest first, so a secret containing another is removed whole.
-        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        self._secrets = sorted({s for s in variants if len(s) >= 4}, key=len, reverse=True)
+
+    @property
+    def fields(self) -> frozenset[str]:
+        """Field names scrubbed whatever their value (normalised: lower case, ``_``)."""
+        return self._fields
 
     def sensitive(self, name: str) -> bool:
         """Whether a field called *name* holds a value to scrub."""
@@ -108,10 +146,33 @@ class Scrubber:
 
     def text(self, value: str) -> str:
         for secret in self._secrets:
-            value = value.replace(secret, FILTERED)
-        for pattern, replacement in _SECRET_PATTERNS:
-            value = pattern.sub(replacement, value)
+            if secret in value:
+                value = value.replace(secret, FILTERED)
+        if len(value) < 8:  # shorter than any pattern below could match
+            return value
+        if _KEY_MARKS.search(value):
+            value = _KEY_SHAPES.sub(FILTERED, value)
+        value = _AUTH_SCHEME.sub(rf"\1 {FILTERED}", value)
+        # Each pass below only where its mark is present: most strings have none.
+        if "://" in value:
+            value = _URL_CREDENTIALS.sub(rf"\1{FILTERED}@", value)
+        if "=" in value:
+            value = _ASSIGNMENT.sub(self._assignment, value)
+        if ":" in value and ("'" in value or '"' in value):
+            value = _QUOTED_PAIR.sub(self._quoted_pair, value)
         return value
+
+    def _assignment(self, match: re.Match[str]) -> str:
+        name, mark, secret = match.group(1, 2, 3)
+        if not self.sensitive(name) or secret == FILTERED:
+            return match.group(0)
+        return f"{name}={mark}{FILTERED}"
+
+    def _quoted_pair(self, match: re.Match[str]) -> str:
+        mark, name, colon, value_mark, secret = match.group(1, 2, 3, 4, 5)
+        if not self.sensitive(name) or secret in ("", FILTERED):
+            return match.group(0)
+        return f"{mark}{name}{mark}{colon}{value_mark}{FILTERED}{value_mark}"
 
     def __call__(self, value: Any) -> Any:
         """Return *value* scrubbed (dicts and lists are scrubbed in place too)."""
@@ -143,21 +204,95 @@ class Scrubber:
         return value
 
 
-EventHook = Callable[["Event", "Hint"], "Event | None"]
+#: A sentry-sdk hook: an event, breadcrumb, log or metric (a dict) and its hint, returning
+#: it (changed or not) or ``None`` to drop it.
+Hook = Callable[[Any, Any], Any]
 
 
-def _chain(scrubber: Scrubber, user_hook: EventHook | None) -> EventHook:
-    def before_send(event: Event, hint: Hint) -> Event | None:
+def _chain(
+    scrubber: Scrubber, user_hook: Hook | None, scrub: Callable[[Any], Any] | None = None
+) -> Hook:
+    scrub = scrub or scrubber
+
+    def scrubbed(item: Any, hint: Any) -> Any:
         if user_hook is not None:
-            result = user_hook(event, hint)
+            result = user_hook(item, hint)
             if result is None:
                 return None
-            event = result
+            item = result
         # Last, so that nothing the app's own hook added escapes scrubbing.
-        scrubbed: Event = scrubber(event)
-        return scrubbed
+        return scrub(item)
 
-    return before_send
+    return scrubbed
+
+
+_PARAMETER = "sentry.message.parameter."
+
+
+def _log_scrubber(scrubber: Scrubber) -> Callable[[Any], Any]:
+    """Scrubs a Sentry log. A log keeps the arguments of its message apart
+    (``sentry.message.parameter.N``): an argument the value pass removed from the message
+    (``"password=%s"``, a secret unrecognisable on its own) is removed from there too."""
+
+    def scrub(log: Any) -> Any:
+        if not isinstance(log, dict):
+            return scrubber(log)
+        body = log.get("body")
+        log = scrubber(log)
+        attributes = log.get("attributes")
+        new_body = log.get("body")
+        if (
+            isinstance(body, str)
+            and isinstance(new_body, str)
+            and new_body != body
+            and isinstance(attributes, dict)
+        ):
+            for name, value in attributes.items():
+                if (
+                    isinstance(name, str)
+                    and name.startswith(_PARAMETER)
+                    and isinstance(value, str)
+                    and value not in new_body
+                ):
+                    attributes[name] = FILTERED
+        return log
+
+    return scrub
+
+
+def _event_scrubber(scrubber: Scrubber) -> Any:
+    """sentry-sdk's own scrubber by field name, its denylist extended with ours."""
+    from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
+
+    # sentry-sdk compares lower-cased names exactly: give both spellings of each of ours.
+    ours = {n for f in scrubber.fields for n in (f, f.replace("_", "-"))}
+    return EventScrubber(denylist=[*DEFAULT_DENYLIST, *sorted(ours)], recursive=True)
+
+
+def _hooks(scrubber: Scrubber, options: dict[str, Any]) -> dict[str, Any]:
+    """Every scrubbing hook for ``sentry_sdk.init``, each after the app's own (taken out of
+    *options*): events, transactions and breadcrumbs always, logs and metrics where this
+    sentry-sdk has them (top-level options, or ``_experiments`` in older 2.x releases)."""
+    from sentry_sdk.consts import DEFAULT_OPTIONS
+
+    hooks: dict[str, Any] = {
+        name: _chain(scrubber, options.pop(name, None))
+        for name in ("before_send", "before_send_transaction", "before_breadcrumb")
+    }
+    experiments = dict(options.pop("_experiments", None) or {})
+    for name in ("before_send_log", "before_send_metric"):
+        scrub = _log_scrubber(scrubber) if name == "before_send_log" else None
+        if name in DEFAULT_OPTIONS:
+            user_hook = options.pop(name, None) or experiments.pop(name, None)
+            hooks[name] = _chain(scrubber, user_hook, scrub)
+        else:
+            experiments[name] = _chain(scrubber, experiments.get(name), scrub)
+    if experiments:
+        hooks["_experiments"] = experiments
+    if options.get("event_scrubber") is None:
+        options.pop("event_scrubber", None)
+        hooks["event_scrubber"] = _event_scrubber(scrubber)
+    return hooks
 
 
 def _no_pii() -> dict[str, Any]:
@@ -171,6 +306,19 @@ def _no_pii() -> dict[str, Any]:
     from sentry_sdk.consts import DEFAULT_OPTIONS
 
     return {} if "data_collection" in DEFAULT_OPTIONS else {"send_default_pii": False}
+
+
+def app_secrets(settings: Settings, secret_key: object = None) -> list[str]:
+    """The app's own secrets, scrubbed literally wherever they appear: the auth token and
+    password, the password of ``APPMETRICS_REDIS_URL`` and the app's ``SECRET_KEY``."""
+    found = [settings.auth.token, settings.auth.password]
+    if settings.redis.url is not None:
+        found.append(urlsplit(settings.redis.url).password)  # percent-encoded or not: both
+    if isinstance(secret_key, bytes):
+        secret_key = secret_key.decode("utf-8", "replace")
+    if isinstance(secret_key, str):
+        found.append(secret_key)
+    return [s for s in found if s]
 
 
 _lock = threading.Lock()
@@ -211,14 +359,14 @@ def init_sentry(settings: SentrySettings, *, secrets: Iterable[str] = ()) -> boo
             logger.info("Sentry was initialised by the application; flask-appmetrics leaves it")
             return False
         integrations = [FlaskIntegration(), *options.pop("integrations", ())]
+        hooks = _hooks(scrubber, options)
         sentry_sdk.init(
             dsn=settings.dsn,
             environment=settings.environment,
             release=settings.release,
             **_no_pii(),
             integrations=integrations,
-            before_send=_chain(scrubber, options.pop("before_send", None)),
-            before_send_transaction=_chain(scrubber, options.pop("before_send_transaction", None)),
+            **hooks,
             **options,
         )
         _ours = sentry_sdk.get_client()
