@@ -44,6 +44,8 @@ INTERNAL_ERROR_COMPONENTS: tuple[str, ...] = (
     "quota_usage",
     "business_event",
     "scrape_value",
+    # direct calls on custom metrics
+    "custom_metric",
 )
 
 CACHE_OPERATIONS = MetricSpec(
