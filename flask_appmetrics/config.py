@@ -72,6 +72,7 @@ DEFAULTS: dict[str, Any] = {
     "APPMETRICS_HEALTH_ERROR_WINDOW_SECONDS": 300,
     "APPMETRICS_HEALTH_DEGRADED_ERROR_RATIO": 0.05,
     "APPMETRICS_HEALTH_UNHEALTHY_ERROR_RATIO": 0.5,
+    "APPMETRICS_HEALTH_MIN_REQUESTS": 20,
     "APPMETRICS_HEALTH_LATENCY_THRESHOLD_SECONDS": 5.0,
     "APPMETRICS_HEALTH_CHECK_TIMEOUT_SECONDS": 0.5,
     "APPMETRICS_USERS_WINDOW_SECONDS": 300,
@@ -314,6 +315,7 @@ def _health(reader: ConfigReader) -> HealthSettings:
         check_timeout_seconds=_positive(reader, "APPMETRICS_HEALTH_CHECK_TIMEOUT_SECONDS"),
         users_window_seconds=_positive(reader, "APPMETRICS_USERS_WINDOW_SECONDS"),
         users_max_tracked=reader.integer("APPMETRICS_USERS_MAX_TRACKED", minimum=1),
+        min_requests=reader.integer("APPMETRICS_HEALTH_MIN_REQUESTS", minimum=0),
     )
 
 
