@@ -199,11 +199,11 @@ def _check_workers(environ: dict[str, Any]) -> None:
         return
     _warned_pid = os.getpid()
     logger.warning(
-        "flask-appmetrics: the server runs several worker processes (wsgi.multiprocess) but "
-        "prometheus_client's multiprocess mode is off, so /metrics shows only the worker "
-        "that answers each scrape and /api/health this worker's requests. Set %s to an "
-        "empty directory in the server's environment and, under gunicorn, start it with "
-        "-c python:flask_appmetrics.gunicorn",
+        "flask-appmetrics: worker %d is one of several worker processes (wsgi.multiprocess) "
+        "but prometheus_client's multiprocess mode is off, so /metrics shows only the "
+        "worker that answers each scrape. Set %s to an empty directory in the server's "
+        "environment and, under gunicorn, start it with -c python:flask_appmetrics.gunicorn",
+        _warned_pid,
         ENV_VAR,
     )
 

@@ -69,8 +69,8 @@ class Server:
         def answers() -> bool:
             assert self.proc.poll() is None, f"gunicorn exited:\n{self.log()}"
             try:
-                return requests.get(self.base + "/livez", timeout=1.0).status_code == 200
-            except requests.ConnectionError:
+                return requests.get(self.base + "/livez", timeout=5.0).status_code == 200
+            except (requests.ConnectionError, requests.Timeout):  # still booting
                 return False
 
         wait_for("gunicorn to answer", answers)

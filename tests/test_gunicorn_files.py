@@ -124,3 +124,5 @@ def test_static_files_downloads_and_streams_are_counted_exactly(
     assert len(files) == FILES - 2 + 3 + 3 + 3
     assert set(files) == {"file_wrapper"}
     assert {kind for _, path, kind in notes if path == "/export"} == {"other"}
+    # Multiprocess mode is on: nothing to warn about.
+    assert "multiprocess mode is off" not in server.log()
