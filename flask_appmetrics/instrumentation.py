@@ -26,6 +26,7 @@ import logging
 import os
 import weakref
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from time import perf_counter
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,9 @@ logger = logging.getLogger(__name__)
 #: then, for a streamed body, the :class:`_StreamEnd` the backstop attaches to the body.
 #: One key, so that the backstop tests one key per request on the hot path.
 _PENDING = "flask_appmetrics.pending"
+
+#: Bytes per chunk when a bare file body is read (werkzeug's and gunicorn's block size).
+_FILE_BLOCK = 8192
 
 #: Called when a request that counts for health ends: ``(duration_seconds, status_code)``.
 RequestObserver = Callable[[float, int], None]
@@ -130,9 +134,11 @@ class _StreamEnd:
 class _ClosingBody:
     """A response body whose ``close()`` also ends the request it belongs to.
 
-    Iterating it iterates the wrapped body itself (no per-chunk cost); ``close()`` closes
-    the wrapped body (the file, the generator) and then ends the request, even if that
-    close fails.
+    Iterating it iterates the wrapped body itself (no per-chunk cost), except a bare file
+    (what uWSGI's ``wsgi.file_wrapper`` returns: the file itself), which is read in blocks:
+    iterating a binary file yields "lines", the whole file for one without newlines.
+    ``close()`` closes the wrapped body (the file, the generator) and then ends the
+    request, even if that close fails.
     """
 
     __slots__ = ("_body", "_end")
@@ -142,6 +148,9 @@ class _ClosingBody:
         self._end = end
 
     def __iter__(self) -> Iterator[bytes]:
+        read = getattr(self._body, "read", None)
+        if callable(read):
+            return iter(partial(read, _FILE_BLOCK), b"")
         return iter(self._body)
 
     def close(self) -> None:

@@ -261,6 +261,29 @@ def test_the_servers_own_file_wrapper_is_handed_back_so_sendfile_still_works(
     assert total(registry, "GET", "/reports/latest", "200") == 1.0
 
 
+def uwsgi_file_wrapper(filelike: Any, block_size: int = 8192) -> Any:
+    """What uWSGI puts in ``wsgi.file_wrapper``: a function that notes the file for
+    ``sendfile()`` and returns the file itself."""
+    return filelike
+
+
+def test_a_bare_file_body_is_recorded_and_read_in_blocks(
+    host: Flask, registry: CollectorRegistry
+) -> None:
+    big = b"\x00" * 100_000  # binary, no newline: "lines" would be the whole file
+    assert host.static_folder is not None
+    (Path(host.static_folder) / "blob.bin").write_bytes(big)
+    environ = EnvironBuilder(path="/static/blob.bin").get_environ()
+    environ["wsgi.file_wrapper"] = uwsgi_file_wrapper
+    body = host(environ, lambda status, headers, exc_info=None: None)
+    chunks = list(body)
+    assert b"".join(chunks) == big
+    assert max(len(chunk) for chunk in chunks) <= 8192
+    body.close()  # type: ignore[attr-defined]
+    assert total(registry, "GET", STATIC, "200") == 1.0
+    assert in_progress(registry, "GET", STATIC) == 0.0
+
+
 def test_a_file_body_closed_without_being_read_is_recorded(
     host: Flask, registry: CollectorRegistry
 ) -> None:
