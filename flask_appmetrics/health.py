@@ -17,6 +17,11 @@ The error ratio counts only once the window holds ``APPMETRICS_HEALTH_MIN_REQUES
 requests (20 by default): below that, a single failure on a quiet replica would be a ratio
 of 1.0. ``recent_errors_5min`` is exact either way.
 
+The report's ``scope`` says whose requests the error window and concurrent users count:
+``process`` (this worker's: several workers each answer with their own) or ``shared`` (the
+Redis windows of every worker and host, while Redis answers). Latency is always this
+process's.
+
 Errors are responses with a 5xx status (unhandled exceptions included): 4xx responses are
 the client's mistakes, not signs of a sick app.
 

@@ -200,7 +200,7 @@ def _check_workers(environ: dict[str, Any]) -> None:
     prometheus_client keeps each worker's metrics in its own memory: every scrape then
     shows the numbers of whichever worker answers it, and they reset as workers restart."""
     global _warned_pid  # noqa: PLW0603 - one warning per process by design
-    if environ.get("wsgi.multiprocess") is not True or _warned_pid == os.getpid():
+    if not environ.get("wsgi.multiprocess") or _warned_pid == os.getpid():
         return
     from ._multiprocess import ENV_VAR, value_class_is_multiprocess
 

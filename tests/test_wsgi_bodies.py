@@ -319,11 +319,13 @@ def test_a_failing_file_close_still_ends_the_request(
     assert in_progress(registry, "GET", "/blob") == 0.0
 
 
+@pytest.mark.parametrize("propagate", [False, True])
 def test_a_streamed_body_replaced_by_an_error_page_is_recorded_as_500(
-    registry: CollectorRegistry,
+    registry: CollectorRegistry, propagate: bool
 ) -> None:
     # Saving the session fails after every after_request hook ran: Flask answers its
-    # 500 page instead of the streamed body, which is never sent nor closed.
+    # 500 page (or re-raises, with PROPAGATE_EXCEPTIONS) instead of the streamed body,
+    # which is never sent nor closed.
     from flask.sessions import SecureCookieSessionInterface
 
     class BrokenSessions(SecureCookieSessionInterface):
@@ -332,6 +334,7 @@ def test_a_streamed_body_replaced_by_an_error_page_is_recorded_as_500(
 
     app = Flask("sessions")
     app.secret_key = "test"
+    app.config["PROPAGATE_EXCEPTIONS"] = propagate
     app.session_interface = BrokenSessions()
 
     @app.get("/download")
@@ -342,8 +345,12 @@ def test_a_streamed_body_replaced_by_an_error_page_is_recorded_as_500(
         return send_file(io.BytesIO(b"data"), mimetype="application/octet-stream")
 
     FlaskMetrics(app, registry=registry)
-    served_status, _, _ = serve(app, "/download")
-    assert served_status.startswith("500")
+    if propagate:
+        with pytest.raises(RuntimeError, match="session store down"):
+            serve(app, "/download")
+    else:
+        served_status, _, _ = serve(app, "/download")
+        assert served_status.startswith("500")
     assert total(registry, "GET", "/download", "500") == 1.0
     assert total(registry, "GET", "/download", "200") == 0.0
     assert in_progress(registry, "GET", "/download") == 0.0
