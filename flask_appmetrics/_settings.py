@@ -117,6 +117,11 @@ class HealthSettings:
     * ``users_window_seconds`` 300 and ``users_max_tracked`` 10,000: "concurrent users" are
       the distinct identities seen in the last 5 minutes (the error window's span); 10,000
       entries of 8-byte digests cost about 1 MiB at most.
+    * ``min_requests`` 20: the error ratio judges the app only once the error window holds
+      at least this many requests. On a quiet replica one failing request is a ratio of
+      1.0, and anyone able to trigger a 500 could take it out of a load balancer for the
+      window's length; 20 requests is the smallest sample in which the default degraded
+      ratio (0.05) is one whole error.
     """
 
     latency_window: int
@@ -127,6 +132,8 @@ class HealthSettings:
     check_timeout_seconds: float
     users_window_seconds: float
     users_max_tracked: int
+    #: Requests the error window must hold before the error ratio can change the status.
+    min_requests: int = 20
 
 
 @dataclass(frozen=True)

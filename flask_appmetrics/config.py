@@ -77,6 +77,7 @@ DEFAULTS: dict[str, Any] = {
     "APPMETRICS_HEALTH_ERROR_WINDOW_SECONDS": 300,
     "APPMETRICS_HEALTH_DEGRADED_ERROR_RATIO": 0.05,
     "APPMETRICS_HEALTH_UNHEALTHY_ERROR_RATIO": 0.5,
+    "APPMETRICS_HEALTH_MIN_REQUESTS": 20,
     "APPMETRICS_HEALTH_LATENCY_THRESHOLD_SECONDS": 5.0,
     "APPMETRICS_HEALTH_CHECK_TIMEOUT_SECONDS": 0.5,
     "APPMETRICS_USERS_WINDOW_SECONDS": 300,
@@ -390,6 +391,7 @@ def _health(reader: ConfigReader) -> HealthSettings:
         ),
         users_window_seconds=_seconds(reader, "APPMETRICS_USERS_WINDOW_SECONDS", _WINDOW_SECONDS),
         users_max_tracked=reader.integer("APPMETRICS_USERS_MAX_TRACKED", minimum=1),
+        min_requests=reader.integer("APPMETRICS_HEALTH_MIN_REQUESTS", minimum=0),
     )
 
 

@@ -13,6 +13,15 @@ per request into bounded windows (:mod:`flask_appmetrics._windows`). Health is j
   non-critical check failed, or a circuit breaker is open (``circuit_breaker_state`` 2);
 * ``healthy`` otherwise.
 
+The error ratio counts only once the window holds ``APPMETRICS_HEALTH_MIN_REQUESTS``
+requests (20 by default): below that, a single failure on a quiet replica would be a ratio
+of 1.0. ``recent_errors_5min`` is exact either way.
+
+The report's ``scope`` says whose requests the error window and concurrent users count:
+``process`` (this worker's: several workers each answer with their own) or ``shared`` (the
+Redis windows of every worker and host, while Redis answers). Latency is always this
+process's.
+
 Errors are responses with a 5xx status (unhandled exceptions included): 4xx responses are
 the client's mistakes, not signs of a sick app.
 
@@ -62,6 +71,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Status = Literal["healthy", "degraded", "unhealthy"]
+#: Whose requests the error window and concurrent users count: this process's, or every
+#: process's and host's (the Redis-shared windows, while Redis answers).
+Scope = Literal["process", "shared"]
 
 _RANK: dict[Status, int] = {"healthy": 0, "degraded": 1, "unhealthy": 2}
 _BREAKER_STATES = {0.0: "closed", 1.0: "half_open", 2.0: "open"}
@@ -85,6 +97,11 @@ class HealthReport:
     error_status: Status = "healthy"
     #: What the p95 latency alone says.
     latency_status: Status = "healthy"
+    #: Whose requests the error window and concurrent users count; latency figures are
+    #: always this process's.
+    scope: Scope = "process"
+    #: Requests the error window needs before its error ratio can change the status.
+    min_requests: int = 0
 
     @property
     def http_status(self) -> int:
@@ -108,6 +125,8 @@ class HealthReport:
             "checks": {result.name: result.as_dict() for result in self.checks},
             "circuit_breakers": dict(self.breakers),
             "reasons": list(self.reasons),
+            "error_ratio_min_requests": self.min_requests,
+            "scope": self.scope,
         }
 
 
@@ -240,10 +259,12 @@ class HealthMonitor:
 
         ratio = counts.error_ratio
         error_status: Status = "healthy"
-        if counts.requests and ratio >= settings.unhealthy_error_ratio:
+        # Too few requests to judge by: one failure must not decide a quiet replica's fate.
+        judged = counts.requests > 0 and counts.requests >= settings.min_requests
+        if judged and ratio >= settings.unhealthy_error_ratio:
             error_status = "unhealthy"
             worsen("unhealthy", f"error ratio {ratio:.3f} >= {settings.unhealthy_error_ratio:g}")
-        elif counts.requests and ratio >= settings.degraded_error_ratio:
+        elif judged and ratio >= settings.degraded_error_ratio:
             error_status = "degraded"
             worsen("degraded", f"error ratio {ratio:.3f} >= {settings.degraded_error_ratio:g}")
         latency_status: Status = "healthy"
@@ -259,6 +280,8 @@ class HealthMonitor:
             if state == "open":
                 worsen("degraded", f"circuit breaker {service!r} is open")
         return HealthReport(
+            scope=_scope_of(self.requests),
+            min_requests=settings.min_requests,
             status=status,
             requests=counts,
             latency=latency,
@@ -270,6 +293,13 @@ class HealthMonitor:
             error_status=error_status,
             latency_status=latency_status,
         )
+
+
+def _scope_of(window: RequestWindow) -> Scope:
+    """Whether *window* last counted every process's requests (a Redis-shared window whose
+    link is up) or this process's alone (in-process, or a shared one falling back)."""
+    link = getattr(window, "link", None)
+    return "shared" if link is not None and getattr(link, "available", False) else "process"
 
 
 def build_monitor(

@@ -9,8 +9,10 @@ Life of a request:
 * ``before_request`` (installed first, so no other hook can short-circuit it) resolves the
   labels, raises ``http_requests_in_progress`` and stores the start time in the WSGI
   environ (per request, unlike ``g``, which a test's pushed app context can share).
-* ``after_request`` records status and duration; for a streamed response it defers that to
-  the response's ``close()``, so the duration runs to the end of the body.
+* ``after_request`` records status and duration; for a streamed response (a generator,
+  ``stream_with_context``, a file from ``send_file``, ``send_from_directory`` or the static
+  route) it defers that to the end of the body: the WSGI backstop makes closing the body
+  the server receives end the request, so the duration runs to the last chunk sent.
 * Flask's ``got_request_exception`` signal counts unhandled exceptions in
   ``application_errors_total`` and records a 500 for a request whose ``after_request``
   will never run (``TESTING`` or ``PROPAGATE_EXCEPTIONS`` re-raises the error).
@@ -21,8 +23,9 @@ Nothing here raises into the request: a failure is logged and counted instead.
 from __future__ import annotations
 
 import logging
+import os
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from time import perf_counter
 from types import GeneratorType
@@ -42,7 +45,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: The environ key of a request being measured: ``(route, start)`` until ``after_request``,
+#: then, for a streamed body, the :class:`_StreamEnd` the backstop attaches to the body.
+#: One key, so that the backstop tests one key per request on the hot path.
 _PENDING = "flask_appmetrics.pending"
+
+#: Bytes per chunk when a bare file body is read (werkzeug's and gunicorn's block size).
+_FILE_BLOCK = 8192
 
 #: Called when a request that counts for health ends: ``(duration_seconds, status_code)``.
 RequestObserver = Callable[[float, int], None]
@@ -100,27 +109,170 @@ def _streams_body(response: Response) -> bool:
     return response.direct_passthrough or isinstance(response.response, GeneratorType)
 
 
-def _with_backstop(wsgi_app: Any, instrumentation: RequestInstrumentation) -> Any:
-    """Wrap the app's WSGI callable to end a request that no hook of ours could end.
+class _StreamEnd:
+    """Ends one streamed request, once: at the first ``close()`` of its body that reaches
+    it (the body the server received, or the response's own close callbacks)."""
 
-    That happens when an ``after_request`` hook of the app fails twice (for the response
-    and again for the error page: Flask then logs it and sends its 500 without running the
-    remaining hooks, ours included), when the app's 500 handler itself fails, or when a
-    ``BaseException`` (``SystemExit`` from a worker timeout) leaves the view. A closure,
-    not an object with ``__call__``: the call costs less on every request.
+    __slots__ = ("_instrumentation", "_pending", "status")
+
+    def __init__(
+        self, instrumentation: RequestInstrumentation, pending: tuple[_Route, float], status: int
+    ) -> None:
+        self._instrumentation = instrumentation
+        self._pending: tuple[_Route, float] | None = pending
+        #: The status recorded; a failure after ``after_request`` replaces it.
+        self.status = status
+
+    def __call__(self) -> None:
+        # Both close paths run in the thread that serves the request, one after the other:
+        # clearing before finishing is enough to record once.
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._instrumentation._finish(pending, self.status)
+
+
+class _ClosingBody:
+    """A response body whose ``close()`` also ends the request it belongs to.
+
+    Iterating it iterates the wrapped body itself (no per-chunk cost), except a bare file
+    (what uWSGI's ``wsgi.file_wrapper`` returns: the file itself), which is read in blocks:
+    iterating a binary file yields "lines", the whole file for one without newlines.
+    ``close()`` closes the wrapped body (the file, the generator) and then ends the
+    request, even if that close fails.
+    """
+
+    __slots__ = ("_body", "_end")
+
+    def __init__(self, body: Iterable[bytes], end: _StreamEnd) -> None:
+        self._body = body
+        self._end = end
+
+    def __iter__(self) -> Iterator[bytes]:
+        read = getattr(self._body, "read", None)
+        if callable(read):
+            return iter(partial(read, _FILE_BLOCK), b"")
+        return iter(self._body)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._end()
+
+
+def _ending_on_close(body: Iterable[bytes], end: _StreamEnd, environ: dict[str, Any]) -> Any:
+    """*body*, made to end its request when the server closes it.
+
+    The server's own ``wsgi.file_wrapper`` (what ``send_file`` and the static route return
+    under gunicorn) is kept as it is, its ``close`` chained on the instance: the server
+    recognises that type to send the file with ``sendfile()``, which a wrapper would
+    defeat. Any other body is wrapped.
+    """
+    file_wrapper = environ.get("wsgi.file_wrapper")
+    if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
+        close = getattr(body, "close", None)
+
+        def closing() -> None:
+            try:
+                if close is not None:
+                    close()
+            finally:
+                end()
+
+        try:
+            body.close = closing  # type: ignore[attr-defined]
+        except (AttributeError, TypeError):  # a wrapper with __slots__: wrapped below
+            pass
+        else:
+            return body
+    return _ClosingBody(body, end)
+
+
+#: The pid of the process that warned about several workers without multiprocess mode,
+#: so that the warning is logged once per process whatever the number of apps.
+_warned_pid: int | None = None
+
+
+def _check_workers(environ: dict[str, Any]) -> None:
+    """Warn when the server runs several worker processes (``wsgi.multiprocess``) while
+    prometheus_client keeps each worker's metrics in its own memory: every scrape then
+    shows the numbers of whichever worker answers it, and they reset as workers restart."""
+    global _warned_pid  # noqa: PLW0603 - one warning per process by design
+    if not environ.get("wsgi.multiprocess") or _warned_pid == os.getpid():
+        return
+    from ._multiprocess import ENV_VAR, value_class_is_multiprocess
+
+    if value_class_is_multiprocess():
+        return
+    _warned_pid = os.getpid()
+    logger.warning(
+        "flask-appmetrics: worker %d is one of several worker processes (wsgi.multiprocess) "
+        "but prometheus_client's multiprocess mode is off, so /metrics shows only the "
+        "worker that answers each scrape. Set %s to an empty directory in the server's "
+        "environment and, under gunicorn, start it with -c python:flask_appmetrics.gunicorn",
+        _warned_pid,
+        ENV_VAR,
+    )
+
+
+def _with_backstop(wsgi_app: Any, instrumentation: RequestInstrumentation) -> Any:
+    """Wrap the app's WSGI callable to end each request no hook of ours could end.
+
+    * A streamed body is ended when the server closes it: ``after_request`` leaves a
+      :class:`_StreamEnd` in the environ and the body the server receives is made to call
+      it. ``response.call_on_close`` alone is not enough: for a ``direct_passthrough``
+      body (``send_file``, static files) werkzeug hands the file wrapper to the server
+      as it is, so the response's close callbacks never run.
+    * A request whose ``after_request`` never ran for us ends as a 500: an
+      ``after_request`` hook of the app that fails twice (for the response and again for
+      the error page: Flask then logs it and sends its 500 without running the remaining
+      hooks, ours included), a 500 handler of the app that fails itself, or a
+      ``BaseException`` (``SystemExit`` from a worker timeout) leaving the view.
+
+    The first request also checks the server's worker model (:func:`_check_workers`). A
+    closure, not an object with ``__call__``: the call costs less on every request.
     """
     # Weak, like the exception forwarder: the app must stay collectable.
     target = weakref.ref(instrumentation)
+    first = True
+
+    def abandon(environ: dict[str, Any]) -> None:
+        pending = environ.pop(_PENDING)
+        if type(pending) is _StreamEnd:
+            pending.status = 500
+            pending()
+            return
+        live = target()
+        if live is not None:
+            live._finish(pending, 500)
 
     def backstop(environ: dict[str, Any], start_response: Any) -> Any:
+        nonlocal first
+        if first:
+            first = False
+            try:
+                _check_workers(environ)
+            except Exception:  # pragma: no cover - a warning must never fail a request
+                logger.exception("flask-appmetrics could not check the server's workers")
         try:
-            return wsgi_app(environ, start_response)
-        finally:
+            body = wsgi_app(environ, start_response)
+        except BaseException:
             if _PENDING in environ:
-                pending = environ.pop(_PENDING)
-                live = target()
-                if live is not None:
-                    live._finish(pending, 500)
+                abandon(environ)
+            raise
+        if _PENDING in environ:
+            pending = environ[_PENDING]
+            if type(pending) is _StreamEnd:
+                del environ[_PENDING]
+                try:
+                    return _ending_on_close(body, pending, environ)
+                except Exception:  # pragma: no cover - defensive: the body still goes out
+                    logger.exception("flask-appmetrics could not attach to a streamed body")
+                    return body
+            abandon(environ)
+        return body
 
     return backstop
 
@@ -229,12 +381,23 @@ class RequestInstrumentation:
     def _after_request(self, response: Response) -> Response:
         try:
             ctx: RequestContext = request_ctx._get_current_object()  # type: ignore[attr-defined]
-            pending = ctx.request.environ.pop(_PENDING, None)
+            environ = ctx.request.environ
+            pending = environ.pop(_PENDING, None)
             if pending is not None:
+                if type(pending) is _StreamEnd:
+                    # Flask replaced a streamed response after our hook ran (saving the
+                    # session failed) and runs the hooks again for its error page.
+                    pending.status = response.status_code
+                    if _streams_body(response):
+                        self._defer(response, pending, environ)
+                    else:
+                        pending()
+                    return response
                 if _streams_body(response):
-                    # Time a streamed body to its end: the WSGI server closes the response
-                    # after sending the last chunk.
-                    response.call_on_close(partial(self._finish, pending, response.status_code))
+                    # Time a streamed body to its end: the WSGI server closes it after
+                    # sending the last chunk.
+                    end = _StreamEnd(self, pending, response.status_code)
+                    self._defer(response, end, environ)
                 else:
                     self._finish(pending, response.status_code)
                 if pending[0].in_window and self.user_observer is not None:
@@ -242,6 +405,13 @@ class RequestInstrumentation:
         except Exception:
             self._internal_error("after_request")
         return response
+
+    @staticmethod
+    def _defer(response: Response, end: _StreamEnd, environ: dict[str, Any]) -> None:
+        # For the backstop, which attaches it to the body the server closes; the close
+        # callback covers a middleware between it and the app that copies the environ.
+        environ[_PENDING] = end
+        response.call_on_close(end)
 
     def _on_exception(self, sender: Flask, exception: BaseException, **_: Any) -> None:
         # Flask's got_request_exception: an unhandled exception in this app's request.
@@ -254,7 +424,11 @@ class RequestInstrumentation:
                 # never runs; the client (or the server) answers 500.
                 ctx: RequestContext = request_ctx._get_current_object()  # type: ignore[attr-defined]
                 pending = ctx.request.environ.pop(_PENDING, None)
-                if pending is not None:
+                if type(pending) is _StreamEnd:
+                    # The streamed response is dropped for the error: the client gets a 500.
+                    pending.status = 500
+                    pending()
+                elif pending is not None:
                     if pending[0].in_window and self.user_observer is not None:
                         self.user_observer(ctx)
                     self._finish(pending, 500)

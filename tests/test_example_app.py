@@ -219,7 +219,8 @@ def test_failures_open_the_breaker_and_degrade_health(
     fresh: tuple[FlaskMetrics, CollectorRegistry],
 ) -> None:
     ext, registry = fresh
-    app = create_app({"TESTING": True, "EXAMPLE_BREAKER_FAIL_MAX": 3}, extension=ext)
+    config = {"TESTING": True, "EXAMPLE_BREAKER_FAIL_MAX": 3, "APPMETRICS_HEALTH_MIN_REQUESTS": 6}
+    app = create_app(config, extension=ext)
     client = app.test_client()
     statuses = [
         client.post("/api/subtopics?fail=1", json={"topic": "t"}).status_code for _ in range(5)

@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry
 
 import flask_appmetrics._state as state_module
 from flask_appmetrics import ConfigurationError, FlaskMetrics, get_health_status
+from flask_appmetrics._checks import CheckRegistry
+from flask_appmetrics._settings import HealthSettings
 from flask_appmetrics._windows import BucketedCounter, RecentUsers
 from flask_appmetrics.health import HealthMonitor
 from flask_appmetrics.health_views import HEALTH_BLUEPRINT
@@ -22,6 +24,9 @@ from .test_windows import FakeClock
 
 SEED_KEYS = ("status", "recent_errors_5min", "avg_response_time_ms", "concurrent_users")
 HEALTH_JSON = "application/health+json"
+#: The error ratio judges from the first request (the default waits for 20): for tests of
+#: the ratio's thresholds with a handful of requests.
+EVERY_REQUEST = {"APPMETRICS_HEALTH_MIN_REQUESTS": 1}
 
 
 def add_health_routes(app: Flask) -> None:
@@ -91,7 +96,7 @@ def test_fresh_app_answers_the_seeds_json(make: AppFactory) -> None:
 
 
 def test_extras_beside_the_seed_keys(make: AppFactory) -> None:
-    app = make()
+    app = make(EVERY_REQUEST)
     client = app.test_client()
     for _ in range(3):
         client.get("/ok")
@@ -108,10 +113,12 @@ def test_extras_beside_the_seed_keys(make: AppFactory) -> None:
     assert body["checks"] == {}
     assert body["circuit_breakers"] == {}
     assert body["reasons"] == ["error ratio 0.250 >= 0.05"]
+    assert body["error_ratio_min_requests"] == 1
+    assert body["scope"] == "process"
 
 
 def test_get_health_status_matches_the_endpoint(make: AppFactory) -> None:
-    app = make()
+    app = make(EVERY_REQUEST)
     app.test_client().get("/fail")
     with app.app_context():
         status = get_health_status()
@@ -256,6 +263,7 @@ def test_error_ratio_thresholds(make: AppFactory, failures: int, expected: str, 
         {
             "APPMETRICS_HEALTH_DEGRADED_ERROR_RATIO": 0.2,
             "APPMETRICS_HEALTH_UNHEALTHY_ERROR_RATIO": 0.6,
+            **EVERY_REQUEST,
         }
     )
     client = app.test_client()
@@ -283,10 +291,122 @@ def test_all_errors_is_unhealthy_even_with_the_loosest_threshold(make: AppFactor
         {
             "APPMETRICS_HEALTH_DEGRADED_ERROR_RATIO": 1.0,
             "APPMETRICS_HEALTH_UNHEALTHY_ERROR_RATIO": 1.0,
+            **EVERY_REQUEST,
         }
     )
     app.test_client().get("/fail")
     assert health(app)[0] == 503
+
+
+# -- minimum requests before the error ratio judges ---------------------------------------
+
+
+def test_one_error_on_a_quiet_app_stays_healthy(make: AppFactory) -> None:
+    app = make()
+    app.test_client().get("/fail")
+    status, body = health(app)
+    assert (status, body["status"]) == (200, "healthy")
+    assert (body["recent_errors_5min"], body["recent_requests_5min"]) == (1, 1)
+    assert body["error_ratio_5min"] == 1.0
+    assert body["error_ratio_min_requests"] == 20
+    assert body["reasons"] == []
+
+
+def test_twenty_requests_with_eleven_errors_are_unhealthy(make: AppFactory) -> None:
+    app = make()
+    client = app.test_client()
+    for _ in range(11):
+        client.get("/fail")
+    for _ in range(8):
+        client.get("/ok")
+    # 19 requests: one short of judging, whatever the ratio.
+    assert health(app)[1]["status"] == "healthy"
+    client.get("/ok")
+    status, body = health(app)
+    assert (status, body["status"]) == (503, "unhealthy")
+    assert (body["recent_errors_5min"], body["recent_requests_5min"]) == (11, 20)
+    assert body["reasons"] == ["error ratio 0.550 >= 0.5"]
+
+
+def test_a_quiet_app_hammered_with_errors_only_is_judged_from_the_minimum(
+    make: AppFactory,
+) -> None:
+    app = make({"APPMETRICS_HEALTH_MIN_REQUESTS": 5})
+    client = app.test_client()
+    for expected in ("healthy", "healthy", "healthy", "healthy", "unhealthy"):
+        client.get("/fail")
+        assert health(app)[1]["status"] == expected
+
+
+def monitor(min_requests: int, clock: FakeClock) -> HealthMonitor:
+    settings = HealthSettings(
+        latency_window=100,
+        error_window_seconds=300.0,
+        degraded_error_ratio=0.05,
+        unhealthy_error_ratio=0.5,
+        latency_threshold_seconds=None,
+        check_timeout_seconds=0.5,
+        users_window_seconds=300.0,
+        users_max_tracked=10,
+        min_requests=min_requests,
+    )
+    return HealthMonitor(settings, checks=CheckRegistry(), clock=clock)
+
+
+def test_the_minimum_counts_requests_in_the_window_only() -> None:
+    clock = FakeClock()
+    judge = monitor(20, clock)
+    for _ in range(30):
+        judge.observe(0.01, 500)
+    assert judge.evaluate().status == "unhealthy"
+    clock.advance(200)
+    for _ in range(10):
+        judge.observe(0.01, 500)
+    assert judge.evaluate().status == "unhealthy"  # 40 requests, all errors
+    clock.advance(150)  # the first 30 left the window: 10 errors of 10 requests
+    report = judge.evaluate()
+    assert (report.status, report.error_status, report.reasons) == ("healthy", "healthy", ())
+    assert (report.requests.requests, report.requests.errors) == (10, 10)
+    for _ in range(9):
+        judge.observe(0.01, 200)
+    assert judge.evaluate().status == "healthy"  # 19
+    judge.observe(0.01, 200)  # 20 requests, 10 errors: 0.5
+    assert judge.evaluate().status == "unhealthy"
+    clock.advance(400)
+    assert judge.evaluate().requests.requests == 0
+    assert judge.evaluate().status == "healthy"
+
+
+@pytest.mark.parametrize(
+    ("min_requests", "errors", "expected"),
+    [
+        (0, 1, "unhealthy"),
+        (1, 1, "unhealthy"),
+        (2, 1, "healthy"),
+        (20, 19, "healthy"),
+        (20, 20, "unhealthy"),
+    ],
+)
+def test_the_minimum_on_a_fake_clock(min_requests: int, errors: int, expected: str) -> None:
+    judge = monitor(min_requests, FakeClock())
+    for _ in range(errors):
+        judge.observe(0.01, 503)
+    report = judge.evaluate()
+    assert report.status == expected
+    assert report.requests.errors == errors  # exact, whether it judges or not
+
+
+def test_below_the_minimum_the_latency_and_checks_still_judge(make: AppFactory) -> None:
+    app = make({"APPMETRICS_HEALTH_LATENCY_THRESHOLD_SECONDS": 0.005})
+    app.test_client().get("/slow")
+    assert health(app)[1]["status"] == "degraded"
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, "20", True, None, 2**60])
+def test_a_bad_minimum_is_refused_at_start(app_factory: AppFactory, bad: object) -> None:
+    with pytest.raises(ConfigurationError, match="APPMETRICS_HEALTH_MIN_REQUESTS") as caught:
+        app_factory({"APPMETRICS_HEALTH_MIN_REQUESTS": bad})
+    assert caught.value.key == "APPMETRICS_HEALTH_MIN_REQUESTS"
 
 
 def test_slow_p95_degrades(make: AppFactory) -> None:
@@ -360,6 +480,7 @@ def test_health_defaults_are_visible_in_app_config(make: AppFactory) -> None:
     assert app.config["APPMETRICS_HEALTH_CHECK_TIMEOUT_SECONDS"] == 0.5
     assert app.config["APPMETRICS_USERS_WINDOW_SECONDS"] == 300
     assert app.config["APPMETRICS_USERS_MAX_TRACKED"] == 10_000
+    assert app.config["APPMETRICS_HEALTH_MIN_REQUESTS"] == 20
 
 
 # -- endpoints ------------------------------------------------------------------------------
@@ -468,7 +589,7 @@ def test_health_json_when_asked(make: AppFactory) -> None:
 def test_health_json_maps_degraded_to_warn_and_unhealthy_to_fail(
     make: AppFactory, failures: int, status: str, code: int
 ) -> None:
-    app = make()
+    app = make(EVERY_REQUEST)
     client = app.test_client()
     for i in range(4):
         client.get("/fail" if i < failures else "/ok")
@@ -533,6 +654,7 @@ def test_each_app_has_its_own_windows(style: str, explicit_registry: bool) -> No
 
     def build(name: str) -> Flask:
         app = Flask(name)
+        app.config.update(EVERY_REQUEST)
         add_health_routes(app)
         if style == "constructor":
             FlaskMetrics(app, registry=registry)

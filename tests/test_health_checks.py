@@ -181,7 +181,7 @@ def test_registering_a_name_again_replaces_the_check(metrics: FlaskMetrics, app:
 
 
 def test_readyz_follows_checks_not_traffic(metrics: FlaskMetrics, app_factory: AppFactory) -> None:
-    app = app_factory()
+    app = app_factory({"APPMETRICS_HEALTH_MIN_REQUESTS": 1})
     client = app.test_client()
     for _ in range(5):
         client.get("/boom")  # 100% errors: /api/health is unhealthy

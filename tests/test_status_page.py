@@ -105,7 +105,7 @@ def test_bucketed_counter_series_per_slot_and_expiry() -> None:
 
 
 def test_status_json_carries_report_and_window_samples() -> None:
-    app = make_app()
+    app = make_app({"APPMETRICS_HEALTH_MIN_REQUESTS": 10})
     drive(app, ok=7, failed=3)
     client = app.test_client()
     body = client.get("/status?format=json").get_json()
