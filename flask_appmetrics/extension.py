@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import REGISTRY
 
 from ._checks import CheckFunc, CheckRegistry, F
-from ._domain import check_domain_settings, domain_for
+from ._domain import check_domain_settings, domain_for, label_length_for
 from ._identity import UserIdentity
 from ._multiprocess import check_setup as check_multiprocess_setup
 from ._redis_windows import shared_windows
@@ -144,6 +144,7 @@ class FlaskMetrics(CustomMetricsMixin):
             observer=health.observe,
             user_observer=health.note_user,
             on_internal_error=metric_set.count_internal_error,
+            label_length=label_length_for(self.registry),
         )
         state = AppState(
             app_name=app.name,

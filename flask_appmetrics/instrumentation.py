@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Request, Response, got_request_exception, request
 from flask.globals import request_ctx
 
-from ._labels import METHOD_LABELS, OTHER_METHOD, UNMATCHED_ENDPOINT, BoundedLabel
+from ._labels import METHOD_LABELS, OTHER_METHOD, UNMATCHED_ENDPOINT, BoundedLabel, LabelLength
 
 if TYPE_CHECKING:
     from flask.ctx import RequestContext
@@ -308,6 +308,8 @@ class RequestInstrumentation:
         health, at ``after_request`` (after every ``before_request`` hook ran, so an
         identity another hook sets is there), or when an exception propagates.
     :param on_internal_error: told about each failure of the instrumentation itself.
+    :param label_length: the length cap of ``error_type`` values (the registry's
+        ``APPMETRICS_MAX_LABEL_LENGTH``).
     """
 
     def __init__(
@@ -319,13 +321,14 @@ class RequestInstrumentation:
         observer: RequestObserver | None = None,
         user_observer: UserObserver | None = None,
         on_internal_error: Callable[[str], None] | None = None,
+        label_length: LabelLength | None = None,
     ) -> None:
         self._metric_set = metric_set
         self._exclude = settings.exclude_paths
         self._own_blueprints = own_blueprints
         self._routes: dict[tuple[str, str], _Route] = {}
         self._errors = metric_set.counter("application_errors_total")
-        self._error_type = BoundedLabel(settings.max_error_types)
+        self._error_type = BoundedLabel(settings.max_error_types, length=label_length)
         self.observer = observer
         self.user_observer = user_observer
         self._on_internal_error = on_internal_error

@@ -22,8 +22,9 @@ cache_event = _signals.signal("appmetrics.cache-event")
 
 #: A finished call to the Gemini API (or another LLM API). Sender: the Flask app.
 #: Keywords: ``endpoint`` (the app's route or API method the call served) and ``model``
-#: (label values, bounded); ``status``, ``"success"`` or ``"error"``; ``duration``, seconds
-#: or ``None``; ``tokens``, the total token count or ``None``; ``input_tokens``,
+#: (label values, bounded); ``status``, ``"success"``, ``"error"`` or ``"cancelled"`` (a
+#: stream closed before its end); ``duration``, seconds or ``None``; ``tokens``, the
+#: total token count or ``None``; ``input_tokens``,
 #: ``output_tokens``, ``thoughts_tokens``, ``cached_tokens``, the breakdown, each an int or
 #: ``None``; ``usage_metadata``, a google-genai ``GenerateContentResponse`` or its
 #: ``usage_metadata`` (or ``None``), from which the missing counts are taken. The call also
