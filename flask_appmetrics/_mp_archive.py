@@ -105,12 +105,14 @@ class Archive:
             when the page is served): not kept, or ``all`` gauges would grow the archive
             by one series per exited process.
         """
+        # Every entry is decoded before any is merged: a corrupt file changes nothing.
+        rows = list(entries(data))
+        if drop and file.typ == "gauge":
+            rows = [row for row in rows if json.loads(row[0])[0] not in drop]
         vals = self.values.setdefault(file.prefix, {})
         mode = file.mode
         pid = str(file.pid) if mode == "all" else ""
-        for key, value, timestamp in entries(data):
-            if drop and file.typ == "gauge" and json.loads(key)[0] in drop:
-                continue
+        for key, value, timestamp in rows:
             slot = (key, pid)
             current = vals.get(slot)
             if current is None:
@@ -229,19 +231,21 @@ def fold(
     *,
     wait_seconds: float = 0.0,
     drop: frozenset[str] = frozenset(),
+    detect: bool = True,
 ) -> FoldReport:
     """Fold the files of the processes *dead* and of any other process found dead.
 
     :param dead: pids known to have exited (gunicorn's ``child_exit``).
     :param wait_seconds: how long to wait for another process's fold to end.
     :param drop: gauge families not worth keeping (see :meth:`Archive.merge`).
+    :param detect: also look for other exited processes by their pid.
     :raises ArchiveError: the archive is unreadable (nothing was changed).
     :raises OSError: the directory cannot be written (nothing was lost).
     """
     with fold_lock(path, wait_seconds) as locked:
         if not locked:
             return FoldReport(locked=False)
-        return _fold_locked(path, set(dead), drop)
+        return _fold_locked(path, set(dead), drop, detect)
 
 
 def _leftovers(path: str, archive: Archive) -> dict[str, tuple[int, str]]:
@@ -257,7 +261,18 @@ def _leftovers(path: str, archive: Archive) -> dict[str, tuple[int, str]]:
     return out
 
 
-def _fold_locked(path: str, known_dead: set[int], drop: frozenset[str]) -> FoldReport:
+def _remove(path: str, name: str) -> bool:
+    try:
+        os.remove(os.path.join(path, name))
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        logger.warning("flask-appmetrics: cannot remove %s: %s", name, exc)
+        return False
+    return True
+
+
+def _fold_locked(path: str, known_dead: set[int], drop: frozenset[str], detect: bool) -> FoldReport:
     for name in os.listdir(path):
         if name.startswith(TMP_PREFIX) and name.endswith(TMP_SUFFIX):
             # A fold that crashed before its rename: the old archive and the files are intact.
@@ -265,18 +280,21 @@ def _fold_locked(path: str, known_dead: set[int], drop: frozenset[str]) -> FoldR
                 os.remove(os.path.join(path, name))
     archive = load_archive(path)
     files = metric_files(path)
-    dead = known_dead | dead_pids(path, [f for f in files if f.pid not in known_dead])
+    dead = set(known_dead)
+    if detect:
+        dead |= dead_pids(path, [f for f in files if f.pid not in known_dead])
     leftovers = _leftovers(path, archive)
     doomed = list(leftovers)
     archive.sources = dict(leftovers)
 
     pids: set[int] = set()
+    live_gauges: list[str] = []
     for f in files:
         if f.pid not in dead or f.name in leftovers:
             continue
         pids.add(f.pid)
         if f.dies_with_process:
-            doomed.append(f.name)
+            live_gauges.append(f.name)
             continue
         try:
             data, ino = read_bytes(os.path.join(path, f.name))
@@ -284,7 +302,7 @@ def _fold_locked(path: str, known_dead: set[int], drop: frozenset[str]) -> FoldR
             continue
         try:
             archive.merge(f, data, drop)
-        except (CorruptFileError, UnicodeDecodeError) as exc:
+        except (CorruptFileError, UnicodeDecodeError, ValueError, IndexError, TypeError) as exc:
             if f.name not in _CORRUPT_LOGGED:
                 _CORRUPT_LOGGED.add(f.name)
                 logger.error("flask-appmetrics: not folding %s, it is corrupt: %s", f.name, exc)
@@ -292,23 +310,17 @@ def _fold_locked(path: str, known_dead: set[int], drop: frozenset[str]) -> FoldR
         archive.sources[f.name] = (ino, digest(data))
         doomed.append(f.name)
 
+    # Gauges that leave with their process are not archived: gone first, whatever follows.
+    removed = sum(_remove(path, name) for name in live_gauges)
     if not doomed:
-        return FoldReport()
-    if archive.sources:
-        _write_archive(path, archive)
+        return FoldReport(tuple(sorted(pids)), removed)
+    _write_archive(path, archive)
     failed: dict[str, tuple[int, str]] = {}
-    removed = 0
     for name in doomed:
-        try:
-            os.remove(os.path.join(path, name))
+        if _remove(path, name):
             removed += 1
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            logger.warning("flask-appmetrics: cannot remove %s: %s", name, exc)
-            if name in archive.sources:
-                failed[name] = archive.sources[name]
-    if archive.sources:
-        archive.sources = failed
-        _write_archive(path, archive)
+        elif os.path.exists(os.path.join(path, name)):
+            failed[name] = archive.sources[name]
+    archive.sources = failed
+    _write_archive(path, archive)
     return FoldReport(tuple(sorted(pids)), removed)
