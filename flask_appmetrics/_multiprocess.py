@@ -2,7 +2,8 @@
 
 With ``PROMETHEUS_MULTIPROC_DIR`` set *before* prometheus_client is imported, every metric
 value lives in a per-process mmap file in that directory, and a scrape aggregates all the
-files (dead workers' counters included). Three things go wrong silently in practice, and
+files and the archive of exited workers (:mod:`flask_appmetrics._mp_archive`, folded by
+gunicorn's ``child_exit`` or by the scrape itself). Three things go wrong silently in practice, and
 each is turned into a :class:`~flask_appmetrics.errors.ConfigurationError` here:
 
 * the variable is set after prometheus_client was imported (gunicorn's ``--env``, or
@@ -19,7 +20,7 @@ value worth reading):
 
 ===================================  ==========================================================
 ``http_requests_in_progress``        ``livesum``: requests being served by live workers; a
-                                     killed worker's share goes with it (``child_exit``)
+                                     killed worker's share goes with it (at its fold)
 ``circuit_breaker_state``            ``livemax``: each worker has its own breaker; the worst
                                      state among live workers
 ``quota_limit``                      ``max``: configuration, the same in every worker
@@ -34,7 +35,7 @@ value worth reading):
                                      than showing one worker's numbers
 ===================================  ==========================================================
 
-Counters and histograms are summed over every file, dead workers' included. One registry
+Counters and histograms are summed over every file and the archive. One registry
 per process: two registries declaring the same name would write the same file keys.
 """
 
@@ -287,8 +288,16 @@ def fold_exited(path: str, dead: Iterable[int] = (), *, wait_seconds: float = 0.
         return len(fold(path, dead, wait_seconds=wait_seconds, drop=SCRAPE_TIME_GAUGES).pids)
     except (OSError, ArchiveError) as exc:
         # Nothing is lost: the files stay and are read as they are until a fold succeeds.
-        logger.error("flask-appmetrics: cannot fold exited workers' metric files: %s", exc)
+        # Every scrape tries again: say so once per cause, not once per scrape.
+        message = str(exc)
+        if message not in _FOLD_ERRORS_LOGGED and len(_FOLD_ERRORS_LOGGED) < _FOLD_ERRORS_LIMIT:
+            _FOLD_ERRORS_LOGGED.add(message)
+            logger.error("flask-appmetrics: cannot fold exited workers' metric files: %s", exc)
         return 0
+
+
+_FOLD_ERRORS_LOGGED: set[str] = set()
+_FOLD_ERRORS_LIMIT = 100
 
 
 class AggregatingCollector:
