@@ -14,7 +14,8 @@ leave them when they recycle workers.
 Scrapes of both run in interleaved rounds; medians printed, with the ratio.
 
 ``--recycle N`` also runs real gunicorn with ``--max-requests 1`` for N requests (N
-recycled workers) and reports the directory's size and a scrape's time afterwards.
+recycled workers) and reports the directory's size and the scrape time (read in this
+process: through HTTP every scrape would wait for a worker to boot) before and after.
 
     python benchmarks/multiprocess_scrape.py [--dead 0 100 1000] [--rounds 21]
                                              [--recycle 1000]
@@ -147,6 +148,16 @@ def interleaved(a: Callable[[], bytes], b: Callable[[], bytes], rounds: int) -> 
     return statistics.median(times_a), statistics.median(times_b)
 
 
+def median_ms(scrape: Callable[[], bytes], rounds: int) -> float:
+    scrape()
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        scrape()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
 def scrape_vs_dead(dead_counts: list[int], rounds: int) -> None:
     with tempfile.TemporaryDirectory(prefix="appmetrics-mp-") as tmp:
         live = Path(tmp) / "live"
@@ -200,26 +211,33 @@ def recycle(requests: int) -> None:
         env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(multiproc)}
         proc = subprocess.Popen(args, env=env, pass_fds=(sock.fileno(),))
         try:
+            pids: set[str] = set()
+            get = our_scrape(multiproc)
+
+            def serve(first: int, count: int) -> None:
+                for i in range(first, first + count):
+                    with urllib.request.urlopen(f"{base}/items/{i}", timeout=30) as response:
+                        pids.add(response.read().decode().split('"pid":')[1].strip(" }\n"))
+
+            serve(0, 2)
+            before = median_ms(get, 21)
+            files_before = len(os.listdir(multiproc))
             start = time.monotonic()
-            pids = set()
-            for i in range(requests):
-                with urllib.request.urlopen(f"{base}/items/{i}", timeout=30) as response:
-                    pids.add(response.read().decode().split('"pid":')[1].strip(" }\n"))
+            serve(2, requests - 2)
             took = time.monotonic() - start
-            times = []
-            page = b""
-            for _ in range(11):
-                t = time.perf_counter()
-                with urllib.request.urlopen(f"{base}/metrics", timeout=30) as response:
-                    page = response.read()
-                times.append(time.perf_counter() - t)
+            time.sleep(2)  # the last worker's exit and fold
+            after = median_ms(get, 21)
             line = next(
-                ln for ln in page.decode().splitlines() if ln.startswith("http_requests_total{")
+                ln
+                for ln in get().decode().splitlines()
+                if ln.startswith('http_requests_total{endpoint="/items')
             )
             print(
-                f"\ngunicorn -w 2 --max-requests 1: {requests} requests in {took:.0f} s, "
-                f"{len(pids)} workers served them; directory: {len(os.listdir(multiproc))} "
-                f"files; GET /metrics median {statistics.median(times) * 1000:.1f} ms; {line}"
+                f"\ngunicorn -w 2 --max-requests 1, {requests} requests in {took:.0f} s, served by "
+                f"{len(pids)} workers\n  directory: {files_before} files after 2 requests, "
+                f"{len(os.listdir(multiproc))} after {requests}\n  scrape (in this process, "
+                f"median of 21): {before:.2f} ms after 2 requests, {after:.2f} ms after "
+                f"{requests}\n  {line}"
             )
         finally:
             proc.terminate()
