@@ -490,3 +490,41 @@ def test_unreadable_archive_is_reported_and_nothing_is_folded(
         assert registry.get_sample_value("jobs_total") == 4
     assert (tmp_path / f"counter_{DEAD_PID}.db").exists()
     assert any("cannot fold" in r.getMessage() for r in caplog.records)
+
+
+# -- gunicorn's child_exit -----------------------------------------------------------------
+
+
+class _Log:
+    def info(self, msg: str, *args: object) -> None:
+        pass
+
+    def error(self, msg: str, *args: object) -> None:
+        pass
+
+
+class _Server:
+    log = _Log()
+
+
+class _Worker:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+
+def test_child_exit_folds_the_worker_and_never_raises(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from flask_appmetrics.gunicorn import child_exit
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    _worker(tmp_path, DEAD_PID, 3)
+    child_exit(_Server(), _Worker(DEAD_PID))  # type: ignore[arg-type]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [ARCHIVE_NAME, LOCK_NAME]
+    # A broken archive: the worker's files stay (nothing lost), the master goes on.
+    _worker(tmp_path, DEAD_PID + 1, 4)
+    (tmp_path / ARCHIVE_NAME).write_text("[]")
+    with caplog.at_level(logging.ERROR, logger="flask_appmetrics"):
+        child_exit(_Server(), _Worker(DEAD_PID + 1))  # type: ignore[arg-type]
+    assert (tmp_path / f"counter_{DEAD_PID + 1}.db").exists()
+    assert any("cannot fold" in r.getMessage() for r in caplog.records)
