@@ -155,6 +155,34 @@ def _log_once(what: str, message: str, *args: object) -> None:
         logger.error(message, *args)
 
 
+def _add_files(path: str, sources: dict[str, tuple[int, str]], aggregate: _Aggregate) -> None:
+    """Add every metric file of *path* but those the archive already holds."""
+    add = aggregate.add
+    for name in os.listdir(path):
+        file = parse_name(name)
+        if file is None:
+            continue
+        try:
+            data, file_ino = read_bytes(os.path.join(path, name))
+        except FileNotFoundError:
+            continue  # live gauges of a dead process, or a folded file
+        if not data:
+            continue  # a starting process's file, no value yet
+        ident = sources.get(name)
+        if ident is not None and ident == (file_ino, digest(data)):
+            continue  # folded by a fold that has not deleted it yet
+        try:
+            # Decoded whole before any entry counts: a corrupt file adds nothing.
+            rows = list(entries(data))
+        except (CorruptFileError, UnicodeDecodeError) as exc:
+            _log_once(name, "flask-appmetrics: skipping corrupt metric file %s: %s", name, exc)
+            continue
+        pid = str(file.pid)
+        typ, mode = file.typ, file.mode
+        for key, value, ts in rows:
+            add(typ, mode, pid, key, value, ts)
+
+
 def _read_once(path: str, *, check: bool = True) -> list[Metric] | None:
     """One consistent read, or ``None`` when a fold replaced the archive meanwhile (and
     *check*)."""
@@ -181,26 +209,7 @@ def _read_once(path: str, *, check: bool = True) -> list[Metric] | None:
                 typ, _, mode = prefix.partition("_")
                 for (key, pid), (value, ts) in values.items():
                     add(typ, mode, pid, key, value, ts)
-        sources = archive.sources
-        for name in os.listdir(path):
-            file = parse_name(name)
-            if file is None:
-                continue
-            try:
-                data, file_ino = read_bytes(os.path.join(path, name))
-            except FileNotFoundError:
-                continue  # live gauges of a dead process, or a folded file
-            if not data:
-                continue  # a starting process's file, no value yet
-            ident = sources.get(name)
-            if ident is not None and ident == (file_ino, digest(data)):
-                continue  # folded by a fold that has not deleted it yet
-            pid = str(file.pid)
-            try:
-                for key, value, ts in entries(data):
-                    add(file.typ, file.mode, pid, key, value, ts)
-            except (CorruptFileError, UnicodeDecodeError, ValueError) as exc:
-                _log_once(name, "flask-appmetrics: skipping corrupt metric file %s: %s", name, exc)
+        _add_files(path, archive.sources, aggregate)
         try:
             now = os.stat(apath).st_ino
         except FileNotFoundError:

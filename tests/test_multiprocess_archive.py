@@ -528,3 +528,24 @@ def test_child_exit_folds_the_worker_and_never_raises(
         child_exit(_Server(), _Worker(DEAD_PID + 1))  # type: ignore[arg-type]
     assert (tmp_path / f"counter_{DEAD_PID + 1}.db").exists()
     assert any("cannot fold" in r.getMessage() for r in caplog.records)
+
+
+def test_a_corrupt_file_is_skipped_whole_and_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _write(tmp_path, f"counter_{os.getpid()}.db", [("jobs", "jobs_total", {}, 2, 0)])
+    bad = tmp_path / "counter_1.db"
+    _write(
+        tmp_path,
+        bad.name,
+        [("jobs", "jobs_total", {}, 5, 0), ("jobs", "jobs_total", {"k": "v"}, 1, 0)],
+    )
+    data = bytearray(bad.read_bytes())
+    used = struct.unpack_from("i", data)[0]
+    struct.pack_into("i", data, 0, used - 8)  # the last entry now runs past the used size
+    bad.write_bytes(bytes(data))
+    with caplog.at_level(logging.ERROR, logger="flask_appmetrics"):
+        families = read_directory(str(tmp_path))
+    # Its first entry (5) is not counted either: nothing of a corrupt file is.
+    assert _samples(families) == {("jobs_total", frozenset()): 2.0}
+    assert any("counter_1.db" in r.getMessage() for r in caplog.records)
