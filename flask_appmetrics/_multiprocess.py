@@ -2,7 +2,8 @@
 
 With ``PROMETHEUS_MULTIPROC_DIR`` set *before* prometheus_client is imported, every metric
 value lives in a per-process mmap file in that directory, and a scrape aggregates all the
-files (dead workers' counters included). Three things go wrong silently in practice, and
+files and the archive of exited workers (:mod:`flask_appmetrics._mp_archive`, folded by
+gunicorn's ``child_exit`` or by the scrape itself). Three things go wrong silently in practice, and
 each is turned into a :class:`~flask_appmetrics.errors.ConfigurationError` here:
 
 * the variable is set after prometheus_client was imported (gunicorn's ``--env``, or
@@ -19,7 +20,7 @@ value worth reading):
 
 ===================================  ==========================================================
 ``http_requests_in_progress``        ``livesum``: requests being served by live workers; a
-                                     killed worker's share goes with it (``child_exit``)
+                                     killed worker's share goes with it (at its fold)
 ``circuit_breaker_state``            ``livemax``: each worker has its own breaker; the worst
                                      state among live workers
 ``quota_limit``                      ``max``: configuration, the same in every worker
@@ -34,13 +35,12 @@ value worth reading):
                                      than showing one worker's numbers
 ===================================  ==========================================================
 
-Counters and histograms are summed over every file, dead workers' included. One registry
+Counters and histograms are summed over every file and the archive. One registry
 per process: two registries declaring the same name would write the same file keys.
 """
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 import tempfile
@@ -49,9 +49,11 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, values
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
-from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from ._mp_archive import ArchiveError, dead_pids, fold, metric_files
+from ._mp_files import LOCK_NAME, foreign_files, is_own_file, parse_name
+from ._mp_read import read_directory
 from .errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -97,6 +99,7 @@ def check_setup() -> str | None:
             "os.environ in the app).",
         )
     check_directory(path)
+    warn_foreign_files(path)
     return path
 
 
@@ -120,7 +123,9 @@ def prepare_directory(path: str, *, keep_pid: int | None = None) -> int:
     """Create *path* if needed and delete metric files of earlier runs.
 
     Called once by the server's master process before workers start: a file left by an
-    earlier run would otherwise add its counters to this run's totals.
+    earlier run would otherwise add its counters to this run's totals. Only the files
+    prometheus_client writes (``counter_<pid>.db``, ``gauge_<mode>_<pid>.db``...) and
+    flask-appmetrics' own archive are deleted; anything else is left alone, with a warning.
 
     :param keep_pid: a process whose files are kept (the gunicorn master itself, when the
         app was preloaded in it and already opened its files).
@@ -130,15 +135,48 @@ def prepare_directory(path: str, *, keep_pid: int | None = None) -> int:
     try:
         os.makedirs(path, exist_ok=True)
         removed = 0
-        for name in glob.glob(os.path.join(path, "*.db")):
-            if keep_pid is not None and name.endswith(f"_{keep_pid}.db"):
+        names = os.listdir(path)
+        for name in names:
+            parsed = parse_name(name)
+            if parsed is not None:
+                if parsed.pid == keep_pid:
+                    continue
+            elif not is_own_file(name) or name == LOCK_NAME:
                 continue
-            os.remove(name)
+            os.remove(os.path.join(path, name))
             removed += 1
     except OSError as exc:
         raise ConfigurationError(ENV_VAR, f"cannot prepare {path!r}: {exc}") from exc
     check_directory(path)
+    warn_foreign_files(path, names)
     return removed
+
+
+_WARNED_FOREIGN: set[str] = set()
+_FOREIGN_SHOWN = 5
+
+
+def warn_foreign_files(path: str, names: list[str] | None = None) -> list[str]:
+    """Log a warning (once per process and directory) if *path* holds files that are not
+    metric files: they are never touched, but a directory shared with other data is one
+    where a mistake can cost that data."""
+    try:
+        foreign = foreign_files(os.listdir(path) if names is None else names)
+    except OSError:
+        return []
+    if foreign and path not in _WARNED_FOREIGN:
+        _WARNED_FOREIGN.add(path)
+        shown = ", ".join(foreign[:_FOREIGN_SHOWN])
+        more = f" and {len(foreign) - _FOREIGN_SHOWN} more" if len(foreign) > _FOREIGN_SHOWN else ""
+        logger.warning(
+            "flask-appmetrics: %s=%s holds files that are not prometheus_client's (%s%s); "
+            "they are left alone, but give the metrics a directory of their own",
+            ENV_VAR,
+            path,
+            shown,
+            more,
+        )
+    return foreign
 
 
 # -- the scrape side -----------------------------------------------------------------------
@@ -201,6 +239,8 @@ WINDOW_GAUGES = (
 #: Gauges computed at scrape time from the app's cache objects: served as the scraping
 #: worker sees them (exact for a shared cache backend such as Redis or Memcached).
 LOCAL_GAUGES = ("cache_size_bytes", "cache_items_count")
+#: The catalog's gauges whose file values no scrape reads: an exited worker's are dropped.
+SCRAPE_TIME_GAUGES = frozenset(("cache_hit_rate", *WINDOW_GAUGES, *LOCAL_GAUGES))
 
 
 def _local(gauge: Collector) -> Callable[[Mapping[str, Metric]], Metric | None]:
@@ -238,30 +278,31 @@ def derived_gauges(
 DERIVED_GAUGES: tuple[DerivedGauge, ...] = (CACHE_HIT_RATE,)
 
 
-def _ready_files(path: str) -> list[str]:
-    """The metric files of *path* that hold a header.
+def fold_exited(path: str, dead: Iterable[int] = (), *, wait_seconds: float = 0.0) -> int:
+    """Fold the files of exited processes into the archive; never raises.
 
-    A worker that is starting creates its file empty and then sizes it; a scrape that
-    globbed the file in between would fail in prometheus_client (``struct.error``) and the
-    page would be a 500, typically right after gunicorn replaced a dead worker. Such a
-    file holds no value yet, so skipping it loses nothing.
+    :param dead: pids known to have exited; others are found by their pid.
+    :returns: the number of processes folded.
     """
-    ready = []
-    for name in glob.glob(os.path.join(path, "*.db")):
-        try:
-            if os.stat(name).st_size >= _HEADER_BYTES:
-                ready.append(name)
-        except FileNotFoundError:  # a live gauge file removed by mark_process_dead
-            continue
-    return ready
+    try:
+        return len(fold(path, dead, wait_seconds=wait_seconds, drop=SCRAPE_TIME_GAUGES).pids)
+    except (OSError, ArchiveError) as exc:
+        # Nothing is lost: the files stay and are read as they are until a fold succeeds.
+        # Every scrape tries again: say so once per cause, not once per scrape.
+        message = str(exc)
+        if message not in _FOLD_ERRORS_LOGGED and len(_FOLD_ERRORS_LOGGED) < _FOLD_ERRORS_LIMIT:
+            _FOLD_ERRORS_LOGGED.add(message)
+            logger.error("flask-appmetrics: cannot fold exited workers' metric files: %s", exc)
+        return 0
 
 
-#: The used-bytes integer and padding at the start of every mmap file.
-_HEADER_BYTES = 8
+_FOLD_ERRORS_LOGGED: set[str] = set()
+_FOLD_ERRORS_LIMIT = 100
 
 
 class AggregatingCollector:
-    """prometheus_client's :class:`MultiProcessCollector`, with derived gauges recomputed.
+    """prometheus_client's :class:`MultiProcessCollector` over the live files and the
+    archive of exited processes, with derived gauges recomputed.
 
     :param path: the multiprocess directory.
     :param derived: gauges to compute from the aggregate instead of reading their files.
@@ -273,10 +314,16 @@ class AggregatingCollector:
         self._derived_names = frozenset(d.name for d in self._derived)
 
     def collect(self) -> Iterable[Metric]:
-        # prometheus_client's multiprocess module is not annotated.
-        collected = MultiProcessCollector.merge(  # type: ignore[no-untyped-call]
-            _ready_files(self._path), accumulate=True
-        )
+        # Servers without an exit hook (uWSGI, or gunicorn without our config) leave the
+        # files of exited workers: fold them here. Another process folding already is
+        # enough, so the scrape never waits for the lock.
+        try:
+            exited = dead_pids(self._path, metric_files(self._path))
+        except OSError:
+            exited = set()
+        if exited:
+            fold_exited(self._path, exited)
+        collected = read_directory(self._path)
         families: dict[str, Metric] = {m.name: m for m in collected}
         for name in self._derived_names:
             families.pop(name, None)

@@ -18,14 +18,17 @@ What the hooks do:
 * importing this module (gunicorn loads its config first) creates the directory, so that
   an app preloaded with ``--preload`` finds it;
 * :func:`on_starting` (master, once): removes metric files of earlier runs (keeping the
-  master's own when the app was preloaded); refuses to start (exit with a message) when
+  master's own when the app was preloaded) and nothing else (files prometheus_client does
+  not write are left alone, with a warning); refuses to start (exit with a message) when
   the setup is broken, or when several workers would each serve their own numbers
   because the variable is unset.
 * :func:`when_ready` (master): logs where metrics are aggregated.
-* :func:`child_exit` (master, per dead worker, also after ``SIGKILL``): calls
-  :func:`prometheus_client.multiprocess.mark_process_dead`, which drops the worker's
-  ``live*`` gauges, so a worker killed mid-request leaves no stuck
-  ``http_requests_in_progress``. Its counters and histograms stay in the sum.
+* :func:`child_exit` (master, per dead worker, also after ``SIGKILL``): folds the worker's
+  counters, histograms and non-``live`` gauges into the directory's archive and deletes
+  its files, ``live*`` gauges included (as
+  :func:`prometheus_client.multiprocess.mark_process_dead` does), so a worker killed
+  mid-request leaves no stuck ``http_requests_in_progress`` and the directory stays as
+  small as the number of live workers however often they are recycled.
 """
 
 from __future__ import annotations
@@ -34,9 +37,7 @@ import contextlib
 import os
 from typing import Any, Protocol
 
-from prometheus_client.multiprocess import mark_process_dead
-
-from ._multiprocess import ENV_VAR, check_setup, prepare_directory
+from ._multiprocess import ENV_VAR, check_setup, fold_exited, prepare_directory
 from .errors import ConfigurationError
 
 __all__ = ["child_exit", "on_starting", "when_ready"]
@@ -115,8 +116,15 @@ def when_ready(server: _Server) -> None:
         server.log.info("flask-appmetrics: /metrics sums all workers' files in %s", path)
 
 
+#: How long the master waits for a fold another process is doing (a scrape's).
+_FOLD_WAIT_SECONDS = 2.0
+
+
 def child_exit(server: _Server, worker: _Worker) -> None:
-    """Drop the live gauges of a worker that exited (however it died)."""
+    """Fold the files of a worker that exited (however it died) into the archive.
+
+    Never raises: a fold that cannot be done now is done by the next scrape.
+    """
     path = os.environ.get(ENV_VAR)
     if path is not None:
-        mark_process_dead(worker.pid, path)  # type: ignore[no-untyped-call]
+        fold_exited(path, (worker.pid,), wait_seconds=_FOLD_WAIT_SECONDS)
