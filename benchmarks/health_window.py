@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry
 from werkzeug.test import EnvironBuilder
 
 from flask_appmetrics import FlaskMetrics, get_health_status
-from flask_appmetrics.health import HealthMonitor
+from flask_appmetrics.health.monitor import HealthMonitor
 
 
 def app_with_metrics() -> Flask:

@@ -328,7 +328,7 @@ def scrape_benchmark(args: argparse.Namespace) -> None:
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.multiprocess import MultiProcessCollector
 
-    from flask_appmetrics._multiprocess import scrape_registry
+    from flask_appmetrics.metrics.multiprocess.setup import scrape_registry
 
     print(f"\nscrape time of a multiprocess /metrics page, median of {args.scrape_repeat}")
     print(f"{'series':>8}{'prometheus_client ms':>22}{'flask-appmetrics ms':>21}{'ratio':>8}")

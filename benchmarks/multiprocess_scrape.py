@@ -43,7 +43,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from flask_appmetrics._multiprocess import scrape_registry  # noqa: E402
+from flask_appmetrics.metrics.multiprocess.setup import scrape_registry  # noqa: E402
 
 #: Above any pid Linux hands out (kernel.pid_max is at most 2**22).
 DEAD_PID = 5_000_000

@@ -1,11 +1,6 @@
 """flask-appmetrics: production monitoring for Flask in one line."""
 
-from ._checks import CheckResult, HealthCheck
-from ._identity import default_user_identity
-from ._pricing import DEFAULT_GEMINI_PRICES
-from ._quota import InMemoryQuota, QuotaCounter, QuotaLimits, QuotaUsage
 from ._version import __version__
-from .custom import CustomMetric
 from .errors import (
     AlreadyInitializedError,
     AppMetricsError,
@@ -15,7 +10,8 @@ from .errors import (
     RouteConflictWarning,
 )
 from .extension import FlaskMetrics
-from .health import HealthReport, get_health_status
+from .health.checks import CheckResult, HealthCheck
+from .health.monitor import HealthReport, get_health_status
 from .helpers import (
     quota_usage,
     record_business_event,
@@ -25,6 +21,10 @@ from .helpers import (
     record_quota_usage,
     track_gemini_call,
 )
+from .llm.pricing import DEFAULT_GEMINI_PRICES
+from .llm.quota import InMemoryQuota, QuotaCounter, QuotaLimits, QuotaUsage
+from .metrics.custom import CustomMetric
+from .recording.identity import default_user_identity
 
 __all__ = [
     "DEFAULT_GEMINI_PRICES",

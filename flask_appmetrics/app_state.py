@@ -11,13 +11,13 @@ if TYPE_CHECKING:
     from flask import Flask
     from prometheus_client import CollectorRegistry
 
-    from ._redis_link import RedisLink
-    from ._settings import Settings, StatusSettings
-    from .auth import Guard
-    from .catalog import MetricSet
-    from .health import HealthMonitor
-    from .instrumentation import RequestInstrumentation
-    from .receivers import DomainReceivers
+    from .health.monitor import HealthMonitor
+    from .integrations.redis.link import RedisLink
+    from .metrics.catalog import MetricSet
+    from .recording.receivers import DomainReceivers
+    from .recording.request_hooks import RequestInstrumentation
+    from .settings import Settings, StatusSettings
+    from .web.guard import Guard
 
 EXTENSION_KEY = "appmetrics"
 
@@ -50,9 +50,9 @@ class AppState:
 
     def scrape_registry(self) -> CollectorRegistry:
         """The registry ``/metrics`` serves: in multiprocess mode, a fresh one per scrape
-        that sums every process's files (see :mod:`flask_appmetrics._multiprocess`)."""
+        that sums every process's files (see :mod:`flask_appmetrics.metrics.multiprocess.setup`)."""
         if self.multiprocess_dir is not None:
-            from ._multiprocess import derived_gauges, scrape_registry
+            from .metrics.multiprocess.setup import derived_gauges, scrape_registry
 
             shared = self.redis is not None
             derived = derived_gauges(self.metric_set.metrics, shared_windows=shared)

@@ -5,7 +5,7 @@ effective value is visible in ``app.config``; a bad value raises
 :class:`~flask_appmetrics.errors.ConfigurationError` naming the key, at start rather than
 on the first request.
 
-Each concern has its own frozen settings class (in :mod:`flask_appmetrics._settings`)
+Each concern has its own frozen settings class (in :mod:`flask_appmetrics.settings`)
 and loader below; :class:`Settings` gathers them. Keys are listed in :data:`DEFAULTS`,
 which the README's configuration table is checked against.
 """
@@ -21,10 +21,11 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ._labels import DEFAULT_MAX_LABEL_LENGTH, MIN_MAX_LABEL_LENGTH
-from ._pricing import DEFAULT_GEMINI_PRICES, parse_prices
-from ._quota import DEFAULT_TIMEZONE, QuotaLimits
-from ._settings import (
+from .errors import ConfigurationError
+from .llm.pricing import DEFAULT_GEMINI_PRICES, parse_prices
+from .llm.quota import DEFAULT_TIMEZONE, QuotaLimits
+from .metrics.labels import DEFAULT_MAX_LABEL_LENGTH, MIN_MAX_LABEL_LENGTH
+from .settings import (
     AUTH_HEALTH_MODES,
     AuthSettings,
     DomainSettings,
@@ -36,7 +37,6 @@ from ._settings import (
     Settings,
     StatusSettings,
 )
-from .errors import ConfigurationError
 
 logger = logging.getLogger("flask_appmetrics")
 

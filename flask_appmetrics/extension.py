@@ -7,25 +7,25 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY
 
-from ._checks import CheckFunc, CheckRegistry, F
-from ._domain import check_domain_settings, domain_for, label_length_for
-from ._identity import UserIdentity
-from ._multiprocess import check_setup as check_multiprocess_setup
-from ._redis_windows import shared_windows
-from ._routes import LateConflictCheck, OwnRoute, refuse_conflicts
-from ._state import EXTENSION_KEY, AppState, set_latest, state_of
-from .auth import AuthDecorator, Guard
-from .catalog import catalog_metric, metric_set_for
+from .app_state import EXTENSION_KEY, AppState, set_latest, state_of
 from .config import DEFAULT_BUCKETS, load_settings
-from .custom import CustomMetricsMixin
 from .errors import AlreadyInitializedError, AppMetricsError
-from .health import build_monitor
-from .health_views import HEALTH_BLUEPRINT, health_blueprint
-from .instrumentation import RequestInstrumentation
-from .receivers import install as install_receivers
+from .health.checks import CheckFunc, CheckRegistry, F
+from .health.monitor import build_monitor
+from .integrations.redis.windows import shared_windows
+from .metrics.catalog import catalog_metric, metric_set_for
+from .metrics.custom import CustomMetricsMixin
+from .metrics.multiprocess.setup import check_setup as check_multiprocess_setup
+from .metrics.registry_state import check_domain_settings, domain_for, label_length_for
+from .recording.identity import UserIdentity
+from .recording.receivers import install as install_receivers
+from .recording.request_hooks import RequestInstrumentation
 from .signals import app_initialized
-from .status_page import STATUS_BLUEPRINT, status_blueprint
-from .views import METRICS_BLUEPRINT, metrics_blueprint
+from .web.guard import AuthDecorator, Guard
+from .web.health_views import HEALTH_BLUEPRINT, health_blueprint
+from .web.metrics_view import METRICS_BLUEPRINT, metrics_blueprint
+from .web.route_conflicts import LateConflictCheck, OwnRoute, refuse_conflicts
+from .web.status_page import STATUS_BLUEPRINT, status_blueprint
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     from flask import Flask
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-    from ._quota import QuotaCounter
-    from ._settings import Settings
+    from .llm.quota import QuotaCounter
+    from .settings import Settings
 
 logger = logging.getLogger("flask_appmetrics")
 

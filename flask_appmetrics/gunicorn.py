@@ -37,8 +37,8 @@ import contextlib
 import os
 from typing import Any, Protocol
 
-from ._multiprocess import ENV_VAR, check_setup, fold_exited, prepare_directory
 from .errors import ConfigurationError
+from .metrics.multiprocess.setup import ENV_VAR, check_setup, fold_exited, prepare_directory
 
 __all__ = ["child_exit", "on_starting", "when_ready"]
 

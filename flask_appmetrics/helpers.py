@@ -30,14 +30,14 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 from flask import current_app, has_app_context
 
 from . import signals
-from ._send import send
-from ._state import latest, state_of
-from ._validation import StrictInputError
+from .app_state import latest, state_of
+from .recording.send import send
+from .recording.validation import StrictInputError
 
 if TYPE_CHECKING:
     from flask import Flask
 
-    from ._quota import QuotaUsage
+    from .llm.quota import QuotaUsage
 
 logger = logging.getLogger("flask_appmetrics")
 

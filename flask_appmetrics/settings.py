@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._pricing import ModelPrice
-    from ._quota import QuotaLimits
+    from .llm.pricing import ModelPrice
+    from .llm.quota import QuotaLimits
 
 
 @dataclass(frozen=True)
@@ -144,13 +144,13 @@ class DomainSettings:
     #: Endpoint and model label values created at 0 at start, and always kept as they are.
     gemini_endpoints: tuple[str, ...]
     gemini_models: tuple[str, ...]
-    #: USD per million tokens by model-name prefix (see :mod:`flask_appmetrics._pricing`).
+    #: USD per million tokens by model-name prefix (see :mod:`flask_appmetrics.llm.pricing`).
     gemini_prices: Mapping[str, ModelPrice]
     #: Distinct values each label fed from input (Gemini endpoint and model, cache operation
     #: and layer, breaker service) keeps besides the configured ones; then ``other``.
     max_label_values: int
     #: UTF-8 bytes a label value fed from input may hold; a longer one is truncated and
-    #: given a hash suffix (see :func:`flask_appmetrics._labels.cap_length`).
+    #: given a hash suffix (see :func:`flask_appmetrics.metrics.labels.cap_length`).
     max_label_length: int
     #: RPM, TPM, RPD and TPD limits; ``None`` is unlimited.
     quota_limits: QuotaLimits

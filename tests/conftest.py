@@ -87,6 +87,6 @@ def app(app_factory: AppFactory) -> Flask:
 def _log_every_refusal() -> None:
     """Refusals of bad input are logged once per call site per minute; every test starts
     afresh, so that one asserting a log line sees it whatever ran before."""
-    from flask_appmetrics._validation import reset_log_limits
+    from flask_appmetrics.recording.validation import reset_log_limits
 
     reset_log_limits()

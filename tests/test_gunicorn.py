@@ -25,8 +25,12 @@ from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 
 from flask_appmetrics import ConfigurationError, FlaskMetrics
-from flask_appmetrics._mp_files import parse_name
-from flask_appmetrics._multiprocess import check_directory, check_setup, scrape_registry
+from flask_appmetrics.metrics.multiprocess.files import parse_name
+from flask_appmetrics.metrics.multiprocess.setup import (
+    check_directory,
+    check_setup,
+    scrape_registry,
+)
 from tests._gunicorn import GUNICORN, NO_CONTROL_SOCKET
 from tests._redis_server import RedisServer
 

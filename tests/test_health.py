@@ -11,13 +11,13 @@ import pytest
 from flask import Flask
 from prometheus_client import CollectorRegistry
 
-import flask_appmetrics._state as state_module
+import flask_appmetrics.app_state as state_module
 from flask_appmetrics import ConfigurationError, FlaskMetrics, get_health_status
-from flask_appmetrics._checks import CheckRegistry
-from flask_appmetrics._settings import HealthSettings
-from flask_appmetrics._windows import BucketedCounter, RecentUsers
-from flask_appmetrics.health import HealthMonitor
-from flask_appmetrics.health_views import HEALTH_BLUEPRINT
+from flask_appmetrics.health.checks import CheckRegistry
+from flask_appmetrics.health.monitor import HealthMonitor
+from flask_appmetrics.health.windows import BucketedCounter, RecentUsers
+from flask_appmetrics.settings import HealthSettings
+from flask_appmetrics.web.health_views import HEALTH_BLUEPRINT
 
 from .conftest import AppFactory
 from .test_windows import FakeClock

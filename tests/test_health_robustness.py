@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
 import logging
 from pathlib import Path
 
@@ -13,8 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import flask_appmetrics
 from flask_appmetrics import FlaskMetrics, get_health_status
-from flask_appmetrics._windows import RequestCounts
-from flask_appmetrics.health import HealthMonitor
+from flask_appmetrics.health.monitor import HealthMonitor
+from flask_appmetrics.health.windows import RequestCounts
 
 from .conftest import AppFactory
 
@@ -177,21 +178,38 @@ def test_bad_per_app_checks_are_refused(app: Flask) -> None:
 # -- layering ------------------------------------------------------------------------------------
 
 
-def _imported_modules(path: Path) -> set[str]:
-    """Modules *path* imports anywhere, lazily inside a function too."""
+def _imported_modules(module: str) -> set[str]:
+    """Absolute names of the modules *module* imports anywhere, lazily inside a function too."""
+    root = Path(flask_appmetrics.__file__).parent
+    path = root.joinpath(*module.split(".")[1:]).with_suffix(".py")
+    package = module.rpartition(".")[0]
     names: set[str] = set()
     tree = ast.parse(path.read_text())
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            names.add("." * node.level + (node.module or ""))
+            relative = "." * node.level + (node.module or "")
+            names.add(importlib.util.resolve_name(relative, package) if node.level else relative)
     return names
 
 
-@pytest.mark.parametrize("module", ["_redis_windows", "_redis_link", "_windows", "_checks"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "flask_appmetrics.integrations.redis.windows",
+        "flask_appmetrics.integrations.redis.link",
+        "flask_appmetrics.health.windows",
+        "flask_appmetrics.health.checks",
+    ],
+)
 def test_windows_import_nothing_of_flask_or_the_app_state(module: str) -> None:
-    path = Path(flask_appmetrics.__file__).parent / f"{module}.py"
-    imported = _imported_modules(path)
+    imported = _imported_modules(module)
     assert not {m for m in imported if m.split(".")[0] == "flask"}, imported
-    assert not imported & {"._state", ".health", ".extension", ".auth"}, imported
+    forbidden = {
+        "flask_appmetrics.app_state",
+        "flask_appmetrics.health.monitor",
+        "flask_appmetrics.extension",
+        "flask_appmetrics.web.guard",
+    }
+    assert not imported & forbidden, imported

@@ -13,7 +13,7 @@ import pytest
 from flask import Flask
 from prometheus_client import CollectorRegistry
 
-import flask_appmetrics._state as state_module
+import flask_appmetrics.app_state as state_module
 import flask_appmetrics.helpers as helpers_module
 from flask_appmetrics import (
     FlaskMetrics,

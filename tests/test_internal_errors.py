@@ -10,7 +10,7 @@ from flask import Flask
 from prometheus_client import CollectorRegistry
 
 from flask_appmetrics import FlaskMetrics
-from flask_appmetrics.catalog import INTERNAL_ERROR_COMPONENTS
+from flask_appmetrics.metrics.catalog import INTERNAL_ERROR_COMPONENTS
 
 PACKAGE = Path(__file__).resolve().parent.parent / "flask_appmetrics"
 INTERNAL = "flask_appmetrics_internal_errors_total"

@@ -20,7 +20,6 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-import flask_appmetrics._validation as validation
 from flask_appmetrics import (
     ConfigurationError,
     FlaskMetrics,
@@ -29,7 +28,8 @@ from flask_appmetrics import (
     record_circuit_breaker_event,
     record_gemini_usage,
 )
-from flask_appmetrics._labels import cap_length
+from flask_appmetrics.metrics.labels import cap_length
+from flask_appmetrics.recording import validation
 
 from .conftest import AppFactory
 

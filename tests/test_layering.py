@@ -94,7 +94,7 @@ def closure(module: str) -> set[str]:
 
 @pytest.mark.parametrize(
     "module",
-    ["flask_appmetrics._pricing", "flask_appmetrics._tokens", "flask_appmetrics.config"],
+    ["flask_appmetrics.llm.pricing", "flask_appmetrics.llm.tokens", "flask_appmetrics.config"],
 )
 def test_the_config_and_price_table_import_no_integration(module: str) -> None:
     reached = closure(module)
@@ -104,7 +104,7 @@ def test_the_config_and_price_table_import_no_integration(module: str) -> None:
 @pytest.mark.parametrize(
     "module",
     [
-        "flask_appmetrics._send",
+        "flask_appmetrics.recording.send",
         "flask_appmetrics.helpers",
         "flask_appmetrics.integrations.caching",
         "flask_appmetrics.integrations.pybreaker",
@@ -113,15 +113,15 @@ def test_the_config_and_price_table_import_no_integration(module: str) -> None:
 )
 def test_helpers_and_integrations_do_not_reach_the_receivers(module: str) -> None:
     top = {
-        "flask_appmetrics.receivers",
-        "flask_appmetrics.instrumentation",
+        "flask_appmetrics.recording.receivers",
+        "flask_appmetrics.recording.request_hooks",
         "flask_appmetrics.extension",
     }
     assert not closure(module) & top, sorted(closure(module) & top)
 
 
 def test_the_genai_integration_re_exports_token_usage() -> None:
-    from flask_appmetrics._tokens import TokenUsage
     from flask_appmetrics.integrations import genai
+    from flask_appmetrics.llm.tokens import TokenUsage
 
     assert genai.TokenUsage is TokenUsage

@@ -21,11 +21,17 @@ import pytest
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from flask_appmetrics import _mp_archive, _mp_read
-from flask_appmetrics._mp_archive import fold, load_archive
-from flask_appmetrics._mp_files import ARCHIVE_NAME, LOCK_NAME, parse_name, process_alive
-from flask_appmetrics._mp_read import read_directory
-from flask_appmetrics._multiprocess import prepare_directory, scrape_registry
+from flask_appmetrics.metrics.multiprocess import archive as _mp_archive
+from flask_appmetrics.metrics.multiprocess import reader as _mp_read
+from flask_appmetrics.metrics.multiprocess.archive import fold, load_archive
+from flask_appmetrics.metrics.multiprocess.files import (
+    ARCHIVE_NAME,
+    LOCK_NAME,
+    parse_name,
+    process_alive,
+)
+from flask_appmetrics.metrics.multiprocess.reader import read_directory
+from flask_appmetrics.metrics.multiprocess.setup import prepare_directory, scrape_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Above any pid Linux hands out (kernel.pid_max is at most 2**22).
@@ -327,7 +333,7 @@ def test_crash_before_the_archive_is_replaced_loses_and_doubles_nothing(
 
 _FOLDER = """
 import random, sys, time
-from flask_appmetrics._mp_archive import fold
+from flask_appmetrics.metrics.multiprocess.archive import fold
 path, first, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 print("ready", flush=True)
 sys.stdin.readline()

@@ -15,7 +15,8 @@ from flask import Flask
 from prometheus_client import CollectorRegistry
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from flask_appmetrics import FlaskMetrics, instrumentation
+from flask_appmetrics import FlaskMetrics
+from flask_appmetrics.recording import request_hooks as instrumentation
 from tests._gunicorn_serve import Server
 from tests._redis_server import RedisServer
 

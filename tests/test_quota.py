@@ -26,8 +26,8 @@ from flask_appmetrics import (
     record_gemini_usage,
     record_quota_usage,
 )
-from flask_appmetrics._domain import check_domain_settings
 from flask_appmetrics.config import load_settings
+from flask_appmetrics.metrics.registry_state import check_domain_settings
 
 from .conftest import AppFactory
 

@@ -17,8 +17,8 @@ from flask import Flask
 from prometheus_client import CollectorRegistry
 
 from flask_appmetrics import FlaskMetrics
-from flask_appmetrics.catalog import CATALOG
 from flask_appmetrics.config import DEFAULTS
+from flask_appmetrics.metrics.catalog import CATALOG
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)

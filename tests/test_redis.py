@@ -20,13 +20,13 @@ from flask import Flask
 from prometheus_client import CollectorRegistry
 
 from flask_appmetrics import FlaskMetrics
-from flask_appmetrics._quota import InMemoryQuota
-from flask_appmetrics._redis_link import RedisLink, _flush_at_exit
-from flask_appmetrics._redis_windows import SharedQuota, SharedUserWindow
-from flask_appmetrics._settings import RedisSettings
-from flask_appmetrics._windows import RecentUsers
-from flask_appmetrics.health import HealthMonitor
+from flask_appmetrics.health.monitor import HealthMonitor
+from flask_appmetrics.health.windows import RecentUsers
 from flask_appmetrics.helpers import record_quota_usage
+from flask_appmetrics.integrations.redis.link import RedisLink, _flush_at_exit
+from flask_appmetrics.integrations.redis.windows import SharedQuota, SharedUserWindow
+from flask_appmetrics.llm.quota import InMemoryQuota
+from flask_appmetrics.settings import RedisSettings
 from tests._redis_server import RedisServer, free_port
 from tests.conftest import add_test_routes
 
@@ -291,8 +291,8 @@ def test_apps_sharing_a_users_set_count_each_user_once(redis_server: RedisServer
 
 
 def test_the_redis_check_is_per_app(redis_server: RedisServer, tmp_path: Path) -> None:
-    from flask_appmetrics._checks import CheckRegistry
-    from flask_appmetrics.health import build_monitor
+    from flask_appmetrics.health.checks import CheckRegistry
+    from flask_appmetrics.health.monitor import build_monitor
 
     def monitor(url: str) -> HealthMonitor:
         app = _app(url, CollectorRegistry())

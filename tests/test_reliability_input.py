@@ -40,8 +40,8 @@ from flask_appmetrics import (
     signals,
     track_gemini_call,
 )
-from flask_appmetrics._validation import reset_log_limits
 from flask_appmetrics.config import DEFAULTS
+from flask_appmetrics.recording.validation import reset_log_limits
 
 from ._traffic import call, environ_for, respond
 
@@ -414,7 +414,7 @@ def declared(name: str) -> Any:
     """The metric *name* declared by :func:`domain_app` for the app in context."""
     from flask import current_app
 
-    from flask_appmetrics.custom import declared_metric
+    from flask_appmetrics.metrics.custom import declared_metric
 
     return declared_metric(current_app.extensions["appmetrics"].registry, name)
 

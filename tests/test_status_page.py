@@ -25,8 +25,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from flask_appmetrics import ConfigurationError, FlaskMetrics, record_circuit_breaker_event
-from flask_appmetrics._windows import BucketedCounter, LatencyRing
-from flask_appmetrics.status_page import ERROR_COLOUR, LATENCY_COLOUR, STATUS_COLOURS
+from flask_appmetrics.health.windows import BucketedCounter, LatencyRing
+from flask_appmetrics.web.status_page import ERROR_COLOUR, LATENCY_COLOUR, STATUS_COLOURS
 from tests._png import read_png
 
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
@@ -327,7 +327,7 @@ def test_app_name_is_escaped_in_title_and_footer() -> None:
 def test_status_template_ships_with_the_package() -> None:
     from importlib.resources import files
 
-    template = files("flask_appmetrics").joinpath("templates", "status.html")
+    template = files("flask_appmetrics.web").joinpath("templates", "status.html")
     assert template.is_file()
     assert "{{ snapshot|tojson }}" in template.read_text(encoding="utf-8")
 

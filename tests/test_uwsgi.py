@@ -19,7 +19,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from flask_appmetrics._mp_files import parse_name
+from flask_appmetrics.metrics.multiprocess.files import parse_name
 from tests.test_gunicorn import WAIT_SECONDS, Blocked, Samples, _value, _wait_for
 
 pytestmark = pytest.mark.slow

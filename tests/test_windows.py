@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flask_appmetrics._windows import (
+from flask_appmetrics.health.windows import (
     BucketedCounter,
     LatencyRing,
     LatencyStats,

@@ -4,7 +4,8 @@ One :class:`HealthMonitor` per app, built by ``init_app`` and kept in the app's 
 request instrumentation reports each finished request that counts for health (the
 extension's own endpoints do not) to :meth:`HealthMonitor.observe`, and its request
 context to :meth:`HealthMonitor.note_user`, which notes the user behind it. Both are O(1)
-per request into bounded windows (:mod:`flask_appmetrics._windows`). Health is judged when asked:
+per request into bounded windows (:mod:`~flask_appmetrics.health.windows`). Health is judged when
+asked:
 
 * ``unhealthy``: the 5xx ratio over the error window reached
   ``APPMETRICS_HEALTH_UNHEALTHY_ERROR_RATIO``, or a critical check failed;
@@ -27,7 +28,7 @@ the client's mistakes, not signs of a sick app.
 
 "Concurrent users" are the distinct identities that made a request in the last
 ``APPMETRICS_USERS_WINDOW_SECONDS``, at most ``APPMETRICS_USERS_MAX_TRACKED`` of them; see
-:func:`~flask_appmetrics._identity.default_user_identity` for what an identity is by
+:func:`~flask_appmetrics.recording.identity.default_user_identity` for what an identity is by
 default.
 """
 
@@ -44,10 +45,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from flask import current_app, has_app_context
 
-from ._checks import CheckFunc, CheckRegistry, CheckResult, CheckRunner, HealthCheck
-from ._identity import UserIdentity, default_user_identity, identity_of
-from ._state import latest, state_of
-from ._windows import (
+from ..app_state import latest, state_of
+from ..recording.identity import UserIdentity, default_user_identity, identity_of
+from .checks import CheckFunc, CheckRegistry, CheckResult, CheckRunner, HealthCheck
+from .windows import (
     BucketedCounter,
     Clock,
     LatencyRing,
@@ -64,9 +65,9 @@ if TYPE_CHECKING:
     from flask.ctx import RequestContext
     from prometheus_client import Gauge
 
-    from ._redis_link import RedisLink
-    from ._settings import HealthSettings
-    from .catalog import MetricSet
+    from ..integrations.redis.link import RedisLink
+    from ..metrics.catalog import MetricSet
+    from ..settings import HealthSettings
 
 logger = logging.getLogger(__name__)
 

@@ -36,9 +36,9 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, current_app
 
 from .. import signals
-from .._domain import ValueFunction, register_cache_layer
-from .._send import send
-from .._state import state_of
+from ..app_state import state_of
+from ..metrics.registry_state import ValueFunction, register_cache_layer
+from ..recording.send import send
 
 if TYPE_CHECKING:
     from flask_caching import Cache

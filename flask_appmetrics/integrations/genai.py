@@ -3,7 +3,7 @@
 Works on the objects themselves (``GenerateContentResponse`` or its ``usage_metadata``, or
 the same fields as a mapping), so this module does not import google-genai.
 
-:class:`TokenUsage` (what the counts mean) lives in :mod:`flask_appmetrics._tokens`, a
+:class:`TokenUsage` (what the counts mean) lives in :mod:`flask_appmetrics.llm.tokens`, a
 bottom module the price table uses too; it is re-exported here.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .. import _validation
-from .._tokens import FIELDS, TokenUsage
+from ..llm.tokens import FIELDS, TokenUsage
+from ..recording import validation as _validation
 
 __all__ = ["FIELDS", "TokenUsage", "token_usage"]
 

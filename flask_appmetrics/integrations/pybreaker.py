@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING, Any
 import pybreaker
 
 from .. import signals
-from .._send import send
-from .._state import latest, state_of
+from ..app_state import latest, state_of
 from ..helpers import target_app
+from ..recording.send import send
 
 if TYPE_CHECKING:
     from flask import Flask

@@ -36,8 +36,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from .._settings import SentrySettings, Settings
 from ..errors import ConfigurationError
+from ..settings import SentrySettings, Settings
 
 logger = logging.getLogger("flask_appmetrics")
 

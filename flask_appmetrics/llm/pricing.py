@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from ._tokens import TokenUsage
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
+from .tokens import TokenUsage
 
 
 def _row(input: float, output: float, cached: float | None = None) -> Mapping[str, float]:

@@ -1,7 +1,7 @@
 """Token counts of one LLM call: :class:`TokenUsage`.
 
 A bottom module (it imports nothing of the package) so that both the price table
-(:mod:`flask_appmetrics._pricing`, read by the config) and the google-genai integration
+(:mod:`flask_appmetrics.llm.pricing`, read by the config) and the google-genai integration
 (:mod:`flask_appmetrics.integrations.genai`, which re-exports it) can use it without an
 import running up the layers.
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from ._domain_specs import DOMAIN_SPECS
-from ._registration import MetricSpec, declare, declare_all
-from ._version import __version__
-from .errors import ConfigurationError, UnknownMetricError
+from .._version import __version__
+from ..errors import ConfigurationError, UnknownMetricError
+from .llm_families import DOMAIN_SPECS
+from .registration import MetricSpec, declare, declare_all
 
 #: Every ``component`` of ``flask_appmetrics_internal_errors_total``: the places that catch a
 #: failure of the extension itself and count it. Each series is created at 0 when a registry's

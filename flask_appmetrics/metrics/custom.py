@@ -22,7 +22,7 @@ that name already registered by other code is adopted if it has the same type an
 (else :class:`~flask_appmetrics.errors.MetricConflictError`). Label values are bounded: a
 label with an allow-list maps every other value to ``"other"``; one without keeps its
 first *max_values* distinct values, then maps new ones to ``"other"``; every value is capped
-at ``APPMETRICS_MAX_LABEL_LENGTH`` bytes (see :func:`flask_appmetrics._labels.cap_length`).
+at ``APPMETRICS_MAX_LABEL_LENGTH`` bytes (see :func:`flask_appmetrics.metrics.labels.cap_length`).
 
 Calls are validated as the ``business_event`` signal validates its payload: a label value
 that is not a non-empty string, an amount that is not a finite number (or is negative for
@@ -47,12 +47,12 @@ from typing import Any
 from flask import current_app, has_app_context
 from prometheus_client import CollectorRegistry
 
-from . import _validation as check
-from ._domain import ValueFunction, existing_domain, label_length_for, register_cache_layer
-from ._labels import OVERFLOW_VALUE, BoundedLabel
-from ._registration import Kind, Metric, MetricSpec, declare
-from ._state import latest, state_of
-from .errors import MetricConflictError
+from ..app_state import latest, state_of
+from ..errors import MetricConflictError
+from ..recording import validation as check
+from .labels import OVERFLOW_VALUE, BoundedLabel
+from .registration import Kind, Metric, MetricSpec, declare
+from .registry_state import ValueFunction, existing_domain, label_length_for, register_cache_layer
 
 logger = logging.getLogger("flask_appmetrics")
 

@@ -1,13 +1,13 @@
 """Families the domain metrics add to the catalog (issue 4): token breakdown, cost, quota
 limits, breaker transitions and rejections, per-layer cache operations.
 
-Kept beside :mod:`flask_appmetrics.catalog` rather than in it so the catalog stays one
+Kept beside :mod:`flask_appmetrics.metrics.catalog` rather than in it so the catalog stays one
 table per concern; :data:`DOMAIN_SPECS` is spliced into ``CATALOG``.
 """
 
 from __future__ import annotations
 
-from ._registration import MetricSpec
+from .registration import MetricSpec
 
 #: ``status`` values of ``gemini_api_calls_total``: ``cancelled`` is a stream its consumer
 #: closed before the end (or a task cancelled mid-call); only the first two are created at 0.

@@ -16,7 +16,7 @@ from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 
-from .errors import MetricConflictError
+from ..errors import MetricConflictError
 
 Kind = Literal["counter", "gauge", "histogram"]
 Metric = Counter | Gauge | Histogram

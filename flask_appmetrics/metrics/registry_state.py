@@ -25,15 +25,15 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.samples import Sample
 
-from ._domain_specs import BREAKER_STATES, QUOTA_LIMITS, TOKEN_TYPES
-from ._labels import BoundedLabel, LabelLength
-from ._quota import InMemoryQuota, QuotaCounter, QuotaLimits, QuotaUsage
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
+from ..llm.quota import InMemoryQuota, QuotaCounter, QuotaLimits, QuotaUsage
+from .labels import BoundedLabel, LabelLength
+from .llm_families import BREAKER_STATES, QUOTA_LIMITS, TOKEN_TYPES
 
 if TYPE_CHECKING:
     from flask import Flask
 
-    from ._settings import DomainSettings
+    from ..settings import DomainSettings
     from .catalog import MetricSet
 
 logger = logging.getLogger("flask_appmetrics")

@@ -7,7 +7,7 @@ else holds). It holds its app weakly, so blinker's strong reference does not kee
 alive, and disconnects itself when the app is collected.
 
 Every payload is validated in full before anything is recorded (see
-:mod:`flask_appmetrics._validation`): bad input records nothing, and is logged, or raised
+:mod:`flask_appmetrics.recording.validation`): bad input records nothing, and is logged, or raised
 to the sender under ``APPMETRICS_STRICT``. A failure while recording valid input is a bug
 of ours: it is logged and counted, never raised.
 """
@@ -20,20 +20,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import _validation as check
-from . import signals
-from ._domain_specs import BREAKER_STATES, GEMINI_STATUSES
-from ._pricing import PriceTable
-from ._tokens import TokenUsage
-from .custom import declared_metric
-from .integrations.genai import token_usage
+from .. import signals
+from ..integrations.genai import token_usage
+from ..llm.pricing import PriceTable
+from ..llm.tokens import TokenUsage
+from ..metrics.custom import declared_metric
+from ..metrics.llm_families import BREAKER_STATES, GEMINI_STATUSES
+from . import validation as check
 
 if TYPE_CHECKING:
     from blinker import NamedSignal
     from flask import Flask
 
-    from ._domain import DomainMetrics
-    from ._settings import DomainSettings
+    from ..metrics.registry_state import DomainMetrics
+    from ..settings import DomainSettings
 
 logger = logging.getLogger("flask_appmetrics")
 

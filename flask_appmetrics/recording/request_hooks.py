@@ -34,14 +34,20 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Request, Response, got_request_exception, request
 from flask.globals import request_ctx
 
-from ._labels import METHOD_LABELS, OTHER_METHOD, UNMATCHED_ENDPOINT, BoundedLabel, LabelLength
+from ..metrics.labels import (
+    METHOD_LABELS,
+    OTHER_METHOD,
+    UNMATCHED_ENDPOINT,
+    BoundedLabel,
+    LabelLength,
+)
 
 if TYPE_CHECKING:
     from flask.ctx import RequestContext
     from werkzeug.routing import Rule
 
-    from ._settings import HttpSettings
-    from .catalog import MetricSet
+    from ..metrics.catalog import MetricSet
+    from ..settings import HttpSettings
 
 logger = logging.getLogger(__name__)
 
@@ -202,7 +208,7 @@ def _check_workers(environ: dict[str, Any]) -> None:
     global _warned_pid  # noqa: PLW0603 - one warning per process by design
     if not environ.get("wsgi.multiprocess") or _warned_pid == os.getpid():
         return
-    from ._multiprocess import ENV_VAR, value_class_is_multiprocess
+    from ..metrics.multiprocess.setup import ENV_VAR, value_class_is_multiprocess
 
     if value_class_is_multiprocess():
         return

@@ -7,7 +7,7 @@ cache read) nor keep the extension's receivers from recording. :func:`send` call
 receiver on its own: a failure of another receiver is logged and counted in
 ``flask_appmetrics_internal_errors_total{component="signal_receiver"}``; the extension's
 own receivers never raise except with ``APPMETRICS_STRICT``, and that error (a
-:class:`~flask_appmetrics._validation.StrictInputError`, which no other receiver raises
+:class:`~flask_appmetrics.recording.validation.StrictInputError`, which no other receiver raises
 unless it got bad input to our helpers under the same setting) does reach the caller, after
 every other receiver ran.
 """
@@ -18,8 +18,8 @@ import logging
 from inspect import iscoroutinefunction
 from typing import TYPE_CHECKING, Any
 
-from ._state import state_of
-from ._validation import StrictInputError
+from ..app_state import state_of
+from .validation import StrictInputError
 
 if TYPE_CHECKING:
     from blinker import NamedSignal
@@ -32,7 +32,7 @@ def send(signal: NamedSignal, app: Flask, **payload: Any) -> None:
     """Send *signal* for *app* to every receiver, each isolated from the others' failures.
 
     :raises StrictTypeError, StrictValueError: a receiver refused the payload in strict
-        mode (a ``TypeError``/``ValueError``; see :mod:`flask_appmetrics._validation`).
+        mode (a ``TypeError``/``ValueError``; see :mod:`flask_appmetrics.recording.validation`).
     """
     if signal.is_muted:
         return

@@ -5,7 +5,7 @@ value) with a message that starts with the field name, so that :func:`reject` ca
 as is. Callers validate the whole payload before recording anything: bad input records
 nothing, not even the call count. Under ``APPMETRICS_STRICT`` :func:`reject` raises it again
 as a :class:`StrictInputError` (still a ``TypeError`` or ``ValueError``), the one exception
-of a receiver that :func:`flask_appmetrics._send.send` hands to the caller.
+of a receiver that :func:`flask_appmetrics.recording.send.send` hands to the caller.
 
 Input is hostile as often as it is mistaken: messages show values through :func:`shown`
 (a bounded repr), and :func:`reject` logs at most one line per call site per

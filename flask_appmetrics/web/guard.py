@@ -35,8 +35,8 @@ from typing import Any
 from flask import Request, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from ._settings import AuthSettings
-from ._state import state_of
+from ..app_state import state_of
+from ..settings import AuthSettings
 
 logger = logging.getLogger(__name__)
 

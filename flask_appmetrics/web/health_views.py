@@ -1,7 +1,7 @@
 """The health blueprint: ``/api/health``, ``/livez`` and ``/readyz``.
 
 * ``/api/health`` (``APPMETRICS_HEALTH_PATH``): the full judgement of
-  :meth:`~flask_appmetrics.health.HealthMonitor.evaluate`, in the seed's JSON; 200 when
+  :meth:`~flask_appmetrics.health.monitor.HealthMonitor.evaluate`, in the seed's JSON; 200 when
   ``healthy`` or ``degraded``, 503 when ``unhealthy``.
 * ``/livez`` (``APPMETRICS_LIVEZ_PATH``): 200 whenever the process serves requests; ignores
   dependencies, so Kubernetes restarts only a wedged process, not one whose database is down.
@@ -24,15 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, request
 
-from ._state import state_of
-from .auth import health_body, health_denied, raised_by_decorator
+from ..app_state import state_of
+from .guard import health_body, health_denied, raised_by_decorator
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ._checks import CheckResult
-    from ._settings import EndpointSettings
-    from .health import HealthMonitor, HealthReport
+    from ..health.checks import CheckResult
+    from ..health.monitor import HealthMonitor, HealthReport
+    from ..settings import EndpointSettings
 
 logger = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 from flask import Blueprint, Response, current_app, request
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
-from .auth import metrics_denied
+from .guard import metrics_denied
 
 if TYPE_CHECKING:
-    from ._state import AppState
+    from ..app_state import AppState
 
 METRICS_BLUEPRINT = "appmetrics_metrics"
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from flask import current_app
 
-from .errors import RouteConflictError, RouteConflictWarning
+from ..errors import RouteConflictError, RouteConflictWarning
 
 if TYPE_CHECKING:
     from flask import Flask

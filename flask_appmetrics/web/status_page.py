@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import jinja2
 from flask import Blueprint, Response, current_app, request, url_for
 
-from ._state import state_of
-from ._version import __version__
+from .._version import __version__
+from ..app_state import state_of
 
 if TYPE_CHECKING:
-    from ._settings import StatusSettings
-    from ._windows import RequestCounts
-    from .health import HealthMonitor
+    from ..health.monitor import HealthMonitor
+    from ..health.windows import RequestCounts
+    from ..settings import StatusSettings
 
 #: Name of the status page's blueprint (kept out of the health windows).
 STATUS_BLUEPRINT = "appmetrics_status"
@@ -46,7 +46,7 @@ ERROR_COLOUR = "#d81b60"
 # neither replace nor change our page. Autoescape on: every value is HTML-escaped, and
 # |tojson (Jinja2's, which escapes <, > and &) carries data into the script.
 _TEMPLATES = jinja2.Environment(
-    loader=jinja2.PackageLoader("flask_appmetrics", "templates"),
+    loader=jinja2.PackageLoader("flask_appmetrics.web", "templates"),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
     auto_reload=False,

@@ -4,7 +4,7 @@
 operation with a local fallback (:meth:`RedisLink.run`), switches to the local windows for
 ``APPMETRICS_REDIS_RETRY_SECONDS`` after a failure and back on the next success (logging
 both), and sends the windows' batched updates (:meth:`RedisLink.flush`). See
-:mod:`flask_appmetrics._redis_windows` for the windows themselves.
+:mod:`flask_appmetrics.integrations.redis.windows` for the windows themselves.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 if TYPE_CHECKING:
     import redis
 
-    from ._settings import RedisSettings
+    from ...settings import RedisSettings
 
 logger = logging.getLogger(__name__)
 

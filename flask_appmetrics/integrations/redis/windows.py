@@ -3,12 +3,13 @@
 With ``APPMETRICS_REDIS_URL`` set, three windows live in Redis instead of process memory:
 
 * the health error window (:class:`SharedRequestWindow`, a
-  :class:`~flask_appmetrics._windows.RequestWindow`): one hash per time bucket, added to
+  :class:`~flask_appmetrics.health.windows.RequestWindow`): one hash per time bucket, added to
   with ``HINCRBY``;
-* concurrent users (:class:`SharedUserWindow`, a :class:`~flask_appmetrics._windows.UserWindow`):
+* concurrent users (:class:`SharedUserWindow`, a
+  :class:`~flask_appmetrics.health.windows.UserWindow`):
   one sorted set of keyed hashes of identities, scored by last sighting, trimmed by age and
   size whenever it is written;
-* the API quota (:class:`SharedQuota`, a :class:`~flask_appmetrics._quota.QuotaCounter`): one
+* the API quota (:class:`SharedQuota`, a :class:`~flask_appmetrics.llm.quota.QuotaCounter`): one
   hash per minute and per day, incremented in a ``MULTI`` transaction that returns the new
   totals, so limit checks see one consistent snapshot.
 
@@ -60,15 +61,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from ._quota import InMemoryQuota, QuotaUsage
-from ._redis_link import PendingOps, RedisLink
-from ._windows import BucketedCounter, RecentUsers, RequestCounts
-from .errors import ConfigurationError
+from ...errors import ConfigurationError
+from ...health.windows import BucketedCounter, RecentUsers, RequestCounts
+from ...llm.quota import InMemoryQuota, QuotaUsage
+from .link import PendingOps, RedisLink
 
 if TYPE_CHECKING:
     import redis
 
-    from ._settings import Settings
+    from ...settings import Settings
 
 logger = logging.getLogger(__name__)
 

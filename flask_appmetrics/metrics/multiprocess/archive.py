@@ -19,7 +19,8 @@ A fold, under an exclusive ``flock`` so that two processes never fold the same f
 A crash before 3 leaves the old archive and every file (the temporary file is removed by
 the next fold); a crash between 2 and 4 leaves files the archive lists, which a scrape
 skips while they hold exactly the folded bytes and the next fold deletes. No count is ever
-lost or counted twice. The reader's side (:mod:`flask_appmetrics._mp_read`) detects a fold
+lost or counted twice. The reader's side (:mod:`flask_appmetrics.metrics.multiprocess.reader`)
+detects a fold
 that happened while it read by the archive's inode, and reads again.
 """
 
@@ -34,7 +35,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from ._mp_files import (
+from .files import (
     ARCHIVE_NAME,
     LOCK_NAME,
     TMP_PREFIX,

@@ -3,7 +3,8 @@
 Aggregates exactly as :class:`prometheus_client.multiprocess.MultiProcessCollector` does
 (counters, summaries and histograms summed, gauges by their mode), with three differences:
 
-* the archive of exited processes (:mod:`flask_appmetrics._mp_archive`) is read too, and
+* the archive of exited processes (:mod:`flask_appmetrics.metrics.multiprocess.archive`) is read
+  too, and
   files it already holds are skipped;
 * only the names prometheus_client writes are read, so a foreign ``*.db`` cannot break
   the page, and a file still empty (a worker starting) is skipped;
@@ -24,8 +25,8 @@ import os
 from prometheus_client.metrics_core import Metric
 from prometheus_client.utils import floatToGoString
 
-from ._mp_archive import Archive, ArchiveError, archive_path, fold_lock
-from ._mp_files import CorruptFileError, digest, entries, parse_name, read_bytes
+from .archive import Archive, ArchiveError, archive_path, fold_lock
+from .files import CorruptFileError, digest, entries, parse_name, read_bytes
 
 logger = logging.getLogger(__name__)
 

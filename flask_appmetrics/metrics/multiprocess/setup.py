@@ -2,7 +2,8 @@
 
 With ``PROMETHEUS_MULTIPROC_DIR`` set *before* prometheus_client is imported, every metric
 value lives in a per-process mmap file in that directory, and a scrape aggregates all the
-files and the archive of exited workers (:mod:`flask_appmetrics._mp_archive`, folded by
+files and the archive of exited workers (:mod:`flask_appmetrics.metrics.multiprocess.archive`,
+folded by
 gunicorn's ``child_exit`` or by the scrape itself). Three things go wrong silently in practice, and
 each is turned into a :class:`~flask_appmetrics.errors.ConfigurationError` here:
 
@@ -14,7 +15,7 @@ each is turned into a :class:`~flask_appmetrics.errors.ConfigurationError` here:
 * the variable was removed after import: the scrape would find no directory.
 
 How each gauge of the catalog is aggregated over the workers (the ``multiprocess_mode``
-of its :class:`~flask_appmetrics._registration.MetricSpec`, or a value computed when
+of its :class:`~flask_appmetrics.metrics.registration.MetricSpec`, or a value computed when
 ``/metrics`` is served, since gauges computed by a function at scrape time have no file
 value worth reading):
 
@@ -51,10 +52,10 @@ from prometheus_client import CollectorRegistry, values
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ._mp_archive import ArchiveError, dead_pids, fold, metric_files
-from ._mp_files import LOCK_NAME, foreign_files, is_own_file, parse_name
-from ._mp_read import read_directory
-from .errors import ConfigurationError
+from ...errors import ConfigurationError
+from .archive import ArchiveError, dead_pids, fold, metric_files
+from .files import LOCK_NAME, foreign_files, is_own_file, parse_name
+from .reader import read_directory
 
 logger = logging.getLogger(__name__)
 

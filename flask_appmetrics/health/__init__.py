@@ -1,0 +1,1 @@
+"""Health judgement: time windows, user checks and the monitor that weighs them."""

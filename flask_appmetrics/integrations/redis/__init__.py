@@ -1,0 +1,1 @@
+"""Health and quota windows shared through Redis by every worker and host."""

@@ -1,0 +1,1 @@
+"""LLM call accounting: token counts, cost from a price table, API quota windows."""
