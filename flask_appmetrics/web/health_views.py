@@ -18,7 +18,6 @@ health code itself answers 503, never 500.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app
@@ -137,8 +136,11 @@ def health_blueprint(
     :param count_internal_error: counts a failure of ours (answered 503).
     """
 
-    health_failed = partial(failed, "health", count_internal_error)
-    readyz_failed = partial(failed, "readyz", count_internal_error)
+    def health_failed() -> Response:
+        return failed("health", count_internal_error)
+
+    def readyz_failed() -> Response:
+        return failed("readyz", count_internal_error)
 
     def health_view() -> Response:
         """``GET /api/health``: the app's health; 503 when unhealthy."""

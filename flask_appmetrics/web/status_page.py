@@ -14,7 +14,6 @@ requests and errors per time slot).
 from __future__ import annotations
 
 import json
-from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import jinja2
@@ -164,7 +163,9 @@ def status_blueprint(
     The page shows health details (checks, reasons, breakers, samples), so *guard* lets
     through whoever may read them (``APPMETRICS_AUTH_HEALTH``).
     """
-    on_failure = partial(failed, "status_page", count_internal_error)
+
+    def on_failure() -> Response:
+        return failed("status_page", count_internal_error)
 
     def status_view() -> Response:
         """``GET /status``: the page; its data with ``?format=json`` or
