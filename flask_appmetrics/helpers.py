@@ -63,7 +63,7 @@ def target_app() -> Flask | None:
     if has_app_context():
         app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
         state = state_of(app)
-        if state is not None and state.domain is not None:
+        if state is not None and state.receivers is not None:
             return app
         _warn_once(
             f"flask-appmetrics is not initialised on app {app.name!r}: metrics recorded "
@@ -71,7 +71,7 @@ def target_app() -> Flask | None:
         )
         return None
     state = latest()
-    app_or_none = state.domain.app if state is not None and state.domain is not None else None
+    app_or_none = state.receivers.app if state is not None and state.receivers is not None else None
     if app_or_none is None:
         _warn_once(
             "flask-appmetrics is not initialised on any app: metrics recorded outside an "
@@ -192,9 +192,9 @@ def quota_usage() -> QuotaUsage | None:
     """The current quota usage of the helpers' target app (see the module docstring)."""
     app = target_app()
     state = state_of(app) if app is not None else None
-    if state is None or state.domain is None:
+    if state is None or state.receivers is None:
         return None
-    return state.domain.domain.quota.usage()
+    return state.receivers.domain.quota.usage()
 
 
 def _context_app() -> Flask | None:
@@ -203,7 +203,7 @@ def _context_app() -> Flask | None:
         return None
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     state = state_of(app)
-    return app if state is not None and state.domain is not None else None
+    return app if state is not None and state.receivers is not None else None
 
 
 class track_gemini_call:  # lower case: used like a function (context manager, decorator)

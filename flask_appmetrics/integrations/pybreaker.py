@@ -161,7 +161,7 @@ def _current_or_latest() -> Flask | None:
         current: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
         return current if state_of(current) is not None else None
     state = latest()
-    return state.domain.app if state is not None and state.domain is not None else None
+    return state.receivers.app if state is not None and state.receivers is not None else None
 
 
 def _seed_new_app(sender: Flask, **_: Any) -> None:
