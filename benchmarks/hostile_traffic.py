@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
 from flask import Flask  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
-from tests._traffic import (  # noqa: E402
+from tests.support.traffic import (  # noqa: E402
     HostileTraffic,
     drive,
     environ_for,

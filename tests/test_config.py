@@ -9,8 +9,7 @@ from flask import Flask
 
 from flask_appmetrics import ConfigurationError, FlaskMetrics
 from flask_appmetrics.config import DEFAULTS
-
-from .conftest import AppFactory
+from tests.conftest import AppFactory
 
 
 def test_defaults_are_visible_in_app_config(app: Flask) -> None:

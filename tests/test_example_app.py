@@ -28,7 +28,7 @@ from example_app import create_app, traffic
 from example_app.llm import GeminiGenerator, GenerationError, OfflineGenerator, Simulation
 from example_app.settings import ExampleConfigError
 from flask_appmetrics import FlaskMetrics
-from tests._redis_server import RedisServer
+from tests.support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 

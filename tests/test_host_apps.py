@@ -20,10 +20,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from flask_appmetrics import AppMetricsError, FlaskMetrics
-from tests._redis_server import RedisServer
-from tests.hosts import assistant, backoffice, shop, tokens_api
-from tests.hosts._counting import runs
-from tests.hosts.wsgi import Served, serve
+from tests.support.hosts import assistant, backoffice, shop, tokens_api
+from tests.support.hosts._counting import runs
+from tests.support.redis_server import RedisServer
+from tests.support.wsgi import Served, serve
 
 SHOP_FILES = Path(shop.__file__).with_name("files")
 SHOP_STATIC = Path(shop.__file__).with_name("static")

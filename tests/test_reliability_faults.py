@@ -6,9 +6,9 @@ Covered here: a user health check that raises or hangs, cache size callables tha
 or return garbage, a receiver of the app's own that raises on our signals, a scrape in the
 middle of a streamed response and during traffic, and Redis killed while threads send
 requests. Covered elsewhere, not repeated: a gunicorn worker killed mid-request
-(``tests/test_gunicorn.py::test_every_scrape_sums_all_workers_including_dead_ones``: no
+(``tests/system/test_gunicorn.py::test_every_scrape_sums_all_workers_including_dead_ones``: no
 stuck in-progress gauge, the dead worker's counts kept), Redis down and back with the
-fallback and recovery logged (``tests/test_redis.py::
+fallback and recovery logged (``tests/system/test_redis.py::
 test_redis_going_away_mid_run_falls_back_and_recovers``), a hung Redis
 (``test_a_hung_redis_costs_one_timeout_then_nothing``).
 """
@@ -34,8 +34,7 @@ from flask_appmetrics import (
     record_gemini_usage,
     signals,
 )
-
-from ._traffic import environ_for, respond
+from tests.support.traffic import environ_for, respond
 
 REQUESTS = 200
 
@@ -320,7 +319,7 @@ def test_scrapes_during_heavy_traffic_see_monotonic_counts(registry: CollectorRe
 def test_redis_killed_under_traffic_loses_no_count(
     tmp_path: Path, registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from ._redis_server import RedisServer
+    from tests.support.redis_server import RedisServer
 
     server = RedisServer(tmp_path)
     server.start()

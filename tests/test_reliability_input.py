@@ -42,8 +42,7 @@ from flask_appmetrics import (
 )
 from flask_appmetrics.config import DEFAULTS
 from flask_appmetrics.recording.validation import reset_log_limits
-
-from ._traffic import call, environ_for, respond
+from tests.support.traffic import call, environ_for, respond
 
 EXAMPLES = settings(
     max_examples=60,

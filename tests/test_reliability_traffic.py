@@ -19,8 +19,16 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from flask_appmetrics import FlaskMetrics
-
-from ._traffic import RULES, HostileTraffic, call, drive, hostile, hostile_app, rss_bytes, scrape
+from tests.support.traffic import (
+    RULES,
+    HostileTraffic,
+    call,
+    drive,
+    hostile,
+    hostile_app,
+    rss_bytes,
+    scrape,
+)
 
 WARM_UP = 12_000
 MEASURED = 20_000

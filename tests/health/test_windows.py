@@ -19,19 +19,7 @@ from flask_appmetrics.health.windows import (
     RequestWindow,
     UserWindow,
 )
-
-
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.support.clock import FakeClock
 
 
 def run_threads(target: object, count: int = 8) -> None:

@@ -22,8 +22,7 @@ from flask_appmetrics import (
     track_gemini_call,
 )
 from flask_appmetrics.integrations.genai import TokenUsage, token_usage
-
-from .conftest import AppFactory
+from tests.conftest import AppFactory
 
 # The extra ``genai``: skipped, not failed, where only the core is installed.
 types = pytest.importorskip("google.genai.types")

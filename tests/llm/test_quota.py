@@ -28,8 +28,7 @@ from flask_appmetrics import (
 )
 from flask_appmetrics.config import load_settings
 from flask_appmetrics.metrics.registry_state import check_domain_settings
-
-from .conftest import AppFactory
+from tests.conftest import AppFactory
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
 

@@ -14,8 +14,7 @@ from flask_appmetrics import (
     record_circuit_breaker_event,
     record_gemini_usage,
 )
-
-from .conftest import AppFactory
+from tests.conftest import AppFactory
 
 N = 10_000
 

@@ -20,8 +20,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from flask_appmetrics import CustomMetric, FlaskMetrics
 from flask_appmetrics.recording.validation import StrictInputError
-
-from .conftest import AppFactory
+from tests.conftest import AppFactory
 
 
 class Declared:

@@ -30,8 +30,7 @@ from flask_appmetrics import (
 )
 from flask_appmetrics.metrics.labels import cap_length
 from flask_appmetrics.recording import validation
-
-from .conftest import AppFactory
+from tests.conftest import AppFactory
 
 MB = 1024 * 1024
 LIMIT = 128

@@ -33,7 +33,7 @@ from flask_appmetrics.metrics.multiprocess.files import (
 from flask_appmetrics.metrics.multiprocess.reader import read_directory
 from flask_appmetrics.metrics.multiprocess.setup import prepare_directory, scrape_registry
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 #: Above any pid Linux hands out (kernel.pid_max is at most 2**22).
 DEAD_PID = 5_000_000
 

@@ -17,8 +17,7 @@ from flask import Flask
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from flask_appmetrics import AlreadyInitializedError, FlaskMetrics, MetricConflictError
-
-from .conftest import AppFactory, add_test_routes
+from tests.conftest import AppFactory, add_test_routes
 
 ITEM = {"method": "GET", "endpoint": "/items/<int:item_id>", "status": "200"}
 

@@ -14,8 +14,7 @@ from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
 
 from flask_appmetrics import FlaskMetrics
-
-from .conftest import AppFactory
+from tests.conftest import AppFactory
 
 UNMATCHED = "<unmatched>"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -14,13 +13,10 @@ from flask_appmetrics import (
     record_gemini_usage,
     record_quota_usage,
 )
+from tests.conftest import AppFactory
+from tests.support.promtool import lint, needs_promtool
 
-from .conftest import AppFactory
-from .test_promtool import PROMTOOL, lint
-
-pytestmark = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool missing: scripts/system-deps.sh installs it"
-)
+pytestmark = needs_promtool
 
 
 def test_domain_families_lint_clean(app_factory: AppFactory, metrics: FlaskMetrics) -> None:

@@ -26,10 +26,10 @@ import pytest
 import requests
 
 from example_app import traffic
-from tests._gunicorn import GUNICORN, NO_CONTROL_SOCKET
-from tests._redis_server import RedisServer
+from tests.support.gunicorn_cmd import GUNICORN, NO_CONTROL_SOCKET
+from tests.support.redis_server import RedisServer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RULES = sorted((ROOT / "ops" / "prometheus" / "rules").glob("*.yml"))
 WAIT_SECONDS = 60.0
 JOB = "example"

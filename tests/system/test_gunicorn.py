@@ -12,13 +12,10 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 from flask import Flask
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
@@ -31,146 +28,18 @@ from flask_appmetrics.metrics.multiprocess.setup import (
     check_setup,
     scrape_registry,
 )
-from tests._gunicorn import GUNICORN, NO_CONTROL_SOCKET
-from tests._redis_server import RedisServer
+from tests.support.gunicorn_cmd import GUNICORN, NO_CONTROL_SOCKET
+from tests.support.gunicorn_server import (
+    ROOT,
+    WAIT_SECONDS,
+    Blocked,
+    Gunicorn,
+    sample_value,
+    wait_for,
+)
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parent.parent
-WAIT_SECONDS = 30.0
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def _wait_for(condition: str, predicate: object) -> None:
-    """Poll *predicate* (a callable) until true; bounded, never a timed assertion."""
-    assert callable(predicate)
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"gave up waiting for {condition}")
-
-
-class Gunicorn:
-    """A gunicorn master on a socket we bound ourselves (port 0: no port race)."""
-
-    def __init__(
-        self,
-        tmp: Path,
-        *,
-        workers: int = 3,
-        multiproc: Path | None = None,
-        env: dict[str, str] | None = None,
-        args: tuple[str, ...] = (),
-        config: str = "python:flask_appmetrics.gunicorn",
-    ) -> None:
-        self.signals = tmp / "signals"
-        self.signals.mkdir()
-        self.multiproc = multiproc if multiproc is not None else tmp / "multiproc"
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.base = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        env = {
-            **os.environ,
-            "PROMETHEUS_MULTIPROC_DIR": str(self.multiproc),
-            "TEST_SIGNAL_DIR": str(self.signals),
-            **(env or {}),
-        }
-        fd = self.sock.fileno()
-        self.log = (tmp / "gunicorn.log").open("w")
-        self.proc = subprocess.Popen(
-            [
-                GUNICORN,
-                "-c",
-                config,
-                "-w",
-                str(workers),
-                "-b",
-                f"fd://{fd}",
-                "--graceful-timeout",
-                "5",
-                *NO_CONTROL_SOCKET,
-                *args,
-                "tests.gunicorn_app:app",
-            ],
-            cwd=ROOT,
-            env=env,
-            pass_fds=(fd,),
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        self.wait_workers(workers)
-
-    def workers(self) -> set[int]:
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
-        try:
-            return {int(p) for p in children.read_text().split()}
-        except FileNotFoundError:
-            return set()
-
-    def wait_workers(self, count: int, *, without: int | None = None) -> set[int]:
-        assert self.proc.poll() is None, "gunicorn exited"
-        _wait_for(
-            f"{count} workers",
-            lambda: len(self.workers()) == count and without not in self.workers(),
-        )
-        return self.workers()
-
-    def get(self, path: str, headers: dict[str, str] | None = None) -> requests.Response:
-        return requests.get(self.base + path, headers=headers, timeout=WAIT_SECONDS)
-
-    def scrape(self) -> Samples:
-        response = self.get("/metrics")
-        assert response.status_code == 200
-        samples: Samples = {}
-        for family in text_string_to_metric_families(response.text):
-            for s in family.samples:
-                key = (s.name, frozenset(s.labels.items()))
-                assert key not in samples, f"duplicate series {key}"
-                samples[key] = s.value
-        return samples
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=WAIT_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.sock.close()
-        self.log.close()
-
-
-class Blocked:
-    """A request to ``/block/<name>`` held open by its worker until released."""
-
-    def __init__(self, server: Gunicorn, name: str, query: str = "") -> None:
-        self.server = server
-        self.name = name
-        self.status: int | None = None
-        self.failed = False
-        self.query = query
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        started = server.signals / f"started-{name}"
-        _wait_for(f"{name} to start", started.exists)
-        self.pid = int(started.read_text())
-
-    def _run(self) -> None:
-        try:
-            self.status = self.server.get(f"/block/{self.name}{self.query}").status_code
-        except requests.ConnectionError:
-            self.failed = True
-
-    def release(self) -> int | None:
-        (self.server.signals / f"release-{self.name}").touch()
-        self.thread.join(WAIT_SECONDS)
-        return self.status
 
 
 @pytest.fixture
@@ -193,10 +62,6 @@ def gunicorn(tmp_path: Path) -> Iterator[Gunicorn]:
         server.stop()
 
 
-def _value(samples: Samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, frozenset(labels.items())))
-
-
 BLOCK = "/block/<name>"
 ITEMS = "/items/<int:item_id>"
 
@@ -207,13 +72,13 @@ def test_every_scrape_sums_all_workers_including_dead_ones(gunicorn: Gunicorn) -
     assert a.pid != b.pid
     # The third worker answers: it sees the other two workers' live in-progress gauges.
     samples = gunicorn.scrape()
-    assert _value(samples, "http_requests_in_progress", method="GET", endpoint=BLOCK) == 2
+    assert sample_value(samples, "http_requests_in_progress", method="GET", endpoint=BLOCK) == 2
 
     # Killed mid-request: child_exit must drop its live gauge.
     os.kill(a.pid, signal.SIGKILL)
     gunicorn.wait_workers(3, without=a.pid)
     samples = gunicorn.scrape()
-    assert _value(samples, "http_requests_in_progress", method="GET", endpoint=BLOCK) == 1
+    assert sample_value(samples, "http_requests_in_progress", method="GET", endpoint=BLOCK) == 1
 
     c = Blocked(gunicorn, "c")  # b still holds its worker, so c runs in another one
     assert c.pid != b.pid
@@ -236,30 +101,37 @@ def test_every_scrape_sums_all_workers_including_dead_ones(gunicorn: Gunicorn) -
     for k in range(6):
         samples = gunicorn.scrape()
         get = {"method": "GET"}
-        assert _value(samples, "http_requests_total", **get, endpoint=ITEMS, status="200") == 30
-        assert _value(samples, "http_requests_total", **get, endpoint=BLOCK, status="200") == 2
         assert (
-            _value(samples, "http_requests_total", **get, endpoint="/metrics", status="200")
+            sample_value(samples, "http_requests_total", **get, endpoint=ITEMS, status="200") == 30
+        )
+        assert (
+            sample_value(samples, "http_requests_total", **get, endpoint=BLOCK, status="200") == 2
+        )
+        assert (
+            sample_value(samples, "http_requests_total", **get, endpoint="/metrics", status="200")
             == earlier_scrapes + k
         )
-        assert _value(samples, "http_request_duration_seconds_count", **get, endpoint=ITEMS) == 30
         assert (
-            _value(
+            sample_value(samples, "http_request_duration_seconds_count", **get, endpoint=ITEMS)
+            == 30
+        )
+        assert (
+            sample_value(
                 samples, "http_request_duration_seconds_bucket", **get, endpoint=ITEMS, le="+Inf"
             )
             == 30
         )
-        assert _value(samples, "http_requests_in_progress", **get, endpoint=BLOCK) == 0
-        assert _value(samples, "http_requests_in_progress", **get, endpoint=ITEMS) == 0
+        assert sample_value(samples, "http_requests_in_progress", **get, endpoint=BLOCK) == 0
+        assert sample_value(samples, "http_requests_in_progress", **get, endpoint=ITEMS) == 0
         # The scrape itself is the one request in progress.
-        assert _value(samples, "http_requests_in_progress", **get, endpoint="/metrics") == 1
+        assert sample_value(samples, "http_requests_in_progress", **get, endpoint="/metrics") == 1
         # Derived at scrape time from the all-workers counters, not one worker's view.
-        assert _value(samples, "cache_operations_total", operation="get", result="hit") == 3
-        assert _value(samples, "cache_hit_rate") == 0.75
-        assert _value(samples, "flask_appmetrics_info", version=_version()) == 1
+        assert sample_value(samples, "cache_operations_total", operation="get", result="hit") == 3
+        assert sample_value(samples, "cache_hit_rate") == 0.75
+        assert sample_value(samples, "flask_appmetrics_info", version=_version()) == 1
         # Per-worker windows without Redis: left out rather than one worker's numbers.
-        assert _value(samples, "quota_requests_today") is None
-        assert _value(samples, "concurrent_users") is None
+        assert sample_value(samples, "quota_requests_today") is None
+        assert sample_value(samples, "concurrent_users") is None
 
 
 def _version() -> str:
@@ -274,7 +146,8 @@ def test_multiproc_dir_is_created_at_start(tmp_path: Path) -> None:
         assert server.get("/items/1").status_code == 200
         samples = server.scrape()
         assert (
-            _value(samples, "http_requests_total", method="GET", endpoint=ITEMS, status="200") == 1
+            sample_value(samples, "http_requests_total", method="GET", endpoint=ITEMS, status="200")
+            == 1
         )
     finally:
         server.stop()
@@ -294,19 +167,19 @@ def test_redis_windows_and_gauge_modes_across_workers(tmp_path: Path) -> None:
         x = Blocked(server, "x", "?breaker=2")
         y = Blocked(server, "y", "?breaker=0")
         samples = server.scrape()
-        assert _value(samples, "circuit_breaker_state", service="gemini") == 2
+        assert sample_value(samples, "circuit_breaker_state", service="gemini") == 2
         os.kill(x.pid, signal.SIGKILL)
         server.wait_workers(3, without=x.pid)
         samples = server.scrape()
-        assert _value(samples, "circuit_breaker_state", service="gemini") == 0
+        assert sample_value(samples, "circuit_breaker_state", service="gemini") == 0
         assert y.release() == 200
         for _ in range(4):
             samples = server.scrape()
             # Quota and users live in Redis: exact whichever worker answers the scrape.
-            assert _value(samples, "quota_requests_today") == 12
-            assert _value(samples, "quota_tokens_today") == sum(range(12))
+            assert sample_value(samples, "quota_requests_today") == 12
+            assert sample_value(samples, "quota_tokens_today") == sum(range(12))
             # user-0..3, plus the unauthenticated client of the other requests.
-            assert _value(samples, "concurrent_users") == 5
+            assert sample_value(samples, "concurrent_users") == 5
     finally:
         server.stop()
         redis_server.kill()
@@ -322,10 +195,10 @@ def test_preloaded_app(tmp_path: Path) -> None:
         for k in range(3):
             samples = server.scrape()
             labels = {"method": "GET", "endpoint": ITEMS, "status": "200"}
-            assert _value(samples, "http_requests_total", **labels) == 5
+            assert sample_value(samples, "http_requests_total", **labels) == 5
             scrapes = {**labels, "endpoint": "/metrics"}
-            assert (_value(samples, "http_requests_total", **scrapes) or 0) == k
-            assert _value(samples, "flask_appmetrics_info", version=_version()) == 1
+            assert (sample_value(samples, "http_requests_total", **scrapes) or 0) == k
+            assert sample_value(samples, "flask_appmetrics_info", version=_version()) == 1
     finally:
         server.stop()
 
@@ -343,15 +216,20 @@ def test_hooks_imported_by_a_users_own_config_file(tmp_path: Path) -> None:
         assert server.get("/items/1").status_code == 200
         samples = server.scrape()
         # The killed worker was the only one with that series: gone, not stuck at 1.
-        assert _value(samples, "http_requests_in_progress", method="GET", endpoint=BLOCK) is None
+        assert (
+            sample_value(samples, "http_requests_in_progress", method="GET", endpoint=BLOCK) is None
+        )
         labels = {"method": "GET", "endpoint": ITEMS, "status": "200"}
-        assert _value(samples, "http_requests_total", **labels) == 1
+        assert sample_value(samples, "http_requests_total", **labels) == 1
     finally:
         server.stop()
 
 
 def _run_gunicorn(
-    tmp_path: Path, env: dict[str, str], *args: str, app: str = "tests.gunicorn_app:app"
+    tmp_path: Path,
+    env: dict[str, str],
+    *args: str,
+    app: str = "tests.support.hosts.gunicorn_app:app",
 ) -> subprocess.CompletedProcess[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -408,7 +286,9 @@ def test_unusable_multiproc_dir_refuses_to_start(tmp_path: Path) -> None:
 def test_app_setting_multiproc_dir_late_fails_worker_boot(tmp_path: Path) -> None:
     # Without our gunicorn hooks, init_app in the worker is the guard.
     env = {"TEST_LATE_MULTIPROC_DIR": str(tmp_path)}
-    result = _run_gunicorn(tmp_path, env, "-w", "1", app="tests.gunicorn_app_late_env:app")
+    result = _run_gunicorn(
+        tmp_path, env, "-w", "1", app="tests.support.hosts.gunicorn_app_late_env:app"
+    )
     assert result.returncode != 0
     assert "prometheus_client was imported before it was" in result.stderr
 
@@ -500,13 +380,13 @@ def test_recycled_workers_are_folded_and_nothing_else_is_touched(tmp_path: Path)
             if i % 5 == 0:
                 # Scrapes while workers exit and are folded: a count seen twice or missed
                 # for a moment would show as a total going down, or above what was sent.
-                total = _value(server.scrape(), "http_requests_total", **labels) or 0.0
+                total = sample_value(server.scrape(), "http_requests_total", **labels) or 0.0
                 assert seen <= total <= i + 1
                 seen = total
         assert len(served_by) >= 40  # recycled every three requests
         # Every exited worker's files were folded by child_exit: what is left belongs to
         # the two live workers (and the master, which holds no metric file).
-        _wait_for(
+        wait_for(
             "exited workers' files to be folded",
             lambda: _metric_pids(multiproc) <= server.workers() | {server.proc.pid},
         )
@@ -515,12 +395,12 @@ def test_recycled_workers_are_folded_and_nothing_else_is_touched(tmp_path: Path)
         for k in range(4):
             samples = server.scrape()
             get = {"method": "GET", "endpoint": ITEMS}
-            assert _value(samples, "http_requests_total", **get, status="200") == 150
-            assert _value(samples, "http_request_duration_seconds_count", **get) == 150
+            assert sample_value(samples, "http_requests_total", **get, status="200") == 150
+            assert sample_value(samples, "http_request_duration_seconds_count", **get) == 150
             # Only live workers' in-progress series exist; none is serving /items.
-            assert (_value(samples, "http_requests_in_progress", **get) or 0) == 0
+            assert (sample_value(samples, "http_requests_in_progress", **get) or 0) == 0
             scrapes = {"method": "GET", "endpoint": "/metrics", "status": "200"}
-            assert (_value(samples, "http_requests_total", **scrapes) or 0) == 30 + k
+            assert (sample_value(samples, "http_requests_total", **scrapes) or 0) == 30 + k
     finally:
         server.stop()
     with sqlite3.connect(multiproc / "app.db") as conn:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests._gunicorn_serve import Server, poll
+from tests.support.gunicorn_server import Server, poll
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
         "TEST_SIGNAL_DIR": str(signals),
     }
     args = ("-c", "python:flask_appmetrics.gunicorn", "-w", "2")
-    server = Server(tmp_path, "tests.gunicorn_files_app:app", *args, env=env)
+    server = Server(tmp_path, "tests.support.hosts.gunicorn_files_app:app", *args, env=env)
     try:
         server.wait_ready()
         yield server

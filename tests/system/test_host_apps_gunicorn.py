@@ -21,13 +21,13 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests._gunicorn import GUNICORN, NO_CONTROL_SOCKET
+from tests.support.gunicorn_cmd import GUNICORN, NO_CONTROL_SOCKET
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WAIT_SECONDS = 30.0
-APP = "tests.hosts.shop:create_app()"
+APP = "tests.support.hosts.shop:create_app()"
 STATIC = "/static/<path:filename>"
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

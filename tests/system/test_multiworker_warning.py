@@ -17,8 +17,8 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from flask_appmetrics import FlaskMetrics
 from flask_appmetrics.recording import request_hooks as instrumentation
-from tests._gunicorn_serve import Server
-from tests._redis_server import RedisServer
+from tests.support.gunicorn_server import Server
+from tests.support.redis_server import RedisServer
 
 WARNING = re.compile(r"flask-appmetrics: worker (\d+) is one of several worker processes")
 FIX = "-c python:flask_appmetrics.gunicorn"
@@ -37,7 +37,7 @@ def _environ_without_multiproc_dir(tmp_path: Path) -> dict[str, str]:
 @pytest.mark.slow
 def test_gunicorn_with_two_workers_and_no_multiprocess_mode_warns(tmp_path: Path) -> None:
     env = _environ_without_multiproc_dir(tmp_path)
-    server = Server(tmp_path, "tests.gunicorn_files_app:app", "-w", "2", env=env)
+    server = Server(tmp_path, "tests.support.hosts.gunicorn_files_app:app", "-w", "2", env=env)
     try:
         server.wait_ready()
         for _ in range(20):
@@ -58,7 +58,7 @@ def test_gunicorn_with_two_workers_and_no_multiprocess_mode_warns(tmp_path: Path
 @pytest.mark.slow
 def test_gunicorn_with_one_worker_does_not_warn(tmp_path: Path) -> None:
     env = _environ_without_multiproc_dir(tmp_path)
-    server = Server(tmp_path, "tests.gunicorn_files_app:app", "-w", "1", env=env)
+    server = Server(tmp_path, "tests.support.hosts.gunicorn_files_app:app", "-w", "1", env=env)
     try:
         server.wait_ready()
         assert server.get("/export").status_code == 200

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry
 from example_app import create_app
 from flask_appmetrics import FlaskMetrics
 
-OPS = Path(__file__).resolve().parent.parent / "ops"
+OPS = Path(__file__).resolve().parents[2] / "ops"
 RULES = sorted((OPS / "prometheus" / "rules").glob("*.yml"))
 RULE_TESTS = sorted((OPS / "prometheus" / "tests").glob("*.yml"))
 DASHBOARD = OPS / "grafana" / "dashboard.json"

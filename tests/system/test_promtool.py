@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-
-import pytest
 from flask.testing import FlaskClient
 
-PROMTOOL = shutil.which("promtool")
-pytestmark = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool missing: scripts/system-deps.sh installs it"
-)
+from tests.support.promtool import lint, needs_promtool
 
-
-def lint(body: bytes) -> list[str]:
-    assert PROMTOOL is not None
-    result = subprocess.run(
-        [PROMTOOL, "check", "metrics"], input=body, capture_output=True, check=False, timeout=30
-    )
-    return [line for line in (result.stdout + result.stderr).decode().splitlines() if line]
+pytestmark = needs_promtool
 
 
 def test_metrics_page_lints_clean_except_cache_items_count(client: FlaskClient) -> None:

@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .test_readme import blocks
+from tests.support.readme import blocks
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SHELL_BLOCKS = blocks("bash")[1:]
 
 

@@ -2,7 +2,7 @@
 
 The apps are the examples in Flask's source distribution (flaskr, the tutorial's blog;
 the JavaScript example), fetched from the package index once per machine (see
-``tests/hosts/third_party/suites.py``). Each suite runs in a subprocess with warnings as
+``tests/support/hosts/third_party/suites.py``). Each suite runs in a subprocess with warnings as
 errors; a middleware of ours counts the requests its test client makes, and the
 extension must have recorded exactly those.
 """
@@ -20,8 +20,8 @@ from flask import Flask
 from prometheus_client import CollectorRegistry
 
 from flask_appmetrics import FlaskMetrics
-from tests.hosts.third_party import suites
-from tests.hosts.wsgi import serve
+from tests.support.hosts.third_party import suites
+from tests.support.wsgi import serve
 
 pytestmark = pytest.mark.slow
 

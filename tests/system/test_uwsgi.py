@@ -20,11 +20,17 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from flask_appmetrics.metrics.multiprocess.files import parse_name
-from tests.test_gunicorn import WAIT_SECONDS, Blocked, Samples, _value, _wait_for
+from tests.support.gunicorn_server import (
+    WAIT_SECONDS,
+    Blocked,
+    Samples,
+    sample_value,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 UWSGI_BIN = str(Path(sys.executable).with_name("uwsgi"))
 ITEMS = "/items/<int:item_id>"
 BLOCK = "/block/<name>"
@@ -58,7 +64,7 @@ class UWSGI:
                 "--min-worker-lifetime",
                 "0",
                 "--module",
-                "tests.gunicorn_app:app",
+                "tests.support.hosts.gunicorn_app:app",
                 "--home",
                 sys.prefix,
                 "--chdir",
@@ -92,7 +98,7 @@ class UWSGI:
 
     def wait_workers(self, *, without: int | None = None) -> set[int]:
         assert self.proc.poll() is None, "uwsgi exited"
-        _wait_for(
+        wait_for(
             f"{self.processes} workers",
             lambda: len(self.workers()) == self.processes and without not in self.workers(),
         )
@@ -150,7 +156,7 @@ def test_recycled_and_killed_workers_are_folded_at_scrape(uwsgi: UWSGI) -> None:
     # Killed in the middle of a request: its in-progress gauge must not stay at 1.
     blocked = Blocked(uwsgi, "k")  # type: ignore[arg-type]
     samples = uwsgi.scrape()
-    assert _value(samples, "http_requests_in_progress", method="GET", endpoint=BLOCK) == 1
+    assert sample_value(samples, "http_requests_in_progress", method="GET", endpoint=BLOCK) == 1
     os.kill(blocked.pid, signal.SIGKILL)
     uwsgi.wait_workers(without=blocked.pid)
     assert blocked.release() is None
@@ -161,7 +167,7 @@ def test_recycled_and_killed_workers_are_folded_at_scrape(uwsgi: UWSGI) -> None:
         uwsgi.scrape()
         return uwsgi.metric_pids() <= uwsgi.workers() | {uwsgi.proc.pid}
 
-    _wait_for("exited workers' files to be folded", folded)
+    wait_for("exited workers' files to be folded", folded)
     files = [p.name for p in uwsgi.multiproc.iterdir()]
     # Three workers and the master (which loaded the app), five files at most each, plus
     # the archive and its lock.
@@ -169,9 +175,9 @@ def test_recycled_and_killed_workers_are_folded_at_scrape(uwsgi: UWSGI) -> None:
     for _ in range(3):
         samples = uwsgi.scrape()
         labels = {"method": "GET", "endpoint": ITEMS}
-        assert _value(samples, "http_requests_total", **labels, status="200") == 200
-        assert _value(samples, "http_request_duration_seconds_count", **labels) == 200
+        assert sample_value(samples, "http_requests_total", **labels, status="200") == 200
+        assert sample_value(samples, "http_request_duration_seconds_count", **labels) == 200
         assert (
-            _value(samples, "http_requests_in_progress", method="GET", endpoint=BLOCK) or 0
+            sample_value(samples, "http_requests_in_progress", method="GET", endpoint=BLOCK) or 0
         ) == 0
-        assert (_value(samples, "http_requests_in_progress", **labels) or 0) == 0
+        assert (sample_value(samples, "http_requests_in_progress", **labels) or 0) == 0

@@ -1,4 +1,4 @@
-"""The app that tests/test_gunicorn.py serves with real gunicorn workers.
+"""The app that tests/system/test_gunicorn.py serves with real gunicorn workers.
 
 ``/block/<name>`` holds its worker until the test creates ``release-<name>`` in
 ``TEST_SIGNAL_DIR`` (after writing the worker's pid to ``started-<name>``), so the test

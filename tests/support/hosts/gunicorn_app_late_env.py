@@ -10,6 +10,6 @@ import prometheus_client  # noqa: F401 - imported first on purpose
 
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ["TEST_LATE_MULTIPROC_DIR"]
 
-from tests.gunicorn_app import app
+from tests.support.hosts.gunicorn_app import app
 
 __all__ = ["app"]

@@ -1,5 +1,5 @@
-"""The app tests/test_gunicorn_files.py and tests/test_multiworker_warning.py serve with real
-gunicorn: static files, downloads and a streamed export, as a host app serves them.
+"""The app tests/system/test_gunicorn_files.py and tests/system/test_multiworker_warning.py
+serve with real gunicorn: static files, downloads and a streamed export, as a host app serves them.
 
 ``TEST_STATIC_DIR`` is its static folder. Each request appends to ``bodies-<pid>`` in
 ``TEST_SIGNAL_DIR`` whether the body gunicorn received is an instance of its own

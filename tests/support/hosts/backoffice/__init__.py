@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from werkzeug.wrappers import Response
 
 from flask_appmetrics import FlaskMetrics
-from tests.hosts._counting import counted
+from tests.support.hosts._counting import counted
 
 STAFF = {"ada": "lovelace-1815", "alan": "turing-1912"}
 

@@ -8,7 +8,7 @@ this repository.
 
 Run it by hand::
 
-    .venv/bin/python -m tests.hosts.third_party.suites
+    .venv/bin/python -m tests.support.hosts.third_party.suites
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 #: Per machine, not per checkout: CI runs in a fresh clone.
 CACHE = (
     Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")

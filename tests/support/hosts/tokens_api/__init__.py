@@ -13,7 +13,7 @@ from flask_jwt_extended import JWTManager, create_access_token, get_jwt_identity
 from prometheus_client import CollectorRegistry
 
 from flask_appmetrics import FlaskMetrics
-from tests.hosts._counting import counted
+from tests.support.hosts._counting import counted
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 
