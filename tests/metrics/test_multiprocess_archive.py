@@ -43,7 +43,15 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 def _write(
     path: Path, name: str, rows: list[tuple[str, str, dict[str, str], float, float]]
 ) -> None:
-    """Write ``(metric, sample, labels, value, timestamp)`` rows as prometheus_client does."""
+    """Write ``(metric, sample, labels, value, timestamp)`` rows as prometheus_client does.
+
+    With ``MmapedDict.write_value`` (prometheus_client's own writer, not a documented API):
+    the public way (metrics updated in a process with ``PROMETHEUS_MULTIPROC_DIR`` set, see
+    ``tests.support.multiprocess``) names each file after the pid of a process that really
+    ran, and stamps ``mostrecent`` gauges with the time of the write. These tests need
+    files of hundreds of workers whose pids no process can hold (above ``pid_max``, so a
+    recycled pid cannot make one look alive) and timestamps they choose.
+    """
     d = MmapedDict(str(path / name))
     for metric, sample, labels, value, ts in rows:
         key = mmap_key(metric, sample, list(labels), list(labels.values()), f"{metric} help")

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 
 from flask_appmetrics import ConfigurationError, FlaskMetrics
@@ -37,6 +36,7 @@ from tests.support.gunicorn_server import (
     sample_value,
     wait_for,
 )
+from tests.support.multiprocess import write_in_a_process
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
@@ -48,13 +48,12 @@ def gunicorn(tmp_path: Path) -> Iterator[Gunicorn]:
     multiproc.mkdir()
     # A counter file left by an earlier run: on_starting must remove it, or every total
     # below would be off by 1000.
-    stale = MmapedDict(str(multiproc / "counter_999999.db"))
-    labels = ("method", "endpoint", "status")
-    key = mmap_key(
-        "http_requests", "http_requests_total", labels, ("GET", "/items/<int:item_id>", "200"), ""
+    write_in_a_process(
+        multiproc,
+        "from prometheus_client import Counter\n"
+        "requests = Counter('http_requests', '', ['method', 'endpoint', 'status'])\n"
+        "requests.labels('GET', '/items/<int:item_id>', '200').inc(1000)\n",
     )
-    stale.write_value(key, 1000.0, 0.0)
-    stale.close()
     server = Gunicorn(tmp_path, multiproc=multiproc)
     try:
         yield server
@@ -328,10 +327,11 @@ def test_check_directory_rejects_missing_and_unwritable(tmp_path: Path) -> None:
 
 def test_scrape_skips_a_file_a_starting_worker_has_not_sized_yet(tmp_path: Path) -> None:
     # A worker creates its file empty, then sizes it: a scrape in between must not fail.
-    done = MmapedDict(str(tmp_path / "counter_1.db"))
-    key = mmap_key("jobs", "jobs_total", ("kind",), ("a",), "Jobs")
-    done.write_value(key, 3.0, 0.0)
-    done.close()
+    write_in_a_process(
+        tmp_path,
+        "from prometheus_client import Counter\n"
+        "Counter('jobs', 'Jobs', ['kind']).labels('a').inc(3)\n",
+    )
     (tmp_path / "counter_2.db").touch()
     page = generate_latest(scrape_registry(str(tmp_path))).decode()
     samples = {
