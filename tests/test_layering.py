@@ -8,7 +8,7 @@ matches a module gives its floor, so the specific ones come before ``metrics.*``
     2  settings, config
     3  metrics.* (the rest, multiprocess included), health.monitor
     4  recording.*, integrations.redis.*
-    5  web.*
+    5  web.*, health_wiring (the monitor wired to Flask, metrics and user identity)
     6  app_state
     7  helpers, extension, gunicorn, integrations.* (caching, pybreaker, sentry, genai)
     8  __init__ (the re-exports)
@@ -68,6 +68,7 @@ FLOORS: list[tuple[int, str]] = [
     (4, "integrations.redis.*"),
     (5, "web"),
     (5, "web.*"),
+    (5, "health_wiring"),
     (6, "app_state"),
     (7, "helpers"),
     (7, "extension"),
