@@ -2,7 +2,7 @@
 
 Sends the same reproducible stream of hostile requests (random paths: mostly scanners'
 404s, unknown methods, random headers, a new user identity on almost every request; see
-``tests/_traffic.py``) through three apps, each in its own process so that RSS is its own:
+``tests/support/traffic.py``) through three apps, each in its own process so that RSS is its own:
 
 * ``bare``: Flask alone (the floor);
 * ``appmetrics``: flask-appmetrics with defaults;
