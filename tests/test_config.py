@@ -9,7 +9,7 @@ from flask import Flask
 
 from flask_appmetrics import ConfigurationError, FlaskMetrics
 from flask_appmetrics.config import DEFAULTS
-from tests.conftest import AppFactory
+from tests.support.apps import AppFactory
 
 #: The documented defaults, written out: a change to one is a change users see.
 EXPECTED_DEFAULTS: dict[str, Any] = {

@@ -19,7 +19,7 @@ from flask_appmetrics.metrics.catalog import metric_set_for
 from flask_appmetrics.metrics.registry_state import domain_for
 from flask_appmetrics.recording.receivers import install
 from flask_appmetrics.recording.validation import StrictInputError
-from tests.conftest import AppFactory
+from tests.support.apps import AppFactory
 
 ALL_SIGNALS = [value for value in vars(signals).values() if isinstance(value, NamedSignal)]
 

@@ -18,7 +18,7 @@ from flask_appmetrics.health.monitor import HealthMonitor
 from flask_appmetrics.health.windows import BucketedCounter, RecentUsers
 from flask_appmetrics.settings import HealthSettings
 from flask_appmetrics.web.health_views import HEALTH_BLUEPRINT
-from tests.conftest import AppFactory
+from tests.support.apps import AppFactory
 from tests.support.clock import FakeClock
 
 SEED_KEYS = ("status", "recent_errors_5min", "avg_response_time_ms", "concurrent_users")

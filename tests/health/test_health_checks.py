@@ -12,7 +12,7 @@ from flask import Flask, current_app
 from prometheus_client import CollectorRegistry
 
 from flask_appmetrics import FlaskMetrics, get_health_status
-from tests.conftest import AppFactory
+from tests.support.apps import AppFactory
 
 #: Generous bound for "the probe came back": only a hung probe gets near it.
 HUNG = 30.0

@@ -16,7 +16,7 @@ import flask_appmetrics
 from flask_appmetrics import FlaskMetrics, get_health_status
 from flask_appmetrics.health.monitor import HealthMonitor
 from flask_appmetrics.health.windows import RequestCounts
-from tests.conftest import AppFactory
+from tests.support.apps import AppFactory
 
 INTERNAL = "flask_appmetrics_internal_errors_total"
 

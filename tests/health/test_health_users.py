@@ -10,7 +10,7 @@ from flask_login import LoginManager, UserMixin, current_user, login_user, logou
 from prometheus_client import CollectorRegistry
 
 from flask_appmetrics import FlaskMetrics
-from tests.conftest import AppFactory
+from tests.support.apps import AppFactory
 
 
 class User(UserMixin):

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from flask_appmetrics import FlaskMetrics, record_cache_event
 from flask_appmetrics.integrations.caching import instrument_cache
-from tests.conftest import AppFactory
+from tests.support.apps import AppFactory
 
 # The extra ``caching``: skipped, not failed, where only the core is installed.
 Cache = pytest.importorskip("flask_caching").Cache

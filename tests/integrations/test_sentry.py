@@ -18,7 +18,7 @@ from sentry_sdk.envelope import Envelope
 
 from flask_appmetrics import ConfigurationError, FlaskMetrics
 from flask_appmetrics.integrations.sentry import FILTERED, Scrubber
-from tests.conftest import AppFactory
+from tests.support.apps import AppFactory
 from tests.support.redis_server import free_port
 
 DSN = "http://public@127.0.0.1:1/1"  # never contacted: the transport below sends nothing

@@ -22,7 +22,7 @@ from flask_appmetrics import (
     track_gemini_call,
 )
 from flask_appmetrics.integrations.genai import TokenUsage, token_usage
-from tests.conftest import AppFactory
+from tests.support.apps import AppFactory
 
 # The extra ``genai``: skipped, not failed, where only the core is installed.
 types = pytest.importorskip("google.genai.types")

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from flask_appmetrics import FlaskMetrics, track_gemini_call
-from tests.conftest import AppFactory
+from tests.support.apps import AppFactory
 
 GEN = {"endpoint": "/api/generate", "model": "gemini-1.5-flash"}
 STEP = 0.02  # three steps: at least 0.06 s of iteration per stream

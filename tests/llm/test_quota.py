@@ -28,7 +28,7 @@ from flask_appmetrics import (
 )
 from flask_appmetrics.config import load_settings
 from flask_appmetrics.metrics.registry_state import check_domain_settings
-from tests.conftest import AppFactory
+from tests.support.apps import AppFactory
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
 

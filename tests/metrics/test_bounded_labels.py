@@ -14,7 +14,7 @@ from flask_appmetrics import (
     record_circuit_breaker_event,
     record_gemini_usage,
 )
-from tests.conftest import AppFactory
+from tests.support.apps import AppFactory
 
 N = 10_000
 

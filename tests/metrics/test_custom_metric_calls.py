@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from flask_appmetrics import CustomMetric, FlaskMetrics
 from flask_appmetrics.recording.validation import StrictInputError
-from tests.conftest import AppFactory
+from tests.support.apps import AppFactory
 
 
 class Declared:

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.parser import text_string_to_metric_families
 
 from flask_appmetrics import CustomMetric, FlaskMetrics, MetricConflictError
-from tests.conftest import AppFactory
+from tests.support.apps import AppFactory
 
 
 def test_the_seed_business_metrics(metrics: FlaskMetrics, client: FlaskClient) -> None:

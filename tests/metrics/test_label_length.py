@@ -30,7 +30,7 @@ from flask_appmetrics import (
 )
 from flask_appmetrics.metrics.labels import cap_length
 from flask_appmetrics.recording import validation
-from tests.conftest import AppFactory
+from tests.support.apps import AppFactory
 
 MB = 1024 * 1024
 LIMIT = 128

@@ -8,7 +8,7 @@ import pytest
 from flask import Flask, abort
 from prometheus_client import CollectorRegistry
 
-from tests.conftest import AppFactory
+from tests.support.apps import AppFactory
 
 pytest.importorskip("asgiref", reason="Flask async views need the 'async' extra")
 

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
 
 from flask_appmetrics import FlaskMetrics
-from tests.conftest import AppFactory
+from tests.support.apps import AppFactory
 
 UNMATCHED = "<unmatched>"
 

@@ -13,7 +13,7 @@ from flask_appmetrics import (
     record_gemini_usage,
     record_quota_usage,
 )
-from tests.conftest import AppFactory
+from tests.support.apps import AppFactory
 from tests.support.promtool import lint, needs_promtool
 
 pytestmark = needs_promtool

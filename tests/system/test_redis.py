@@ -27,7 +27,7 @@ from flask_appmetrics.integrations.redis.link import RedisLink, _flush_at_exit
 from flask_appmetrics.integrations.redis.windows import SharedQuota, SharedUserWindow
 from flask_appmetrics.llm.quota import InMemoryQuota
 from flask_appmetrics.settings import RedisSettings
-from tests.conftest import add_test_routes
+from tests.support.apps import add_test_routes
 from tests.support.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.slow

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from flask_appmetrics import ConfigurationError, FlaskMetrics
-from tests.conftest import AppFactory
+from tests.support.apps import AppFactory
 
 TOKEN = "s3cret-token-0123456789"
 SUMMARY = {"status", "recent_errors_5min", "avg_response_time_ms", "concurrent_users"}

@@ -14,7 +14,7 @@ from flask import Flask, Response, stream_with_context
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from flask_appmetrics import FlaskMetrics
-from tests.conftest import AppFactory
+from tests.support.apps import AppFactory
 
 
 @pytest.fixture

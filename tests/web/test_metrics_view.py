@@ -11,7 +11,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import AppFactory
+from tests.support.apps import AppFactory
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
