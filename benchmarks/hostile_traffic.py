@@ -2,7 +2,7 @@
 
 Sends the same reproducible stream of hostile requests (random paths: mostly scanners'
 404s, unknown methods, random headers, a new user identity on almost every request; see
-``tests/_traffic.py``) through three apps, each in its own process so that RSS is its own:
+``tests/support/traffic.py``) through three apps, each in its own process so that RSS is its own:
 
 * ``bare``: Flask alone (the floor);
 * ``appmetrics``: flask-appmetrics with defaults;
@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
 from flask import Flask  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
-from tests._traffic import (  # noqa: E402
+from tests.support.traffic import (  # noqa: E402
     HostileTraffic,
     drive,
     environ_for,

@@ -40,7 +40,7 @@ from flask import Flask  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
 from flask_appmetrics import FlaskMetrics, get_health_status  # noqa: E402
-from tests._traffic import rss_bytes  # noqa: E402
+from tests.support.traffic import rss_bytes  # noqa: E402
 
 SLICE = 100_000
 SCRAPE_EVERY = 10_000

@@ -9,13 +9,77 @@ from flask import Flask
 
 from flask_appmetrics import ConfigurationError, FlaskMetrics
 from flask_appmetrics.config import DEFAULTS
+from tests.support.apps import AppFactory
 
-from .conftest import AppFactory
+#: The documented defaults, written out: a change to one is a change users see.
+EXPECTED_DEFAULTS: dict[str, Any] = {
+    "APPMETRICS_METRICS_PATH": "/metrics",
+    "APPMETRICS_HEALTH_PATH": "/api/health",
+    "APPMETRICS_LIVEZ_PATH": "/livez",
+    "APPMETRICS_READYZ_PATH": "/readyz",
+    "APPMETRICS_STATUS_PATH": "/status",
+    "APPMETRICS_STATUS_REFRESH_SECONDS": 5.0,
+    "APPMETRICS_BUCKETS": (
+        0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0
+    ),
+    "APPMETRICS_EXCLUDE_PATHS": (),
+    "APPMETRICS_MAX_ERROR_TYPES": 50,
+    "APPMETRICS_STRICT": False,
+    # A plain app names no Gemini endpoint or model, so it exports no series for them.
+    "APPMETRICS_GEMINI_ENDPOINTS": (),
+    "APPMETRICS_GEMINI_MODELS": (),
+    "APPMETRICS_GEMINI_PRICES": {
+        "gemini-1.5-flash": {"input": 0.075, "output": 0.3, "cached": 0.01875},
+        "gemini-1.5-flash-8b": {"input": 0.0375, "output": 0.15, "cached": 0.01},
+        "gemini-1.5-pro": {"input": 1.25, "output": 5.0, "cached": 0.3125},
+        "gemini-2.0-flash": {"input": 0.1, "output": 0.4, "cached": 0.025},
+        "gemini-2.0-flash-lite": {"input": 0.075, "output": 0.3},
+        "gemini-2.5-flash": {"input": 0.3, "output": 2.5, "cached": 0.03},
+        "gemini-2.5-flash-lite": {"input": 0.1, "output": 0.4, "cached": 0.01},
+        "gemini-2.5-pro": {"input": 1.25, "output": 10.0, "cached": 0.125},
+    },
+    "APPMETRICS_MAX_LABEL_VALUES": 20,
+    "APPMETRICS_MAX_LABEL_LENGTH": 128,
+    "APPMETRICS_QUOTA_RPM": None,
+    "APPMETRICS_QUOTA_TPM": None,
+    "APPMETRICS_QUOTA_RPD": None,
+    "APPMETRICS_QUOTA_TPD": None,
+    "APPMETRICS_QUOTA_TIMEZONE": "America/Los_Angeles",
+    "APPMETRICS_HEALTH_LATENCY_WINDOW": 100,
+    "APPMETRICS_HEALTH_ERROR_WINDOW_SECONDS": 300,
+    "APPMETRICS_HEALTH_DEGRADED_ERROR_RATIO": 0.05,
+    "APPMETRICS_HEALTH_UNHEALTHY_ERROR_RATIO": 0.5,
+    "APPMETRICS_HEALTH_MIN_REQUESTS": 20,
+    "APPMETRICS_HEALTH_LATENCY_THRESHOLD_SECONDS": 5.0,
+    "APPMETRICS_HEALTH_CHECK_TIMEOUT_SECONDS": 0.5,
+    "APPMETRICS_USERS_WINDOW_SECONDS": 300,
+    "APPMETRICS_USERS_MAX_TRACKED": 10000,
+    "APPMETRICS_AUTH_TOKEN": None,
+    "APPMETRICS_AUTH_USERNAME": None,
+    "APPMETRICS_AUTH_PASSWORD": None,
+    "APPMETRICS_AUTH_HEALTH": "details",
+    "APPMETRICS_SENTRY_DSN": None,
+    "APPMETRICS_SENTRY_ENVIRONMENT": None,
+    "APPMETRICS_SENTRY_RELEASE": None,
+    "APPMETRICS_SENTRY_OPTIONS": {},
+    "APPMETRICS_SENTRY_SCRUB_FIELDS": (),
+    "APPMETRICS_REDIS_URL": None,
+    "APPMETRICS_REDIS_PREFIX": "appmetrics:{app_name}",
+    "APPMETRICS_REDIS_SOCKET_TIMEOUT_SECONDS": 0.05,
+    "APPMETRICS_REDIS_RETRY_SECONDS": 5.0,
+    "APPMETRICS_REDIS_FLUSH_SECONDS": 1.0,
+}  # fmt: skip
 
 
 def test_defaults_are_visible_in_app_config(app: Flask) -> None:
-    for key, default in DEFAULTS.items():
-        assert app.config[key] == default, key
+    # Every key the extension reads has a written-out default here, and the app sees it.
+    assert set(DEFAULTS) == set(EXPECTED_DEFAULTS)
+    wrong = {
+        key: app.config[key]
+        for key, expected in EXPECTED_DEFAULTS.items()
+        if app.config[key] != expected
+    }
+    assert not wrong, wrong
 
 
 def test_user_values_are_kept(app_factory: AppFactory) -> None:

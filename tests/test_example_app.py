@@ -7,13 +7,7 @@ local HTTP server playing Google's API for the real Gemini client.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +22,6 @@ from example_app import create_app, traffic
 from example_app.llm import GeminiGenerator, GenerationError, OfflineGenerator, Simulation
 from example_app.settings import ExampleConfigError
 from flask_appmetrics import FlaskMetrics
-from tests._redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -429,13 +422,6 @@ def test_gemini_client_errors_are_generation_errors(fake_gemini: dict[str, Any])
 # -- python -m example_app and the traffic generator ---------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def test_traffic_plan_is_bounded_and_reproducible() -> None:
     plan = traffic.plan(200, seed=3)
     assert len(plan) == 200
@@ -443,59 +429,6 @@ def test_traffic_plan_is_bounded_and_reproducible() -> None:
     paths = {call.path.split("?")[0] for call in plan}
     assert {"/api/generate", "/api/subtopics", "/api/explanations", "/api/images"} <= paths
     assert any("fail=1" in call.path for call in plan)
-
-
-@pytest.mark.slow
-def test_python_m_example_app_serves_and_drives_traffic(tmp_path: Path) -> None:
-    port = free_port()
-    log = tmp_path / "server.log"
-    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "SENTRY_DSN")}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    # A DSN nothing listens on (port 9, on this machine): Sentry starts, sends nowhere.
-    env["SENTRY_DSN"] = "http://public@127.0.0.1:9/1"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "example_app", "--port", str(port), "--traffic", "40"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        assert traffic.wait_until_up(base, timeout=30)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and "traffic done" not in log.read_text():
-            time.sleep(0.2)
-        text = log.read_text()
-        assert "traffic done" in text, text
-        # The seed's "Expected output" of its start, in its order.
-        seed_lines = (
-            "All required environment variables validated",
-            "Prometheus metrics initialized successfully",
-            "Metrics available at /metrics endpoint",
-            "Sentry error tracking initialized",
-            f"Running on http://127.0.0.1:{port}",
-        )
-        positions = [text.index(line) for line in seed_lines]
-        assert positions == sorted(positions), text
-        import urllib.request
-
-        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
-            found = samples(response.read().decode())
-        total = sum(
-            v
-            for (name, labels), v in found.items()
-            if name == "http_requests_total" and ("endpoint", "/metrics") not in labels
-        )
-        assert total >= 40
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=15)
 
 
 def test_appmetrics_keys_from_the_environment(
@@ -517,23 +450,3 @@ def test_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("EXAMPLE_FAILURE_RATE", "often")
     with pytest.raises(ExampleConfigError, match="EXAMPLE_FAILURE_RATE"):
         create_app({"TESTING": True}, extension=FlaskMetrics(registry=CollectorRegistry()))
-
-
-@pytest.mark.skipif(not shutil.which("redis-server"), reason="redis-server not installed")
-def test_redis_cache_layer(tmp_path: Path, fresh: tuple[FlaskMetrics, CollectorRegistry]) -> None:
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        ext, registry = fresh
-        app = create_app({"TESTING": True, "EXAMPLE_REDIS_URL": server.url}, extension=ext)
-        assert app.config["CACHE_TYPE"] == "RedisCache"
-        client = app.test_client()
-        for _ in range(3):
-            assert client.post("/api/subtopics", json={"topic": "redis"}).status_code == 200
-        layer = {"layer": "redis", "operation": "get"}
-        assert value(registry, "cache_layer_operations_total", **layer, result="miss") == 1
-        assert value(registry, "cache_layer_operations_total", **layer, result="hit") == 2
-        assert value(registry, "cache_operations_total", operation="get", result="hit") == 2
-        assert server.client().dbsize() >= 1  # the value really is in Redis
-    finally:
-        server.kill()

@@ -24,8 +24,7 @@ from flask_appmetrics import (
     record_quota_usage,
     track_gemini_call,
 )
-
-from .conftest import AppFactory
+from tests.support.apps import AppFactory
 
 GEN = {"endpoint": "/api/generate", "model": "gemini-1.5-flash"}
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import warnings
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from flask_appmetrics import AppMetricsError, FlaskMetrics
-from tests._redis_server import RedisServer
-from tests.hosts import assistant, backoffice, shop, tokens_api
-from tests.hosts._counting import runs
-from tests.hosts.wsgi import Served, serve
+from tests.support.hosts import assistant, backoffice, shop, tokens_api
+from tests.support.hosts._counting import runs
+from tests.support.wsgi import Served, serve
 
 SHOP_FILES = Path(shop.__file__).with_name("files")
 SHOP_STATIC = Path(shop.__file__).with_name("static")
@@ -631,37 +629,3 @@ def test_a_streamed_llm_answer_is_timed_over_the_stream(registry: CollectorRegis
     assert serve(app, "/api/stream?prompt=fail&delay=0").text == "one two [stream interrupted]"
     assert _gemini(registry, "/api/stream", "error") == 1
     assert _gemini(registry, "/api/stream", "success") == 1
-
-
-# -- services sharing one Redis ----------------------------------------------------------------
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
-
-
-@pytest.mark.slow
-def test_two_services_on_one_redis_keep_their_own_health(redis_server: RedisServer) -> None:
-    config = {"APPMETRICS_REDIS_URL": redis_server.url, "APPMETRICS_REDIS_FLUSH_SECONDS": 0.0}
-    # Two replicas of the shop (one service) and the assistant (another), default prefix.
-    shop_a = shop.create_app(config, registry=CollectorRegistry())
-    shop_b = shop.create_app(config, registry=CollectorRegistry())
-    other = assistant.create_app(config, registry=CollectorRegistry())
-    for _ in range(60):
-        assert serve(shop_a, "/products/broken").status == 500
-    assert serve(other, "/api/summarise?text=x").status == 200
-    # Replicas of one service share their window...
-    replica = _health(shop_b)
-    assert replica.status == 503
-    assert replica.json()["recent_errors_5min"] == 60
-    # ...another service on the same Redis does not see the shop's errors.
-    health = _health(other)
-    assert health.status == 200, health.body
-    assert health.json()["recent_errors_5min"] == 0
-    assert health.json()["status"] == "healthy"

@@ -2,15 +2,13 @@
 
 Python blocks run here, each in a fresh namespace (tracebacks point at README lines); the
 JSON block is checked against a real health response; shell blocks run in
-``test_readme_shell.py``.
+``system/test_readme_shell.py``.
 """
 
 from __future__ import annotations
 
 import gc
 import json
-import re
-from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -19,20 +17,7 @@ from prometheus_client import CollectorRegistry
 from flask_appmetrics import FlaskMetrics
 from flask_appmetrics.config import DEFAULTS
 from flask_appmetrics.metrics.catalog import CATALOG
-
-README = Path(__file__).resolve().parent.parent / "README.md"
-FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
-
-
-def blocks(language: str) -> list[tuple[int, str]]:
-    """``(first line number, source)`` of each fenced block in *language*."""
-    text = README.read_text()
-    return [
-        (text.count("\n", 0, match.start(2)) + 1, match.group(2))
-        for match in FENCE.finditer(text)
-        if match.group(1) == language
-    ]
-
+from tests.support.readme import README, blocks
 
 PYTHON_BLOCKS = blocks("python")
 

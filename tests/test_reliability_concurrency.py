@@ -6,8 +6,9 @@ worker threads outside any request record domain events through the module helpe
 most recently initialised app); scraper threads parse every ``/metrics`` page and every
 health body while the counts move. Every thread is joined with a timeout, so a deadlock
 fails the test instead of hanging it. Across gunicorn worker processes the same exactness
-is checked by the gunicorn test below (three workers, client and scraper threads) and by
-``tests/test_gunicorn.py`` (multiprocess sums, dead workers included).
+is checked by ``tests/system/test_gunicorn_concurrency.py`` (three workers, client and
+scraper threads) and by ``tests/system/test_gunicorn.py`` (multiprocess sums, dead workers
+included).
 """
 
 from __future__ import annotations
@@ -15,13 +16,9 @@ from __future__ import annotations
 import functools
 import json
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import pytest
-import requests
 from flask import Flask
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
@@ -33,8 +30,9 @@ from flask_appmetrics import (
     record_circuit_breaker_event,
     record_gemini_usage,
 )
-
-from ._traffic import environ_for, respond
+from tests.support.internal_errors import assert_no_internal_error
+from tests.support.threads import Threads
+from tests.support.traffic import environ_for, respond
 
 REQUEST_THREADS = 8
 REQUESTS_PER_THREAD = 250
@@ -66,33 +64,6 @@ def concurrent_app(registry: CollectorRegistry) -> Flask:
         raise RuntimeError("planned")
 
     return app
-
-
-class Threads:
-    """Starts threads, collects their exceptions, joins them with a timeout."""
-
-    def __init__(self) -> None:
-        self.threads: list[threading.Thread] = []
-        self.errors: list[BaseException] = []
-        self._lock = threading.Lock()
-
-    def start(self, target: Callable[[], None], name: str) -> None:
-        def run() -> None:
-            try:
-                target()
-            except BaseException as exc:
-                with self._lock:
-                    self.errors.append(exc)
-
-        thread = threading.Thread(target=run, name=name, daemon=True)
-        self.threads.append(thread)
-        thread.start()
-
-    def join(self, timeout: float) -> list[str]:
-        """Join every thread; return the names of those still running (deadlocked)."""
-        for thread in self.threads:
-            thread.join(timeout)
-        return [t.name for t in self.threads if t.is_alive()]
 
 
 def _sum(registry: CollectorRegistry, name: str, **labels: str) -> float:
@@ -207,87 +178,10 @@ def test_counts_are_exact_under_concurrent_recording_and_scraping(
     assert value("circuit_breaker_successes_total", service="gemini") == n
     assert value("circuit_breaker_failures_total", service="gemini") == events
     assert value("jobs_done_total", kind="a") == n
-    assert value("flask_appmetrics_internal_errors_total") is None
+    assert_no_internal_error(registry)
     # Health: the window holds exactly the app's requests (scrapes excluded).
     with app.app_context():
         health: dict[str, Any] = get_health_status()
     assert health["recent_requests_5min"] == n + failures
     assert health["recent_errors_5min"] == failures
     assert health["latency_samples"] == app.config["APPMETRICS_HEALTH_LATENCY_WINDOW"]
-
-
-@pytest.mark.slow
-def test_counts_are_exact_across_gunicorn_workers_under_concurrent_load(tmp_path: Path) -> None:
-    # Real gunicorn, three sync workers, prometheus_client's multiprocess mode: client
-    # threads spread requests over the workers while others scrape both endpoints.
-    from .test_gunicorn import Gunicorn
-
-    multiproc = tmp_path / "multiproc"
-    multiproc.mkdir()
-    server = Gunicorn(tmp_path, workers=3, multiproc=multiproc)
-    try:
-        stop = threading.Event()
-        pids: set[int] = set()
-        scrapes = {"metrics": 0, "health": 0}
-        per_thread = 60
-
-        def clients(k: int) -> None:
-            with requests.Session() as session:
-                for i in range(per_thread):
-                    path = (
-                        f"/items/{k * 1000 + i}"
-                        if i % 2
-                        else f"/cache/{'hit' if i % 4 else 'miss'}"
-                    )
-                    response = session.get(server.base + path, timeout=30)
-                    assert response.status_code == 200
-                    pids.add(response.json()["pid"])
-
-        def scraper(path: str, key: str) -> None:
-            while not stop.is_set():
-                response = requests.get(server.base + path, timeout=30)
-                assert response.status_code in {200, 503}
-                if key == "metrics":
-                    list(text_string_to_metric_families(response.text))
-                scrapes[key] += 1
-
-        workers, scrapers = Threads(), Threads()
-        for k in range(REQUEST_THREADS):
-            workers.start(functools.partial(clients, k), f"client-{k}")
-        scrapers.start(functools.partial(scraper, "/metrics", "metrics"), "scrape-metrics")
-        scrapers.start(functools.partial(scraper, "/api/health", "health"), "scrape-health")
-        stuck = workers.join(JOIN_SECONDS)
-        stop.set()
-        stuck += scrapers.join(JOIN_SECONDS)
-        assert not stuck, f"deadlocked: {stuck}"
-        assert not workers.errors, workers.errors
-        assert not scrapers.errors, scrapers.errors
-        assert len(pids) > 1  # the load really was spread over workers
-
-        samples = server.scrape()
-
-        def value(name: str, **labels: str) -> float | None:
-            return samples.get((name, frozenset(labels.items())))
-
-        items = REQUEST_THREADS * (per_thread // 2)
-        cache_calls = REQUEST_THREADS * (per_thread - per_thread // 2)
-        get = {"method": "GET"}
-        assert value(
-            "http_requests_total", **get, endpoint="/items/<int:item_id>", status="200"
-        ) == (items)
-        assert value("http_requests_total", **get, endpoint="/cache/<result>", status="200") == (
-            cache_calls
-        )
-        misses = REQUEST_THREADS * len(range(0, per_thread, 4))
-        assert value("cache_operations_total", operation="get", result="miss") == misses
-        assert value("cache_operations_total", operation="get", result="hit") == (
-            cache_calls - misses
-        )
-        # Every earlier scrape counted, summed over whichever workers served them.
-        assert (
-            value("http_requests_total", **get, endpoint="/metrics", status="200")
-            == (scrapes["metrics"])
-        )
-        assert value("http_requests_in_progress", **get, endpoint="/items/<int:item_id>") == 0
-    finally:
-        server.stop()

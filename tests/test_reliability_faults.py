@@ -4,11 +4,12 @@ nothing, and the fault shows (a log line, the health report, or
 
 Covered here: a user health check that raises or hangs, cache size callables that raise
 or return garbage, a receiver of the app's own that raises on our signals, a scrape in the
-middle of a streamed response and during traffic, and Redis killed while threads send
-requests. Covered elsewhere, not repeated: a gunicorn worker killed mid-request
-(``tests/test_gunicorn.py::test_every_scrape_sums_all_workers_including_dead_ones``: no
+middle of a streamed response and during traffic. Covered elsewhere, not repeated: Redis
+killed while threads send requests (``tests/system/test_redis_faults.py``), a gunicorn
+worker killed mid-request
+(``tests/system/test_gunicorn.py::test_every_scrape_sums_all_workers_including_dead_ones``: no
 stuck in-progress gauge, the dead worker's counts kept), Redis down and back with the
-fallback and recovery logged (``tests/test_redis.py::
+fallback and recovery logged (``tests/system/test_redis.py::
 test_redis_going_away_mid_run_falls_back_and_recovers``), a hung Redis
 (``test_a_hung_redis_costs_one_timeout_then_nothing``).
 """
@@ -20,59 +21,21 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask, Response, stream_with_context
 from prometheus_client import CollectorRegistry
-from prometheus_client.parser import text_string_to_metric_families
 
 from flask_appmetrics import (
     FlaskMetrics,
-    record_cache_event,
     record_gemini_usage,
     signals,
 )
-
-from ._traffic import environ_for, respond
+from tests.support.faults import fault_app, get, scrape, serve
+from tests.support.traffic import environ_for, respond
 
 REQUESTS = 200
-
-
-def fault_app(metrics: FlaskMetrics, **config: Any) -> Flask:
-    app = Flask("faults")
-    app.log_exception = lambda exc_info: None  # type: ignore[method-assign]
-    app.config.update(config)
-
-    @app.get("/work/<int:n>")
-    def work(n: int) -> str:
-        record_cache_event(hit=n % 2 == 0)
-        return "ok"
-
-    metrics.init_app(app)
-    return app
-
-
-def get(app: Flask, path: str) -> tuple[int, bytes]:
-    status, body = respond(app, environ_for("GET", path))
-    return int(status[:3]), body
-
-
-def scrape(app: Flask) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    status, body = get(app, "/metrics")
-    assert status == 200
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for f in text_string_to_metric_families(body.decode("utf-8"))
-        for s in f.samples
-    }
-
-
-def serve(app: Flask, n: int) -> None:
-    """*n* requests that must all succeed."""
-    for i in range(n):
-        assert get(app, f"/work/{i}")[0] == 200
 
 
 def assert_all_counted(registry: CollectorRegistry, n: int) -> None:
@@ -311,57 +274,3 @@ def test_scrapes_during_heavy_traffic_see_monotonic_counts(registry: CollectorRe
     assert len(seen) > 1
     labels = dict(key[1])
     assert registry.get_sample_value("http_requests_total", labels) == sum(sent)
-
-
-# -- Redis killed under traffic ------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_redis_killed_under_traffic_loses_no_count(
-    tmp_path: Path, registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
-) -> None:
-    from ._redis_server import RedisServer
-
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        app = fault_app(
-            FlaskMetrics(registry=registry),
-            APPMETRICS_REDIS_URL=server.url,
-            APPMETRICS_REDIS_RETRY_SECONDS=0.0,
-        )
-        errors: list[BaseException] = []
-        half = threading.Barrier(5)
-
-        def traffic() -> None:
-            try:
-                serve(app, REQUESTS // 2)
-                half.wait(30)
-                serve(app, REQUESTS // 2)
-            except BaseException as exc:
-                errors.append(exc)
-
-        threads = [threading.Thread(target=traffic, daemon=True) for _ in range(4)]
-        for t in threads:
-            t.start()
-        half.wait(30)
-        server.kill()  # mid-run: half the requests are still to come
-        for t in threads:
-            t.join(60)
-        assert not any(t.is_alive() for t in threads)
-        assert not errors, errors
-        samples = scrape(app)  # /metrics answers with Redis gone
-        health = json.loads(get(app, "/api/health")[1])
-        assert health["checks"]["redis"]["status"] == "fail"
-        assert samples[("flask_appmetrics_internal_errors_total", (("component", "redis"),))] >= 1
-        # Prometheus counters live in the process: every request counted.
-        labels = {"method": "GET", "endpoint": "/work/<int:n>", "status": "200"}
-        assert registry.get_sample_value("http_requests_total", labels) == 4 * REQUESTS
-
-        server.start()  # back: health recovers, traffic goes on
-        serve(app, 10)
-        health = json.loads(get(app, "/api/health")[1])
-        assert health["checks"]["redis"]["status"] == "pass"
-        assert registry.get_sample_value("http_requests_total", labels) == 4 * REQUESTS + 10
-    finally:
-        server.kill()

@@ -19,8 +19,17 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from flask_appmetrics import FlaskMetrics
-
-from ._traffic import RULES, HostileTraffic, call, drive, hostile, hostile_app, rss_bytes, scrape
+from tests.support.internal_errors import assert_no_internal_error
+from tests.support.traffic import (
+    RULES,
+    HostileTraffic,
+    call,
+    drive,
+    hostile,
+    hostile_app,
+    rss_bytes,
+    scrape,
+)
 
 WARM_UP = 12_000
 MEASURED = 20_000
@@ -84,7 +93,7 @@ def test_hostile_traffic_leaves_series_page_and_memory_flat(
         s.value for f in registry.collect() for s in f.samples if s.name == "http_requests_total"
     )
     assert total == sent + scrapes
-    assert registry.get_sample_value("flask_appmetrics_internal_errors_total") is None
+    assert_no_internal_error(registry)
     # Bounded labels, by construction.
     endpoints = label_values(registry, "http_requests_total", "endpoint")
     assert endpoints <= {*RULES, "<unmatched>", "/metrics"}

@@ -19,8 +19,7 @@ from flask_appmetrics.metrics.catalog import metric_set_for
 from flask_appmetrics.metrics.registry_state import domain_for
 from flask_appmetrics.recording.receivers import install
 from flask_appmetrics.recording.validation import StrictInputError
-
-from .conftest import AppFactory
+from tests.support.apps import AppFactory
 
 ALL_SIGNALS = [value for value in vars(signals).values() if isinstance(value, NamedSignal)]
 
@@ -36,9 +35,14 @@ def test_every_signal_is_documented_with_a_payload_comment() -> None:
     assert len(ALL_SIGNALS) >= 6
     for signal in ALL_SIGNALS:
         line = next(i for i, text in enumerate(source) if f'signal("{signal.name}")' in text)
-        assert source[line - 1].startswith("#:"), signal.name
-        comment = "\n".join(text for text in source[:line] if text.startswith("#:"))
-        assert "Sender" in comment or "sender" in comment, signal.name
+        # This signal's own comment: the ``#:`` lines right above it, up to the first line
+        # that is not one (the blank line after the previous signal).
+        start = line
+        while start > 0 and source[start - 1].startswith("#:"):
+            start -= 1
+        comment = " ".join(text.removeprefix("#:").strip() for text in source[start:line])
+        assert comment, signal.name
+        assert "sender: the flask app" in comment.lower(), (signal.name, comment)
 
 
 def test_sending_without_the_extension_is_a_no_op(registry: CollectorRegistry) -> None:

@@ -1,0 +1,138 @@
+"""The README's shell blocks, run for real.
+
+The opening block's two commands each get a test of their own (the test command is run on
+one test file: running the whole suite from inside itself would never end). Every other
+``bash`` block runs as written with ``bash -e -o pipefail``, on a free port instead of 5000,
+in a session of its own that is killed afterwards, so a server it started cannot outlive it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.readme import blocks
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+SHELL_BLOCKS = blocks("bash")[1:]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "SENTRY_DSN")}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return env
+
+
+@contextmanager
+def session(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=environment(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield proc
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def wait_for(url: str, proc: subprocess.Popen[bytes], seconds: float = 180.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the command exited before serving"
+        try:
+            get(url)
+            return
+        except OSError:
+            time.sleep(0.3)
+    pytest.fail(f"nothing answered at {url} within {seconds} s")
+
+
+def test_the_demo_command_serves_metrics_and_health(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "demo.log"
+    with session(["./scripts/demo.sh", "--port", str(port)], log) as proc:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(f"{base}/livez", proc)
+        get(f"{base}/metrics")
+        status, page = get(f"{base}/metrics")
+        assert status == 200
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(page)
+            for s in family.samples
+        }
+        scrape = (("endpoint", "/metrics"), ("method", "GET"), ("status", "200"))
+        assert samples[("http_requests_total", scrape)] == 1.0
+        status, health = get(f"{base}/api/health")
+        assert status == 200
+        assert '"status": "healthy"' in health or '"status":"healthy"' in health
+    text = log.read_text()
+    assert "Prometheus metrics initialized successfully" in text, text
+
+
+def test_the_test_command_sets_up_and_runs_pytest(tmp_path: Path) -> None:
+    result = subprocess.run(
+        ["./scripts/test.sh", "tests/test_smoke_layout.py", "-p", "no:cacheprovider"],
+        cwd=ROOT,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "== mypy" in result.stdout
+    assert re.search(r"\b\d+ passed\b", result.stdout), result.stdout[-2000:]
+    assert " failed" not in result.stdout, result.stdout[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("line", "source"), SHELL_BLOCKS, ids=[f"line{n}" for n, _ in SHELL_BLOCKS]
+)
+def test_shell_examples_run(line: int, source: str, tmp_path: Path) -> None:
+    port = str(free_port())
+    script = source.replace("127.0.0.1:5000", f"127.0.0.1:{port}").replace(
+        "--port 5000", f"--port {port}"
+    )
+    log = tmp_path / "block.log"
+    with session(["bash", "-e", "-o", "pipefail", "-c", script], log) as proc:
+        try:
+            code = proc.wait(timeout=180)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"README line {line}: still running after 180 s\n{log.read_text()}")
+    assert code == 0, f"README line {line} exited {code}:\n{log.read_text()}"
