@@ -79,3 +79,17 @@ class UnknownMetricError(AppMetricsError, LookupError):
             f"{name!r} is not a flask-appmetrics metric; declare your own metrics with "
             f"metrics.counter()/gauge()/histogram(). Known: {', '.join(known)}"
         )
+
+
+class StrictInputError(Exception):
+    """Bad input refused under ``APPMETRICS_STRICT``: meant for the caller of the helper or
+    signal, whereas any other exception of a receiver is contained. Raised as one of the
+    two subclasses, so callers catch ``TypeError``/``ValueError`` as before."""
+
+
+class StrictTypeError(StrictInputError, TypeError):
+    """A value of the wrong type, refused under ``APPMETRICS_STRICT``."""
+
+
+class StrictValueError(StrictInputError, ValueError):
+    """A value of the right type but out of range, refused under ``APPMETRICS_STRICT``."""

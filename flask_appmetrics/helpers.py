@@ -31,8 +31,8 @@ from flask import current_app, has_app_context
 
 from . import signals
 from .app_state import latest, state_of
+from .errors import StrictInputError
 from .recording.send import send
-from .recording.validation import StrictInputError
 
 if TYPE_CHECKING:
     from flask import Flask
