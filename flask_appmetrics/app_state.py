@@ -7,6 +7,8 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from flask import current_app, has_app_context
+
 if TYPE_CHECKING:
     from flask import Flask
     from prometheus_client import CollectorRegistry
@@ -14,7 +16,7 @@ if TYPE_CHECKING:
     from .health.monitor import HealthMonitor
     from .integrations.redis.link import RedisLink
     from .metrics.catalog import MetricSet
-    from .recording.receivers import DomainReceivers
+    from .recording.receivers import SignalReceivers
     from .recording.request_hooks import RequestInstrumentation
     from .settings import Settings, StatusSettings
     from .web.guard import Guard
@@ -36,8 +38,8 @@ class AppState:
     own_blueprints: frozenset[str] = frozenset()
     #: The app's health windows, checks and status evaluation.
     health: HealthMonitor | None = None
-    #: Receivers of the domain signals (cache, Gemini, quota, breakers, business).
-    domain: DomainReceivers | None = None
+    #: Receivers of the app's signals (cache, Gemini, quota, breakers, business).
+    domain: SignalReceivers | None = None
     #: Where the status page is served and how often it refreshes.
     status: StatusSettings | None = None
 
@@ -80,3 +82,16 @@ def latest() -> AppState | None:
 def state_of(app: Flask) -> AppState | None:
     state = app.extensions.get(EXTENSION_KEY)
     return state if isinstance(state, AppState) else None
+
+
+def current_state() -> AppState | None:
+    """The state the module-level helpers work on: this app, else the most recent one.
+
+    Inside an application context, the state of the app in context (``None`` when the
+    extension is not initialised on it: its code records into no other app). Outside one
+    (a worker thread, a script), the most recently initialised app's, while it lives. The
+    one place that looks per-app state up without being handed it.
+    """
+    if has_app_context():
+        return state_of(current_app)
+    return latest()

@@ -2,10 +2,16 @@
 
 Every one of them is raised at start (``init_app`` or a declaration), or in strict mode,
 never from inside a request of the host app. :class:`RouteConflictWarning` is a warning,
-issued (not raised) at the first request.
+issued (not raised) at the first request. :func:`count_internal_error` is the other side:
+what the extension does with a failure of its own instead of raising it.
 """
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+logger = logging.getLogger("flask_appmetrics")
 
 
 class AppMetricsError(Exception):
@@ -93,3 +99,18 @@ class StrictTypeError(StrictInputError, TypeError):
 
 class StrictValueError(StrictInputError, ValueError):
     """A value of the right type but out of range, refused under ``APPMETRICS_STRICT``."""
+
+
+def count_internal_error(count: Callable[[str], object] | None, component: str) -> None:
+    """Count one failure of *component* with *count* (a metric set's
+    ``count_internal_error``), after the caller logged the failure itself.
+
+    A failure of the counter is logged and swallowed: the code that caught the first
+    failure must stay unaffected by the second.
+    """
+    if count is None:
+        return
+    try:
+        count(component)
+    except Exception:  # pragma: no cover - the counter itself failed
+        logger.exception("flask-appmetrics could not count an internal error")

@@ -30,14 +30,15 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 from flask import current_app, has_app_context
 
 from . import signals
-from .app_state import latest, state_of
-from .errors import StrictInputError
+from .app_state import current_state
+from .errors import StrictInputError, count_internal_error
 from .recording.send import send
 
 if TYPE_CHECKING:
     from flask import Flask
 
     from .llm.quota import QuotaUsage
+    from .recording.receivers import SignalReceivers
 
 logger = logging.getLogger("flask_appmetrics")
 
@@ -60,24 +61,34 @@ def _warn_once(message: str) -> None:
 
 def target_app() -> Flask | None:
     """The app whose metrics a helper records into, or ``None`` (after warning once)."""
-    if has_app_context():
-        app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-        state = state_of(app)
-        if state is not None and state.domain is not None:
-            return app
-        _warn_once(
-            f"flask-appmetrics is not initialised on app {app.name!r}: metrics recorded "
-            "in its context are dropped (call FlaskMetrics().init_app(app))"
-        )
-        return None
-    state = latest()
-    app_or_none = state.domain.app if state is not None and state.domain is not None else None
-    if app_or_none is None:
-        _warn_once(
-            "flask-appmetrics is not initialised on any app: metrics recorded outside an "
-            "app context are dropped"
-        )
-    return app_or_none
+    receivers = _target_receivers()
+    return receivers.app if receivers is not None else None
+
+
+def _target_receivers() -> SignalReceivers | None:
+    """The receivers of the helpers' target app (see the module docstring), or ``None``
+    after warning once."""
+    receivers = current_receivers()
+    if receivers is None:
+        if has_app_context():
+            _warn_once(
+                f"flask-appmetrics is not initialised on app {current_app.name!r}: metrics "
+                "recorded in its context are dropped (call FlaskMetrics().init_app(app))"
+            )
+        else:
+            _warn_once(
+                "flask-appmetrics is not initialised on any app: metrics recorded outside "
+                "an app context are dropped"
+            )
+    return receivers
+
+
+def current_receivers() -> SignalReceivers | None:
+    """The signal receivers of :func:`~flask_appmetrics.app_state.current_state`'s app,
+    while that app lives."""
+    state = current_state()
+    receivers = state.domain if state is not None else None
+    return receivers if receivers is not None and receivers.app is not None else None
 
 
 def record_cache_event(hit: bool = True, operation: str = "get", layer: str | None = None) -> None:
@@ -190,20 +201,50 @@ def record_business_event(
 
 def quota_usage() -> QuotaUsage | None:
     """The current quota usage of the helpers' target app (see the module docstring)."""
-    app = target_app()
-    state = state_of(app) if app is not None else None
-    if state is None or state.domain is None:
-        return None
-    return state.domain.domain.quota.usage()
+    receivers = _target_receivers()
+    return receivers.registry_state.quota.usage() if receivers is not None else None
+
+
+#: The keys of ``/api/health`` besides ``status`` that clients have always read, when
+#: there is nothing to report.
+_ZERO_SUMMARY: dict[str, Any] = {
+    "recent_errors_5min": 0,
+    "avg_response_time_ms": 0.0,
+    "concurrent_users": 0,
+}
+
+
+def get_health_status() -> dict[str, Any]:
+    """The health of the current app, as ``GET /api/health`` reports it.
+
+    Inside an application context: that app's; outside one (a worker thread, a CLI job):
+    the most recently initialised app's. Runs the registered checks, so it may take up to
+    the longest check timeout. With no app initialised it warns (once per call site) and
+    returns ``"status": "unknown"`` with ``recent_errors_5min``, ``avg_response_time_ms``
+    and ``concurrent_users`` at zero. Never raises: when the evaluation itself fails (a
+    broken window) it logs, counts an internal error and returns ``"status":
+    "unhealthy"`` with ``"error": "internal"`` beside those three keys at zero.
+    """
+    state = current_state()
+    if state is None or state.health is None:
+        warnings.warn(
+            "get_health_status(): no Flask app has been initialised with flask-appmetrics",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return {"status": "unknown", **_ZERO_SUMMARY}
+    try:
+        return state.health.evaluate().as_dict()
+    except Exception:
+        logger.exception("flask-appmetrics failed to evaluate health for get_health_status()")
+        count_internal_error(state.metric_set.count_internal_error, "health")
+        return {"status": "unhealthy", "error": "internal", **_ZERO_SUMMARY}
 
 
 def _context_app() -> Flask | None:
     """The app in context if the extension records for it, without warning."""
-    if not has_app_context():
-        return None
-    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    state = state_of(app)
-    return app if state is not None and state.domain is not None else None
+    receivers = current_receivers() if has_app_context() else None
+    return receivers.app if receivers is not None else None
 
 
 class track_gemini_call:  # lower case: used like a function (context manager, decorator)

@@ -33,8 +33,7 @@ from typing import TYPE_CHECKING, Any
 import pybreaker
 
 from .. import signals
-from ..app_state import latest, state_of
-from ..helpers import target_app
+from ..helpers import current_receivers, target_app
 from ..recording.send import send
 
 if TYPE_CHECKING:
@@ -150,18 +149,11 @@ def monitor_breaker(
         _monitored.add(listener)
     # Seed the state now if there is an app to record into (without the helpers' warning:
     # a breaker made at import time is seeded when its app is initialised).
-    listener.report_state(app if app is not None else _current_or_latest())
+    if app is None:
+        receivers = current_receivers()
+        app = receivers.app if receivers is not None else None
+    listener.report_state(app)
     return listener
-
-
-def _current_or_latest() -> Flask | None:
-    from flask import current_app, has_app_context
-
-    if has_app_context():
-        current: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-        return current if state_of(current) is not None else None
-    state = latest()
-    return state.domain.app if state is not None and state.domain is not None else None
 
 
 def _seed_new_app(sender: Flask, **_: Any) -> None:
