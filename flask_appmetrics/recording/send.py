@@ -19,7 +19,7 @@ from inspect import iscoroutinefunction
 from typing import TYPE_CHECKING, Any
 
 from ..app_state import state_of
-from ..errors import StrictInputError
+from ..errors import StrictInputError, count_internal_error
 
 if TYPE_CHECKING:
     from blinker import NamedSignal
@@ -65,7 +65,4 @@ def _receiver_failed(app: Flask, signal: NamedSignal, receiver: object) -> None:
     )
     state = state_of(app)
     if state is not None:
-        try:
-            state.metric_set.count_internal_error("signal_receiver")
-        except Exception:  # pragma: no cover - the reporter itself failed
-            logger.exception("flask-appmetrics could not count an internal error")
+        count_internal_error(state.metric_set.count_internal_error, "signal_receiver")
