@@ -1,5 +1,6 @@
-"""Module-level helpers, as the seed's code calls them: ``record_cache_event(hit=True)``,
-``record_gemini_usage(endpoint, model, tokens, duration)`` and friends.
+"""Module-level helpers, called from anywhere in the app's code without a handle on the
+extension: ``record_cache_event(hit=True)``, ``record_gemini_usage(endpoint, model, tokens,
+duration)`` and friends.
 
 Each one sends the matching signal of :mod:`flask_appmetrics.signals` on behalf of:
 

@@ -147,8 +147,8 @@ def monitor_breaker(
     listener.wrap_call(breaker)
     with _monitored_lock:
         _monitored.add(listener)
-    # Seed the state now if there is an app to record into (without the helpers' warning:
-    # a breaker made at import time is seeded when its app is initialised).
+    # Report the state now if there is an app to record into (without the helpers'
+    # warning: a breaker made at import time reports it when its app is initialised).
     if app is None:
         receivers = current_receivers()
         app = receivers.app if receivers is not None else None
@@ -156,7 +156,7 @@ def monitor_breaker(
     return listener
 
 
-def _seed_new_app(sender: Flask, **_: Any) -> None:
+def _report_to_new_app(sender: Flask, **_: Any) -> None:
     # Every monitored breaker reports its state to each app initialised after it.
     with _monitored_lock:
         listeners = list(_monitored)
@@ -165,4 +165,4 @@ def _seed_new_app(sender: Flask, **_: Any) -> None:
             listener.report_state(sender)
 
 
-signals.app_initialized.connect(_seed_new_app, weak=False)
+signals.app_initialized.connect(_report_to_new_app, weak=False)
