@@ -93,5 +93,8 @@ def current_state() -> AppState | None:
     one place that looks per-app state up without being handed it.
     """
     if has_app_context():
-        return state_of(current_app)
+        # The proxy resolved once: each attribute read through it costs most of a
+        # microsecond, and the helpers call this on every event they record.
+        app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+        return state_of(app)
     return latest()

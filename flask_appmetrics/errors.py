@@ -101,9 +101,10 @@ class StrictValueError(StrictInputError, ValueError):
     """A value of the right type but out of range, refused under ``APPMETRICS_STRICT``."""
 
 
-def count_internal_error(count: Callable[[str], object] | None, component: str) -> None:
+def count_internal_error(component: str, count: Callable[[str], object] | None) -> None:
     """Count one failure of *component* with *count* (a metric set's
-    ``count_internal_error``), after the caller logged the failure itself.
+    ``count_internal_error``, or ``None`` for nothing to count), after the caller logged
+    the failure itself.
 
     A failure of the counter is logged and swallowed: the code that caught the first
     failure must stay unaffected by the second.

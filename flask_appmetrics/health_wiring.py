@@ -138,7 +138,7 @@ def _export_users(metric_set: MetricSet, monitor: HealthMonitor) -> None:
                 total += window.count()
             except Exception:
                 logger.exception("flask-appmetrics: a users window failed; skipped in the gauge")
-                count_internal_error(on_error, "concurrent_users")
+                count_internal_error("concurrent_users", on_error)
         return float(total)
 
     metric_set.gauge("concurrent_users").set_function(concurrent_users)

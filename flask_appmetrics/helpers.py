@@ -62,15 +62,9 @@ def _warn_once(message: str) -> None:
 
 def target_app() -> Flask | None:
     """The app whose metrics a helper records into, or ``None`` (after warning once)."""
-    receivers = _target_receivers()
-    return receivers.app if receivers is not None else None
-
-
-def _target_receivers() -> SignalReceivers | None:
-    """The receivers of the helpers' target app (see the module docstring), or ``None``
-    after warning once."""
     receivers = current_receivers()
-    if receivers is None:
+    app = receivers.app if receivers is not None else None
+    if app is None:
         if has_app_context():
             _warn_once(
                 f"flask-appmetrics is not initialised on app {current_app.name!r}: metrics "
@@ -81,15 +75,14 @@ def _target_receivers() -> SignalReceivers | None:
                 "flask-appmetrics is not initialised on any app: metrics recorded outside "
                 "an app context are dropped"
             )
-    return receivers
+    return app
 
 
 def current_receivers() -> SignalReceivers | None:
     """The signal receivers of :func:`~flask_appmetrics.app_state.current_state`'s app,
-    while that app lives."""
+    without warning; their ``app`` is ``None`` once that app is collected."""
     state = current_state()
-    receivers = state.domain if state is not None else None
-    return receivers if receivers is not None and receivers.app is not None else None
+    return state.domain if state is not None else None
 
 
 def record_cache_event(hit: bool = True, operation: str = "get", layer: str | None = None) -> None:
@@ -202,7 +195,7 @@ def record_business_event(
 
 def quota_usage() -> QuotaUsage | None:
     """The current quota usage of the helpers' target app (see the module docstring)."""
-    receivers = _target_receivers()
+    receivers = current_receivers() if target_app() is not None else None
     return receivers.registry_state.quota.usage() if receivers is not None else None
 
 
@@ -238,7 +231,7 @@ def get_health_status() -> dict[str, Any]:
         return state.health.evaluate().as_dict()
     except Exception:
         logger.exception("flask-appmetrics failed to evaluate health for get_health_status()")
-        count_internal_error(state.metric_set.count_internal_error, "health")
+        count_internal_error("health", state.metric_set.count_internal_error)
         return {"status": "unhealthy", "error": "internal", **_ZERO_SUMMARY}
 
 

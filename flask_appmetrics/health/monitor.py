@@ -195,7 +195,7 @@ class HealthMonitor:
                 self.users.touch(str(identity))
         except Exception:
             logger.exception("flask-appmetrics could not note the request's user")
-            count_internal_error(self._on_internal_error, "user_identity")
+            count_internal_error("user_identity", self._on_internal_error)
 
     # -- judgement ------------------------------------------------------------------------
 

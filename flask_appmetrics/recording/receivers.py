@@ -18,7 +18,8 @@ import logging
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from functools import partial
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from .. import signals
 from ..errors import count_internal_error
@@ -32,6 +33,7 @@ from . import validation as check
 if TYPE_CHECKING:
     from blinker import NamedSignal
     from flask import Flask
+    from prometheus_client import CollectorRegistry
 
     from ..metrics.registry_state import DomainMetrics
     from ..settings import DomainSettings
@@ -56,27 +58,20 @@ class GeminiCall:
     usage: TokenUsage
 
 
-@dataclass(frozen=True)
-class CacheEvent:
-    """A validated :data:`~flask_appmetrics.signals.cache_event` payload."""
+# The payloads sent most often (every cache read, every breaker call) are validated into
+# plain tuples: a named tuple or a frozen dataclass would cost a good part of recording
+# them again, on every event.
 
-    hit: bool
-    operation: str
-    layer: str | None
-
-
-@dataclass(frozen=True)
-class BreakerEvent:
-    """A validated :data:`~flask_appmetrics.signals.circuit_breaker_event` payload."""
-
-    service: str
-    kind: str
-    #: The state entered (or held), for the two state events only.
-    state: str | None
+#: A validated :data:`~flask_appmetrics.signals.cache_event` payload: hit, operation, layer.
+CacheEvent = tuple[bool, str, "str | None"]
+#: A validated :data:`~flask_appmetrics.signals.circuit_breaker_event` payload: service,
+#: event, and the state entered (or held) for the two state events, else ``None``.
+BreakerEvent = tuple[str, str, "str | None"]
+#: A validated :data:`~flask_appmetrics.signals.quota_usage` payload: requests, tokens.
+QuotaEvent = tuple[int, int]
 
 
-@dataclass(frozen=True)
-class BusinessEvent:
+class BusinessEvent(NamedTuple):
     """A validated :data:`~flask_appmetrics.signals.business_event` payload."""
 
     metric: CustomMetric
@@ -98,10 +93,10 @@ def parse_cache_event(
     :raises TypeError, ValueError: naming the bad field.
     """
     _no_unknown(unknown)
-    return CacheEvent(
-        hit=check.boolean("hit", hit),
-        operation=check.label("operation", operation),
-        layer=check.optional_label("layer", layer),
+    return (
+        check.boolean("hit", hit),
+        check.label("operation", operation),
+        check.optional_label("layer", layer),
     )
 
 
@@ -122,12 +117,10 @@ def parse_breaker_event(
         entered = check.choice("state", state, BREAKER_STATES)
     elif state is not None:
         raise ValueError(f"state: only state events carry a state, got {check.shown(state)}")
-    return BreakerEvent(service=name, kind=kind, state=entered)
+    return (name, kind, entered)
 
 
-def parse_quota_usage(
-    *, requests: object = 1, tokens: object = 0, **unknown: object
-) -> tuple[int, int]:
+def parse_quota_usage(*, requests: object = 1, tokens: object = 0, **unknown: object) -> QuotaEvent:
     """Validate a quota usage payload: the requests and tokens to count.
 
     :raises TypeError, ValueError: naming the bad field.
@@ -176,6 +169,32 @@ def parse_gemini_call(
     )
 
 
+def parse_business_event(
+    registry: CollectorRegistry,
+    /,
+    *,
+    metric: object = None,
+    value: object = 1,
+    labels: object = None,
+    **unknown: object,
+) -> BusinessEvent:
+    """Validate a business event against the custom metric of *registry* it names.
+
+    :raises TypeError, ValueError: naming the bad field.
+    """
+    _no_unknown(unknown)
+    name = check.label("metric", metric)
+    custom = declared_metric(registry, name)
+    if custom is None:
+        raise ValueError(
+            f"metric: {check.shown(name)} was not declared with metrics.counter/gauge/histogram"
+        )
+    # The same rules as calls to the metric itself (CustomMetric.amount).
+    method = {"counter": "inc", "gauge": "set", "histogram": "observe"}[custom.kind]
+    amount = custom.amount("value", value, method)
+    return BusinessEvent(custom, amount, custom.label_values(labels))
+
+
 class SignalReceivers:
     """Records the signals one app sends into its registry's metrics.
 
@@ -209,13 +228,45 @@ class SignalReceivers:
         return self._app()
 
     def connect(self, app: Flask) -> None:
-        """Connect every receiver to the signals *app* sends."""
+        """Connect a receiver to each signal *app* sends."""
+        registry = self.registry_state.metric_set.registry
         pairs: tuple[tuple[NamedSignal, Callable[..., None]], ...] = (
-            (signals.cache_event, self.on_cache_event),
-            (signals.gemini_call, self.on_gemini_call),
-            (signals.circuit_breaker_event, self.on_circuit_breaker_event),
-            (signals.quota_usage, self.on_quota_usage),
-            (signals.business_event, self.on_business_event),
+            (
+                signals.cache_event,
+                self.receiver(
+                    "cache event", "cache_event", parse_cache_event, self.record_cache_event
+                ),
+            ),
+            (
+                signals.gemini_call,
+                self.receiver(
+                    "Gemini call", "gemini_call", parse_gemini_call, self.record_gemini_call
+                ),
+            ),
+            (
+                signals.circuit_breaker_event,
+                self.receiver(
+                    "circuit breaker event",
+                    "circuit_breaker_event",
+                    parse_breaker_event,
+                    self.record_circuit_breaker_event,
+                ),
+            ),
+            (
+                signals.quota_usage,
+                self.receiver(
+                    "quota usage", "quota_usage", parse_quota_usage, self.record_quota_usage
+                ),
+            ),
+            (
+                signals.business_event,
+                self.receiver(
+                    "business event",
+                    "business_event",
+                    partial(parse_business_event, registry),
+                    self.record_business_event,
+                ),
+            ),
         )
         for signal, receiver in pairs:
             signal.connect(receiver, sender=app, weak=False)
@@ -224,73 +275,20 @@ class SignalReceivers:
         # they nor the registry they record into outlive it.
         weakref.finalize(app, _disconnect, pairs).atexit = False
 
-    # -- receivers: validate the payload in full, then record it ---------------------------
-
-    def on_cache_event(self, sender: object, **payload: object) -> None:
-        self._receive(
-            "cache event", "cache_event", parse_cache_event, payload, self.record_cache_event
-        )
-
-    def on_gemini_call(self, sender: object, **payload: object) -> None:
-        self._receive(
-            "Gemini call", "gemini_call", parse_gemini_call, payload, self.record_gemini_call
-        )
-
-    def on_circuit_breaker_event(self, sender: object, **payload: object) -> None:
-        self._receive(
-            "circuit breaker event",
-            "circuit_breaker_event",
-            parse_breaker_event,
-            payload,
-            self.record_circuit_breaker_event,
-        )
-
-    def on_quota_usage(self, sender: object, **payload: object) -> None:
-        self._receive(
-            "quota usage", "quota_usage", parse_quota_usage, payload, self.record_quota_usage
-        )
-
-    def on_business_event(self, sender: object, **payload: object) -> None:
-        self._receive(
-            "business event",
-            "business_event",
-            self.parse_business_event,
-            payload,
-            self.record_business_event,
-        )
-
-    def _receive(
-        self,
-        what: str,
-        component: str,
-        parse: Callable[..., T],
-        payload: dict[str, object],
-        record: Callable[[T], None],
-    ) -> None:
-        """Parse *payload* (a signal's keywords) and record it: bad input is refused
-        (:func:`~flask_appmetrics.recording.validation.reject`) and records nothing; a
-        failure while recording valid input is logged and counted as an internal error
-        of *component*, never raised."""
-        try:
-            event = parse(**payload)
-        except (TypeError, ValueError) as error:
-            check.reject(what, error, strict=self.strict)
-            return
-        try:
-            record(event)
-        except Exception:
-            logger.exception(
-                "flask-appmetrics failed to record a %s; the caller is unaffected", component
-            )
-            count_internal_error(self.registry_state.metric_set.count_internal_error, component)
+    def receiver(
+        self, what: str, component: str, parse: Callable[..., T], record: Callable[[T], None]
+    ) -> Callable[..., None]:
+        """The receiver of one signal (see :class:`_Receiver`)."""
+        return _Receiver(self, what, component, parse, record).receive
 
     # -- recording validated events ------------------------------------------------------
 
     def record_cache_event(self, event: CacheEvent) -> None:
+        hit, operation, layer = event
         state = self.registry_state
-        operation = state.cache_operation(event.operation)
-        layer = state.cache_layer(event.layer) if event.layer is not None else None
-        key = (operation, layer, event.hit)
+        operation = state.cache_operation(operation)
+        layer = state.cache_layer(layer) if layer is not None else None
+        key = (operation, layer, hit)
         children = self._cache_children.get(key)
         if children is None:
             children = self._cache_children[key] = self._cache_series(*key)
@@ -334,9 +332,9 @@ class SignalReceivers:
         state.add_quota(1, total or 0)
 
     def record_circuit_breaker_event(self, event: BreakerEvent) -> None:
+        service, kind, entered = event
         ms = self.registry_state.metric_set
-        label = self.registry_state.breaker_service(event.service)
-        kind = event.kind
+        label = self.registry_state.breaker_service(service)
         if kind == "success":
             ms.counter("circuit_breaker_successes_total").labels(label).inc()
         elif kind == "failure":
@@ -344,35 +342,59 @@ class SignalReceivers:
         elif kind == "rejected":
             ms.counter("circuit_breaker_rejected_calls_total").labels(label).inc()
         else:
-            assert event.state is not None
-            ms.gauge("circuit_breaker_state").labels(label).set(BREAKER_STATES[event.state])
+            assert entered is not None
+            ms.gauge("circuit_breaker_state").labels(label).set(BREAKER_STATES[entered])
             if kind == "state_change":
-                ms.counter("circuit_breaker_transitions_total").labels(label, event.state).inc()
+                ms.counter("circuit_breaker_transitions_total").labels(label, entered).inc()
 
-    def record_quota_usage(self, usage: tuple[int, int]) -> None:
+    def record_quota_usage(self, usage: QuotaEvent) -> None:
         self.registry_state.add_quota(*usage)
-
-    def parse_business_event(
-        self, *, metric: object = None, value: object = 1, labels: object = None, **unknown: object
-    ) -> BusinessEvent:
-        """Validate a business event against the custom metric it names.
-
-        :raises TypeError, ValueError: naming the bad field.
-        """
-        _no_unknown(unknown)
-        name = check.label("metric", metric)
-        custom = declared_metric(self.registry_state.metric_set.registry, name)
-        if custom is None:
-            raise ValueError(
-                f"metric: {check.shown(name)} was not declared with metrics.counter/gauge/histogram"
-            )
-        # The same rules as calls to the metric itself (CustomMetric.amount).
-        method = {"counter": "inc", "gauge": "set", "histogram": "observe"}[custom.kind]
-        amount = custom.amount("value", value, method)
-        return BusinessEvent(custom, amount, custom.label_values(labels))
 
     def record_business_event(self, event: BusinessEvent) -> None:
         event.metric.record(event.amount, event.label_values)
+
+
+class _Receiver(Generic[T]):
+    """Receives one signal: *parse* validates the whole payload (the signal's keywords)
+    before *record* records it. Bad input is refused
+    (:func:`~flask_appmetrics.recording.validation.reject`, which names *what*) and records
+    nothing; a failure while recording valid input is logged and counted as an internal
+    error of *component*, never raised.
+
+    Connected as the bound method :meth:`receive`, which blinker identifies by its function
+    and instance, as it does every other receiver that is a method.
+    """
+
+    def __init__(
+        self,
+        owner: SignalReceivers,
+        what: str,
+        component: str,
+        parse: Callable[..., T],
+        record: Callable[[T], None],
+    ) -> None:
+        self.owner = owner
+        self.what = what
+        self.component = component
+        self.parse = parse
+        self.record = record
+
+    def receive(self, sender: object, **payload: object) -> None:
+        try:
+            event = self.parse(**payload)
+        except (TypeError, ValueError) as error:
+            check.reject(self.what, error, strict=self.owner.strict)
+            return
+        try:
+            self.record(event)
+        except Exception:
+            logger.exception(
+                "flask-appmetrics failed to record a %s; the caller is unaffected",
+                self.component,
+            )
+            count_internal_error(
+                self.component, self.owner.registry_state.metric_set.count_internal_error
+            )
 
 
 def _disconnect(pairs: tuple[tuple[NamedSignal, Callable[..., None]], ...]) -> None:

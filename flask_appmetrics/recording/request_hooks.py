@@ -470,4 +470,4 @@ class RequestInstrumentation:
 
     def _internal_error(self, where: str) -> None:
         logger.exception("flask-appmetrics failed in %s; the request is unaffected", where)
-        count_internal_error(self._on_internal_error, where)
+        count_internal_error(where, self._on_internal_error)

@@ -65,4 +65,4 @@ def _receiver_failed(app: Flask, signal: NamedSignal, receiver: object) -> None:
     )
     state = state_of(app)
     if state is not None:
-        count_internal_error(state.metric_set.count_internal_error, "signal_receiver")
+        count_internal_error("signal_receiver", state.metric_set.count_internal_error)
