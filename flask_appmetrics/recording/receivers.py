@@ -233,19 +233,19 @@ class SignalReceivers:
         pairs: tuple[tuple[NamedSignal, Callable[..., None]], ...] = (
             (
                 signals.cache_event,
-                self.receiver(
+                self._receiver(
                     "cache event", "cache_event", parse_cache_event, self.record_cache_event
                 ),
             ),
             (
                 signals.gemini_call,
-                self.receiver(
+                self._receiver(
                     "Gemini call", "gemini_call", parse_gemini_call, self.record_gemini_call
                 ),
             ),
             (
                 signals.circuit_breaker_event,
-                self.receiver(
+                self._receiver(
                     "circuit breaker event",
                     "circuit_breaker_event",
                     parse_breaker_event,
@@ -254,13 +254,13 @@ class SignalReceivers:
             ),
             (
                 signals.quota_usage,
-                self.receiver(
+                self._receiver(
                     "quota usage", "quota_usage", parse_quota_usage, self.record_quota_usage
                 ),
             ),
             (
                 signals.business_event,
-                self.receiver(
+                self._receiver(
                     "business event",
                     "business_event",
                     partial(parse_business_event, registry),
@@ -275,7 +275,7 @@ class SignalReceivers:
         # they nor the registry they record into outlive it.
         weakref.finalize(app, _disconnect, pairs).atexit = False
 
-    def receiver(
+    def _receiver(
         self, what: str, component: str, parse: Callable[..., T], record: Callable[[T], None]
     ) -> Callable[..., None]:
         """The receiver of one signal (see :class:`_Receiver`)."""
