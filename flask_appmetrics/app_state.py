@@ -1,4 +1,5 @@
-"""Per-app state, stored in ``app.extensions["appmetrics"]``."""
+"""Per-app state, stored in ``app.extensions["appmetrics"]``, and how module-level code
+finds it: :func:`current_state`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import TYPE_CHECKING
 
 from flask import current_app, has_app_context
 
+from .metrics.multiprocess.setup import derived_gauges, scrape_registry
+
 if TYPE_CHECKING:
     from flask import Flask
     from prometheus_client import CollectorRegistry
@@ -18,44 +21,37 @@ if TYPE_CHECKING:
     from .metrics.catalog import MetricSet
     from .recording.receivers import SignalReceivers
     from .recording.request_hooks import RequestInstrumentation
-    from .settings import Settings, StatusSettings
-    from .web.guard import Guard
+    from .settings import Settings
 
 EXTENSION_KEY = "appmetrics"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, frozen=True)
 class AppState:
     """Everything flask-appmetrics keeps for one app. Never stored on the extension object,
-    so one :class:`~flask_appmetrics.FlaskMetrics` serves any number of apps."""
+    so one :class:`~flask_appmetrics.FlaskMetrics` serves any number of apps. The views do
+    not read it: they get their pieces when their blueprints are built."""
 
-    app_name: str
     settings: Settings
     registry: CollectorRegistry
     metric_set: MetricSet
     instrumentation: RequestInstrumentation
-    #: Own blueprints (metrics, health, probes), kept out of the health window.
-    own_blueprints: frozenset[str] = frozenset()
+    #: Own blueprints (metrics, health, status page), kept out of the health window.
+    own_blueprints: frozenset[str]
     #: The app's health windows, checks and status evaluation.
-    health: HealthMonitor | None = None
-    #: Receivers of the app's signals (cache, Gemini, quota, breakers, business).
-    domain: SignalReceivers | None = None
-    #: Where the status page is served and how often it refreshes.
-    status: StatusSettings | None = None
-
-    #: Who may read /metrics and health details.
-    auth: Guard | None = None
+    health: HealthMonitor
+    #: The receivers of the app's signals (cache, Gemini, quota, breakers, business); they
+    #: hold the app weakly.
+    receivers: SignalReceivers
     #: The Redis link, when health and quota windows are shared (APPMETRICS_REDIS_URL).
-    redis: RedisLink | None = None
+    redis: RedisLink | None
     #: prometheus_client's multiprocess directory, when that mode is on (gunicorn workers).
-    multiprocess_dir: str | None = None
+    multiprocess_dir: str | None
 
     def scrape_registry(self) -> CollectorRegistry:
         """The registry ``/metrics`` serves: in multiprocess mode, a fresh one per scrape
         that sums every process's files (see :mod:`flask_appmetrics.metrics.multiprocess.setup`)."""
         if self.multiprocess_dir is not None:
-            from .metrics.multiprocess.setup import derived_gauges, scrape_registry
-
             shared = self.redis is not None
             derived = derived_gauges(self.metric_set.metrics, shared_windows=shared)
             return scrape_registry(self.multiprocess_dir, derived)
@@ -80,21 +76,24 @@ def latest() -> AppState | None:
 
 
 def state_of(app: Flask) -> AppState | None:
+    """*app*'s state, or ``None`` if flask-appmetrics was not initialised on it."""
     state = app.extensions.get(EXTENSION_KEY)
     return state if isinstance(state, AppState) else None
 
 
 def current_state() -> AppState | None:
-    """The state the module-level helpers work on: this app, else the most recent one.
+    """The state module-level code records into: this app, else the most recent one.
 
-    Inside an application context, the state of the app in context (``None`` when the
-    extension is not initialised on it: its code records into no other app). Outside one
-    (a worker thread, a script), the most recently initialised app's, while it lives. The
-    one place that looks per-app state up without being handed it.
+    Inside an application context: the current app's state, or ``None`` when
+    flask-appmetrics was not initialised on that app (its metrics are not ours to record,
+    and another app's would be the wrong ones). Outside any context (a worker thread, a
+    CLI job, import time): the most recently initialised app's state, or ``None`` when
+    no initialised app is alive. The helpers (:mod:`flask_appmetrics.helpers`) and the
+    integrations call it; views never do, they are given what they need.
     """
     if has_app_context():
         # The proxy resolved once: each attribute read through it costs most of a
-        # microsecond, and the helpers call this on every event they record.
+        # microsecond, and the helpers call this for every event they record.
         app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
         return state_of(app)
     return latest()

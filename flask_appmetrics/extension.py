@@ -25,7 +25,7 @@ from .web.guard import AuthDecorator, Guard
 from .web.health_views import HEALTH_BLUEPRINT, health_blueprint
 from .web.metrics_view import METRICS_BLUEPRINT, metrics_blueprint
 from .web.route_conflicts import LateConflictCheck, OwnRoute, refuse_conflicts
-from .web.status_page import STATUS_BLUEPRINT, status_blueprint
+from .web.status_page import STATUS_BLUEPRINT, status_blueprint, status_page
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -146,28 +146,19 @@ class FlaskMetrics(CustomMetricsMixin):
             on_internal_error=metric_set.count_internal_error,
             label_length=label_length_for(self.registry),
         )
+        receivers = install_receivers(app, domain, settings.domain, strict=settings.strict)
         state = AppState(
-            app_name=app.name,
             settings=settings,
             registry=self.registry,
             metric_set=metric_set,
             instrumentation=instrumentation,
             own_blueprints=own_blueprints,
             health=health,
-            status=settings.status,
-            multiprocess_dir=multiprocess_dir,
-            auth=Guard(settings.auth, self._auth),
+            receivers=receivers,
             redis=shared.link if shared is not None else None,
+            multiprocess_dir=multiprocess_dir,
         )
-        if settings.endpoints.metrics_path is not None:
-            app.register_blueprint(metrics_blueprint(settings.endpoints.metrics_path))
-        health_views = health_blueprint(settings.endpoints)
-        if health_views is not None:
-            app.register_blueprint(health_views)
-        status_views = status_blueprint(settings.status)
-        if status_views is not None:
-            app.register_blueprint(status_views)
-        state.domain = install_receivers(app, domain, settings.domain, strict=settings.strict)
+        self._register_views(app, state)
         # A route the app adds on one of our paths after this call (a blueprint registered
         # later in the factory) is reported at the first request. First in the list, so a
         # hook of the app that answers early cannot skip it; the instrumentation's hook goes
@@ -189,6 +180,25 @@ class FlaskMetrics(CustomMetricsMixin):
 
             secrets = app_secrets(settings, app.config.get("SECRET_KEY"))
             init_sentry(settings.sentry, secrets=secrets)
+
+    def _register_views(self, app: Flask, state: AppState) -> None:
+        """Register the blueprints of *app*'s paths that are set, each view given the
+        pieces of *state* it serves and the guard that decides who may read them."""
+        settings = state.settings
+        guard = Guard(settings.auth, self._auth)
+        count_internal_error = state.metric_set.count_internal_error
+        if settings.endpoints.metrics_path is not None:
+            app.register_blueprint(
+                metrics_blueprint(settings.endpoints.metrics_path, guard, state.scrape_registry)
+            )
+        page = status_page(settings.status, state.health)
+        health_views = health_blueprint(
+            settings.endpoints, state.health, guard, page, count_internal_error
+        )
+        if health_views is not None:
+            app.register_blueprint(health_views)
+        if page is not None:
+            app.register_blueprint(status_blueprint(page, guard, count_internal_error))
 
     def health_check(
         self, name: str, *, critical: bool = True, timeout: float | None = None

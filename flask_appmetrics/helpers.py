@@ -82,7 +82,7 @@ def current_receivers() -> SignalReceivers | None:
     """The signal receivers of :func:`~flask_appmetrics.app_state.current_state`'s app,
     without warning; their ``app`` is ``None`` once that app is collected."""
     state = current_state()
-    return state.domain if state is not None else None
+    return state.receivers if state is not None else None
 
 
 def record_cache_event(hit: bool = True, operation: str = "get", layer: str | None = None) -> None:
@@ -220,7 +220,7 @@ def get_health_status() -> dict[str, Any]:
     "unhealthy"`` with ``"error": "internal"`` beside those three keys at zero.
     """
     state = current_state()
-    if state is None or state.health is None:
+    if state is None:
         warnings.warn(
             "get_health_status(): no Flask app has been initialised with flask-appmetrics",
             RuntimeWarning,

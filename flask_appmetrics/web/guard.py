@@ -18,10 +18,14 @@ answer: a response or redirect it returns is returned, an exception it raises
 (``abort(401)``, flask-jwt-extended's ``NoAuthorizationError``) is raised again from the
 view, so the app's own error handlers answer it exactly as on the app's own views.
 
-Health (``APPMETRICS_AUTH_HEALTH``): with ``details`` (the default) the health summary (the
-seed's four keys) stays public for load balancers and uptime checks, and everything else
-(check errors, reasons, breakers) needs authorisation; ``all`` protects ``/api/health``
-and ``/readyz`` entirely; ``none`` leaves health public. ``/livez`` is always public.
+Health (``APPMETRICS_AUTH_HEALTH``): with ``details`` (the default) the health summary
+(:data:`SUMMARY_KEYS`) stays public for load balancers and uptime checks, and everything
+else (check errors, reasons, breakers, the status page) needs authorisation; ``all``
+protects ``/api/health`` and ``/readyz`` entirely; ``none`` leaves health public.
+``/livez`` is always public.
+
+:class:`Guard` is the one place that applies these rules: every view asks it, by
+:data:`Resource`, whether the current request may proceed.
 """
 
 from __future__ import annotations
@@ -30,12 +34,11 @@ import hmac
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from flask import Request, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from ..app_state import state_of
 from ..settings import AuthSettings
 
 logger = logging.getLogger(__name__)
@@ -43,11 +46,16 @@ logger = logging.getLogger(__name__)
 #: ``FlaskMetrics(auth=...)``: a view decorator (``login_required`` and the like).
 AuthDecorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
-#: Keys of a health body anyone may read when details are protected (the seed's summary,
-#: plus the IETF format's ``description``).
+#: Keys of a health body anyone may read when details are protected (the summary of
+#: ``/api/health``, plus the IETF format's ``description``).
 SUMMARY_KEYS = frozenset(
     {"status", "recent_errors_5min", "avg_response_time_ms", "concurrent_users", "description"}
 )
+
+#: What a view serves, as the guard sees it: ``"metrics"`` (``/metrics``), ``"health"``
+#: (``/api/health``; its details are filtered by :meth:`Guard.visible`), ``"readyz"``, and
+#: ``"details"`` (the status page, which shows nothing but details).
+Resource = Literal["metrics", "health", "readyz", "details"]
 
 _REALM = "flask-appmetrics"
 _MIN_TOKEN_LENGTH = 16
@@ -170,12 +178,51 @@ class Guard:
             return True
         return self._probe is not None and self.decision().allowed
 
+    def protects(self, resource: Resource) -> bool:
+        """Whether *resource* needs authorisation under ``APPMETRICS_AUTH_HEALTH``."""
+        if resource == "metrics":
+            return True
+        if resource == "details":
+            return self.settings.health != "none"
+        return self.settings.health == "all"
+
+    def refusal(
+        self, resource: Resource, on_failure: Callable[[], Response] | None = None
+    ) -> Response | None:
+        """``None`` if the current request may read *resource*, else the response refusing it.
+
+        The ``auth=`` decorator's own refusal raised as an exception (``abort(401)``, a
+        redirect, flask-jwt-extended's ``NoAuthorizationError``: any exception it raised)
+        is raised on to Flask, which answers it through the app's error handlers as on any
+        other view: it is an answer, not a failure of ours, and a load balancer must not
+        read it as one. Anything else that fails is ``on_failure()`` (the health views'
+        503); without *on_failure* it propagates.
+        """
+        if not self.protects(resource):
+            return None
+        try:
+            return self.deny()
+        except Exception as exc:
+            if on_failure is None or self._raised_by_decorator(exc):
+                raise
+            return on_failure()
+
+    def sees_details(self) -> bool:
+        """Whether the current request may read health details (checks, reasons,
+        breakers, the status page) rather than the summary only."""
+        return not self.protects("details") or self.authorized()
+
+    def visible(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """*body* as the current request may see it: the summary only, unless authorised."""
+        if self.sees_details():
+            return dict(body)
+        return {k: v for k, v in body.items() if k in SUMMARY_KEYS}
+
     def deny(self) -> Response | None:
         """``None`` if the current request may proceed, else the response refusing it.
 
         With only a decorator configured, an exception it raised is raised again from
-        here (see :func:`raised_by_decorator`), so Flask hands it to the app's own error
-        handlers.
+        here, so Flask hands it to the app's own error handlers.
         """
         if not self.enabled or self._credentials_valid():
             return None
@@ -188,6 +235,14 @@ class Guard:
                     raise decided.raised
                 return self._as_response(decided.returned)
         return self.challenge()
+
+    def _raised_by_decorator(self, exc: BaseException) -> bool:
+        """Whether *exc* is the ``auth=`` decorator's refusal of the current request (to be
+        answered by the app's error handlers) rather than a failure of ours."""
+        if isinstance(exc, HTTPException):
+            return True
+        known = getattr(_current_request(), _DECISION_ATTR, None)
+        return isinstance(known, Decision) and known.raised is exc
 
     def _as_response(self, returned: Any) -> Response:
         try:
@@ -210,39 +265,3 @@ class Guard:
             response.headers.add("WWW-Authenticate", f'Basic realm="{_REALM}", charset="UTF-8"')
         response.headers["Cache-Control"] = "no-store"
         return response
-
-
-def _guard() -> Guard | None:
-    state = state_of(current_app)
-    return state.auth if state is not None else None
-
-
-def raised_by_decorator(exc: BaseException) -> bool:
-    """Whether *exc* is the ``auth=`` decorator's refusal of the current request (to be
-    answered by the app's error handlers) rather than a failure of ours."""
-    if isinstance(exc, HTTPException):
-        return True
-    known = getattr(_current_request(), _DECISION_ATTR, None)
-    return isinstance(known, Decision) and known.raised is exc
-
-
-def metrics_denied() -> Response | None:
-    """For the ``/metrics`` view: the refusal of the current request, or ``None``."""
-    guard = _guard()
-    return guard.deny() if guard is not None else None
-
-
-def health_denied() -> Response | None:
-    """For ``/api/health`` and ``/readyz``: a refusal when ``APPMETRICS_AUTH_HEALTH="all"``."""
-    guard = _guard()
-    if guard is None or guard.settings.health != "all":
-        return None
-    return guard.deny()
-
-
-def health_body(body: Mapping[str, Any]) -> dict[str, Any]:
-    """*body* as the current request may see it: the summary only, unless authorised."""
-    guard = _guard()
-    if guard is None or guard.settings.health == "none" or guard.authorized():
-        return dict(body)
-    return {k: v for k, v in body.items() if k in SUMMARY_KEYS}

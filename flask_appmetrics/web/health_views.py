@@ -1,7 +1,7 @@
 """The health blueprint: ``/api/health``, ``/livez`` and ``/readyz``.
 
 * ``/api/health`` (``APPMETRICS_HEALTH_PATH``): the full judgement of
-  :meth:`~flask_appmetrics.health.monitor.HealthMonitor.evaluate`, in the seed's JSON; 200 when
+  :meth:`~flask_appmetrics.health.monitor.HealthMonitor.evaluate`, in its JSON; 200 when
   ``healthy`` or ``degraded``, 503 when ``unhealthy``.
 * ``/livez`` (``APPMETRICS_LIVEZ_PATH``): 200 whenever the process serves requests; ignores
   dependencies, so Kubernetes restarts only a wedged process, not one whose database is down.
@@ -17,50 +17,25 @@ health code itself answers 503, never 500.
 
 from __future__ import annotations
 
-import json
-import logging
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app
 
-from ..app_state import state_of
-from .guard import health_body, health_denied, raised_by_decorator
+from .responses import ErrorCounter, failed, health_json, wants_health_json
+from .status_page import wants_html
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from ..health.checks import CheckResult
     from ..health.monitor import HealthMonitor, HealthReport
     from ..settings import EndpointSettings
-
-logger = logging.getLogger(__name__)
+    from .guard import Guard
+    from .status_page import StatusPage
 
 #: Name of the blueprint serving the health endpoints (kept out of the health windows).
 HEALTH_BLUEPRINT = "appmetrics_health"
-HEALTH_JSON = "application/health+json"
 
 _IETF_STATUS = {"healthy": "pass", "degraded": "warn", "unhealthy": "fail"}
-
-
-def _wants_health_json() -> bool:
-    best = request.accept_mimetypes.best_match(["application/json", HEALTH_JSON])
-    return best == HEALTH_JSON
-
-
-def _respond(body: dict[str, Any], status: int) -> Response:
-    mimetype = HEALTH_JSON if _wants_health_json() else "application/json"
-    response = Response(json.dumps(body), status=status, mimetype=mimetype)
-    response.headers["Cache-Control"] = "no-store"
-    response.vary.add("Accept")
-    return response
-
-
-def _monitor() -> HealthMonitor:
-    state = state_of(current_app)
-    if state is None or state.health is None:  # pragma: no cover - registered by init_app
-        raise RuntimeError("flask-appmetrics health monitor missing")
-    return state.health
 
 
 def _now() -> str:
@@ -146,88 +121,71 @@ def ietf_body(report: HealthReport, description: str) -> dict[str, Any]:
     return body
 
 
-def failed(component: str) -> Response:
-    """503 for a failure of our own code while serving *component*: logged and counted as
-    an internal error (call it from an ``except`` block)."""
-    logger.exception("flask-appmetrics failed to evaluate %s", component)
-    try:
-        state = state_of(current_app)
-        if state is not None:
-            state.metric_set.count_internal_error(component)
-    except Exception:  # pragma: no cover - the counter itself failed
-        logger.exception("flask-appmetrics could not count an internal error")
-    body = {"status": "fail" if _wants_health_json() else "unhealthy", "error": "internal"}
-    return _respond(body, 503)
+def health_blueprint(
+    endpoints: EndpointSettings,
+    monitor: HealthMonitor,
+    guard: Guard,
+    page: StatusPage | None,
+    count_internal_error: ErrorCounter,
+) -> Blueprint | None:
+    """The blueprint serving the health endpoints whose path is set, or ``None`` if none.
 
-
-def refusal(denied: Callable[[], Response | None], component: str) -> Response | None:
-    """``denied()``: the refusal of the current request, or ``None`` to serve it.
-
-    The ``auth=`` decorator's own refusal (``abort(401)``, a redirect raised as an
-    exception, flask-jwt-extended's ``NoAuthorizationError``: any exception it raised) is
-    raised on to Flask, which answers it through the app's error handlers as on any other
-    view: it is an answer, not a failure of ours, and a load balancer must not read it as
-    one. Anything else that fails is our 503.
+    :param monitor: the app's health monitor.
+    :param guard: who may read what (the summary, the details, ``/readyz``).
+    :param page: the status page, served at ``/api/health`` to browsers allowed to see it.
+    :param count_internal_error: counts a failure of ours (answered 503).
     """
-    try:
-        return denied()
-    except Exception as exc:
-        if raised_by_decorator(exc):
-            raise
-        return failed(component)
 
+    def health_failed() -> Response:
+        return failed("health", count_internal_error)
 
-def health_view() -> Response:
-    """``GET /api/health``: the app's health; 503 when unhealthy."""
-    refused = refusal(health_denied, "health")
-    if refused is not None:
-        return refused
-    try:
-        from .status_page import offered, page_response
+    def readyz_failed() -> Response:
+        return failed("readyz", count_internal_error)
 
-        if offered():
-            # A browser: the status page (JSON clients and probes never ask for HTML).
-            return page_response()
-        report = _monitor().evaluate()
-        if _wants_health_json():
-            body = ietf_body(report, f"health of {current_app.name}")
-        else:
-            body = report.as_dict()
-        return _respond(health_body(body), report.http_status)
-    except Exception:
-        return failed("health")
+    def health_view() -> Response:
+        """``GET /api/health``: the app's health; 503 when unhealthy."""
+        refused = guard.refusal("health", health_failed)
+        if refused is not None:
+            return refused
+        try:
+            if page is not None and wants_html() and guard.sees_details():
+                # A browser: the status page (JSON clients and probes never ask for HTML).
+                return page.response()
+            report = monitor.evaluate()
+            if wants_health_json():
+                body = ietf_body(report, f"health of {current_app.name}")
+            else:
+                body = report.as_dict()
+            return health_json(guard.visible(body), report.http_status)
+        except Exception:
+            return health_failed()
 
+    def livez_view() -> Response:
+        """``GET /livez``: 200 while the process serves requests."""
+        return health_json({"status": "pass"}, 200)
 
-def livez_view() -> Response:
-    """``GET /livez``: 200 while the process serves requests."""
-    return _respond({"status": "pass"}, 200)
+    def readyz_view() -> Response:
+        """``GET /readyz``: the checks; 503 when a critical one fails."""
+        refused = guard.refusal("readyz", readyz_failed)
+        if refused is not None:
+            return refused
+        try:
+            results = monitor.run_checks()
+            if any(not r.passed and r.critical for r in results):
+                status, code = "fail", 503
+            elif any(not r.passed for r in results):
+                status, code = "warn", 200
+            else:
+                status, code = "pass", 200
+            body: dict[str, Any] = {"status": status}
+            if wants_health_json():
+                body["checks"] = _check_entries(results, _now())
+            else:
+                body["checks"] = {r.name: r.as_dict() for r in results}
+            return health_json(guard.visible(body), code)
+        except Exception:
+            return readyz_failed()
 
-
-def readyz_view() -> Response:
-    """``GET /readyz``: the checks; 503 when a critical one fails."""
-    refused = refusal(health_denied, "readyz")
-    if refused is not None:
-        return refused
-    try:
-        results = _monitor().run_checks()
-        if any(not r.passed and r.critical for r in results):
-            status, code = "fail", 503
-        elif any(not r.passed for r in results):
-            status, code = "warn", 200
-        else:
-            status, code = "pass", 200
-        body: dict[str, Any] = {"status": status}
-        if _wants_health_json():
-            body["checks"] = _check_entries(results, _now())
-        else:
-            body["checks"] = {r.name: r.as_dict() for r in results}
-        return _respond(health_body(body), code)
-    except Exception:
-        return failed("readyz")
-
-
-def health_blueprint(endpoints: EndpointSettings) -> Blueprint | None:
-    """The blueprint serving the health endpoints whose path is set, or ``None`` if none."""
     routes = (
         (endpoints.health_path, "health", health_view),
         (endpoints.livez_path, "livez", livez_view),

@@ -20,12 +20,13 @@ import jinja2
 from flask import Blueprint, Response, current_app, request, url_for
 
 from .._version import __version__
-from ..app_state import state_of
+from .responses import ErrorCounter, failed, no_store
 
 if TYPE_CHECKING:
     from ..health.monitor import HealthMonitor
     from ..health.windows import RequestCounts
     from ..settings import StatusSettings
+    from .guard import Guard
 
 #: Name of the status page's blueprint (kept out of the health windows).
 STATUS_BLUEPRINT = "appmetrics_status"
@@ -101,101 +102,87 @@ def wants_html() -> bool:
     return best == "text/html" and accept["text/html"] > accept["application/json"]
 
 
-def _settings() -> StatusSettings | None:
-    state = state_of(current_app)
-    return state.status if state is not None else None
-
-
-def _monitor() -> HealthMonitor:
-    state = state_of(current_app)
-    if state is None or state.health is None:  # pragma: no cover - set by init_app
-        raise RuntimeError("flask-appmetrics health monitor missing")
-    return state.health
-
-
-def denied() -> Response | None:
-    """The refusal of the current request, or ``None`` if it may see the page.
-
-    The page shows health details (checks, reasons, breakers, samples), so it follows
-    ``APPMETRICS_AUTH_HEALTH``: public with ``none``, else for authorised clients only.
-    """
-    state = state_of(current_app)
-    guard = state.auth if state is not None else None
-    if guard is None or guard.settings.health == "none":
-        return None
-    return guard.deny()
-
-
-def offered() -> bool:
-    """Whether ``/api/health`` answers the current request with the page: the page is on,
-    the client prefers HTML, and it may see details (else it gets the JSON summary)."""
-    state = state_of(current_app)
-    if state is None or state.status is None or state.status.path is None or not wants_html():
-        return False
-    guard = state.auth
-    return guard is None or guard.settings.health == "none" or guard.authorized()
-
-
-def _no_store(response: Response) -> Response:
-    response.headers["Cache-Control"] = "no-store"
-    response.vary.add("Accept")
-    return response
-
-
-def page_response() -> Response:
-    """The HTML page for the current app; 503 when unhealthy, like ``/api/health``."""
-    settings = _settings()
-    refresh = settings.refresh_seconds if settings is not None else 5.0
-    data = snapshot(_monitor())
-    html = _TEMPLATES.get_template("status.html").render(
-        app_name=current_app.name,
-        status=data["status"],
-        reasons="; ".join(data["reasons"]) or "All good.",
-        snapshot=data,
-        # Behind a proxy the URL carries X-Forwarded-Prefix: client-controlled text.
-        data_url=url_for(f"{STATUS_BLUEPRINT}.status", format="json"),
-        refresh=f"{refresh:g}",
-        refresh_ms=round(refresh * 1000.0),
-        version=__version__,
-        colours=STATUS_COLOURS,
-        latency_colour=LATENCY_COLOUR,
-        error_colour=ERROR_COLOUR,
-    )
-    return _no_store(Response(html, status=_http_status(data), mimetype="text/html"))
-
-
 def _http_status(data: dict[str, Any]) -> int:
     # The same contract as /api/health: whatever reads the status code sees the verdict.
     return 503 if data["status"] == "unhealthy" else 200
 
 
-def status_view() -> Response:
-    """``GET /status``: the page; its data with ``?format=json`` or ``Accept: application/json``.
+class StatusPage:
+    """The status page of one app: renders its monitor's verdict and samples.
 
-    Like ``/api/health``, a failure of the health code itself answers 503, never 500.
+    :param path: where it is served (``APPMETRICS_STATUS_PATH``).
+    :param refresh_seconds: how often the page polls its data.
+    :param monitor: the app's health monitor.
     """
-    from .health_views import failed, refusal
 
-    refused = refusal(denied, "status_page")
-    if refused is not None:
-        return refused
-    try:
-        fmt = request.args.get("format")
-        accept = request.accept_mimetypes
-        if fmt == "json" or (fmt is None and accept["application/json"] > accept["text/html"]):
-            data = snapshot(_monitor())
-            return _no_store(
-                Response(json.dumps(data), status=_http_status(data), mimetype="application/json")
-            )
-        return page_response()
-    except Exception:
-        return _no_store(failed("status_page"))
+    def __init__(self, path: str, refresh_seconds: float, monitor: HealthMonitor) -> None:
+        self.path = path
+        self.refresh_seconds = refresh_seconds
+        self.monitor = monitor
+
+    def response(self) -> Response:
+        """The HTML page; 503 when unhealthy, like ``/api/health``."""
+        refresh = self.refresh_seconds
+        data = snapshot(self.monitor)
+        html = _TEMPLATES.get_template("status.html").render(
+            app_name=current_app.name,
+            status=data["status"],
+            reasons="; ".join(data["reasons"]) or "All good.",
+            snapshot=data,
+            # Behind a proxy the URL carries X-Forwarded-Prefix: client-controlled text.
+            data_url=url_for(f"{STATUS_BLUEPRINT}.status", format="json"),
+            refresh=f"{refresh:g}",
+            refresh_ms=round(refresh * 1000.0),
+            version=__version__,
+            colours=STATUS_COLOURS,
+            latency_colour=LATENCY_COLOUR,
+            error_colour=ERROR_COLOUR,
+        )
+        return no_store(Response(html, status=_http_status(data), mimetype="text/html"))
+
+    def data_response(self) -> Response:
+        """The page's data as JSON (what the page polls)."""
+        data = snapshot(self.monitor)
+        return no_store(
+            Response(json.dumps(data), status=_http_status(data), mimetype="application/json")
+        )
 
 
-def status_blueprint(settings: StatusSettings) -> Blueprint | None:
-    """The blueprint serving the page at ``settings.path`` (``None`` when turned off)."""
+def status_page(settings: StatusSettings, monitor: HealthMonitor) -> StatusPage | None:
+    """The app's status page, or ``None`` when ``APPMETRICS_STATUS_PATH`` turns it off."""
     if settings.path is None:
         return None
+    return StatusPage(settings.path, settings.refresh_seconds, monitor)
+
+
+def status_blueprint(
+    page: StatusPage, guard: Guard, count_internal_error: ErrorCounter
+) -> Blueprint:
+    """The blueprint serving *page* at its path.
+
+    The page shows health details (checks, reasons, breakers, samples), so *guard* lets
+    through whoever may read them (``APPMETRICS_AUTH_HEALTH``).
+    """
+
+    def on_failure() -> Response:
+        return failed("status_page", count_internal_error)
+
+    def status_view() -> Response:
+        """``GET /status``: the page; its data with ``?format=json`` or
+        ``Accept: application/json``. A failure of the health code itself answers 503,
+        never 500, like ``/api/health``."""
+        refused = guard.refusal("details", on_failure)
+        if refused is not None:
+            return refused
+        try:
+            fmt = request.args.get("format")
+            accept = request.accept_mimetypes
+            if fmt == "json" or (fmt is None and accept["application/json"] > accept["text/html"]):
+                return page.data_response()
+            return page.response()
+        except Exception:
+            return on_failure()
+
     blueprint = Blueprint(STATUS_BLUEPRINT, __name__)
-    blueprint.add_url_rule(settings.path, "status", status_view, methods=["GET"])
+    blueprint.add_url_rule(page.path, "status", status_view, methods=["GET"])
     return blueprint
