@@ -1,4 +1,4 @@
-"""The app factory of the example backend: the seed's service, rebuilt on flask-appmetrics.
+"""The app factory of the example backend: a content service, monitored with flask-appmetrics.
 
 Uses only flask-appmetrics' public API. Everything per app (cache, breaker, LLM client,
 quota guard) is built in :func:`create_app`, so the factory runs any number of times (one
@@ -26,7 +26,8 @@ from .service import LLM_SERVICE, ContentService
 
 logger = logging.getLogger("example_app")
 
-#: The extension of the example: the default ``prometheus_client`` registry, like the seed.
+#: The extension of the example, on the default ``prometheus_client`` registry (where code
+#: that creates metrics at module level puts them).
 metrics = FlaskMetrics()
 
 #: The endpoints that call the LLM: their Gemini series exist at 0 from the start.

@@ -1,4 +1,4 @@
-"""The seed's business metrics, declared through flask-appmetrics' custom-metric API.
+"""The service's business metrics, declared through flask-appmetrics' custom-metric API.
 
 Declared per registry when an app is created (declaring again in the same registry returns
 the same metrics), so the factory can run any number of times, on any registry.

@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-#: What the seed's backend used; the offline generator reports this model name so that the
-#: metrics look like the seed's expected output.
+#: The model name the offline generator reports, so that its metrics look like those of a
+#: backend calling Gemini 1.5 Flash (no real call is made with it: the model is retired).
 OFFLINE_MODEL = "gemini-1.5-flash"
 #: A current Gemini model for real calls (the 1.5 family is retired).
 GEMINI_MODEL = "gemini-2.5-flash"

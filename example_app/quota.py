@@ -9,7 +9,7 @@ refuse the call.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from flask_appmetrics import QuotaLimits, quota_usage
 
@@ -25,16 +25,14 @@ class QuotaGuard:
         usage = quota_usage()
         if usage is None:
             return None
-        pairs = (
-            ("rpm", self.limits.rpm, usage.requests_minute, 1),
-            ("tpm", self.limits.tpm, usage.tokens_minute, 0),
-            ("rpd", self.limits.rpd, usage.requests_today, 1),
-            ("tpd", self.limits.tpd, usage.tokens_today, 0),
+        # One more call is one more request; its tokens are not known before it is made.
+        after = replace(
+            usage,
+            requests_minute=usage.requests_minute + 1,
+            requests_today=usage.requests_today + 1,
         )
-        for name, limit, used, extra in pairs:
-            if limit is not None and used + extra > limit:
-                return name
-        return None
+        exceeded = self.limits.exceeded(after)
+        return exceeded[0] if exceeded else None
 
     @staticmethod
     def retry_after() -> float:

@@ -92,7 +92,7 @@ def index() -> Response:
 
 @api.post("/api/generate")
 def generate() -> Response | tuple[Response, int]:
-    """Subtopics and an explanation of a topic: the seed's main endpoint."""
+    """Subtopics and an explanation of a topic: the service's main endpoint."""
     topic = clean_topic(_body().get("topic"))
     if topic is None:
         return _error(400, "give a 'topic' string of 1 to 200 characters")

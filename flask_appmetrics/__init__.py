@@ -11,8 +11,9 @@ from .errors import (
 )
 from .extension import FlaskMetrics
 from .health.checks import CheckResult, HealthCheck
-from .health.monitor import HealthReport, get_health_status
+from .health.monitor import HealthReport
 from .helpers import (
+    get_health_status,
     quota_usage,
     record_business_event,
     record_cache_event,

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .health.monitor import HealthMonitor
     from .integrations.redis.link import RedisLink
     from .metrics.catalog import MetricSet
-    from .recording.receivers import DomainReceivers
+    from .recording.receivers import SignalReceivers
     from .recording.request_hooks import RequestInstrumentation
     from .settings import Settings
 
@@ -42,7 +42,7 @@ class AppState:
     health: HealthMonitor
     #: The receivers of the app's signals (cache, Gemini, quota, breakers, business); they
     #: hold the app weakly.
-    receivers: DomainReceivers
+    receivers: SignalReceivers
     #: The Redis link, when health and quota windows are shared (APPMETRICS_REDIS_URL).
     redis: RedisLink | None
     #: prometheus_client's multiprocess directory, when that mode is on (gunicorn workers).
@@ -92,5 +92,8 @@ def current_state() -> AppState | None:
     integrations call it; views never do, they are given what they need.
     """
     if has_app_context():
-        return state_of(current_app)
+        # The proxy resolved once: each attribute read through it costs most of a
+        # microsecond, and the helpers call this for every event they record.
+        app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+        return state_of(app)
     return latest()

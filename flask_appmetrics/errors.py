@@ -2,10 +2,16 @@
 
 Every one of them is raised at start (``init_app`` or a declaration), or in strict mode,
 never from inside a request of the host app. :class:`RouteConflictWarning` is a warning,
-issued (not raised) at the first request.
+issued (not raised) at the first request. :func:`count_internal_error` is the other side:
+what the extension does with a failure of its own instead of raising it.
 """
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+logger = logging.getLogger("flask_appmetrics")
 
 
 class AppMetricsError(Exception):
@@ -79,3 +85,33 @@ class UnknownMetricError(AppMetricsError, LookupError):
             f"{name!r} is not a flask-appmetrics metric; declare your own metrics with "
             f"metrics.counter()/gauge()/histogram(). Known: {', '.join(known)}"
         )
+
+
+class StrictInputError(Exception):
+    """Bad input refused under ``APPMETRICS_STRICT``: meant for the caller of the helper or
+    signal, whereas any other exception of a receiver is contained. Raised as one of the
+    two subclasses, so callers catch ``TypeError``/``ValueError`` as before."""
+
+
+class StrictTypeError(StrictInputError, TypeError):
+    """A value of the wrong type, refused under ``APPMETRICS_STRICT``."""
+
+
+class StrictValueError(StrictInputError, ValueError):
+    """A value of the right type but out of range, refused under ``APPMETRICS_STRICT``."""
+
+
+def count_internal_error(component: str, count: Callable[[str], object] | None) -> None:
+    """Count one failure of *component* with *count* (a metric set's
+    ``count_internal_error``, or ``None`` for nothing to count), after the caller logged
+    the failure itself.
+
+    A failure of the counter is logged and swallowed: the code that caught the first
+    failure must stay unaffected by the second.
+    """
+    if count is None:
+        return
+    try:
+        count(component)
+    except Exception:  # pragma: no cover - the counter itself failed
+        logger.exception("flask-appmetrics could not count an internal error")

@@ -11,7 +11,7 @@ from .app_state import EXTENSION_KEY, AppState, set_latest, state_of
 from .config import DEFAULT_BUCKETS, load_settings
 from .errors import AlreadyInitializedError, AppMetricsError
 from .health.checks import CheckFunc, CheckRegistry, F
-from .health.monitor import build_monitor
+from .health_wiring import build_monitor
 from .integrations.redis.windows import shared_windows
 from .metrics.catalog import catalog_metric, metric_set_for
 from .metrics.custom import CustomMetricsMixin

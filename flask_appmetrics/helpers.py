@@ -1,5 +1,6 @@
-"""Module-level helpers, as the seed's code calls them: ``record_cache_event(hit=True)``,
-``record_gemini_usage(endpoint, model, tokens, duration)`` and friends.
+"""Module-level helpers, called from anywhere in the app's code without a handle on the
+extension: ``record_cache_event(hit=True)``, ``record_gemini_usage(endpoint, model, tokens,
+duration)`` and friends.
 
 Each one sends the matching signal of :mod:`flask_appmetrics.signals` on behalf of:
 
@@ -30,14 +31,15 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 from flask import current_app, has_app_context
 
 from . import signals
-from .app_state import latest, state_of
+from .app_state import current_state
+from .errors import StrictInputError, count_internal_error
 from .recording.send import send
-from .recording.validation import StrictInputError
 
 if TYPE_CHECKING:
     from flask import Flask
 
     from .llm.quota import QuotaUsage
+    from .recording.receivers import SignalReceivers
 
 logger = logging.getLogger("flask_appmetrics")
 
@@ -60,24 +62,27 @@ def _warn_once(message: str) -> None:
 
 def target_app() -> Flask | None:
     """The app whose metrics a helper records into, or ``None`` (after warning once)."""
-    if has_app_context():
-        app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-        state = state_of(app)
-        if state is not None and state.receivers is not None:
-            return app
-        _warn_once(
-            f"flask-appmetrics is not initialised on app {app.name!r}: metrics recorded "
-            "in its context are dropped (call FlaskMetrics().init_app(app))"
-        )
-        return None
-    state = latest()
-    app_or_none = state.receivers.app if state is not None and state.receivers is not None else None
-    if app_or_none is None:
-        _warn_once(
-            "flask-appmetrics is not initialised on any app: metrics recorded outside an "
-            "app context are dropped"
-        )
-    return app_or_none
+    receivers = current_receivers()
+    app = receivers.app if receivers is not None else None
+    if app is None:
+        if has_app_context():
+            _warn_once(
+                f"flask-appmetrics is not initialised on app {current_app.name!r}: metrics "
+                "recorded in its context are dropped (call FlaskMetrics().init_app(app))"
+            )
+        else:
+            _warn_once(
+                "flask-appmetrics is not initialised on any app: metrics recorded outside "
+                "an app context are dropped"
+            )
+    return app
+
+
+def current_receivers() -> SignalReceivers | None:
+    """The signal receivers of :func:`~flask_appmetrics.app_state.current_state`'s app,
+    without warning; their ``app`` is ``None`` once that app is collected."""
+    state = current_state()
+    return state.receivers if state is not None else None
 
 
 def record_cache_event(hit: bool = True, operation: str = "get", layer: str | None = None) -> None:
@@ -190,20 +195,50 @@ def record_business_event(
 
 def quota_usage() -> QuotaUsage | None:
     """The current quota usage of the helpers' target app (see the module docstring)."""
-    app = target_app()
-    state = state_of(app) if app is not None else None
-    if state is None or state.receivers is None:
-        return None
-    return state.receivers.domain.quota.usage()
+    receivers = current_receivers() if target_app() is not None else None
+    return receivers.registry_state.quota.usage() if receivers is not None else None
+
+
+#: The keys of ``/api/health`` besides ``status`` that clients have always read, when
+#: there is nothing to report.
+_ZERO_SUMMARY: dict[str, Any] = {
+    "recent_errors_5min": 0,
+    "avg_response_time_ms": 0.0,
+    "concurrent_users": 0,
+}
+
+
+def get_health_status() -> dict[str, Any]:
+    """The health of the current app, as ``GET /api/health`` reports it.
+
+    Inside an application context: that app's; outside one (a worker thread, a CLI job):
+    the most recently initialised app's. Runs the registered checks, so it may take up to
+    the longest check timeout. With no app initialised it warns (once per call site) and
+    returns ``"status": "unknown"`` with ``recent_errors_5min``, ``avg_response_time_ms``
+    and ``concurrent_users`` at zero. Never raises: when the evaluation itself fails (a
+    broken window) it logs, counts an internal error and returns ``"status":
+    "unhealthy"`` with ``"error": "internal"`` beside those three keys at zero.
+    """
+    state = current_state()
+    if state is None:
+        warnings.warn(
+            "get_health_status(): no Flask app has been initialised with flask-appmetrics",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return {"status": "unknown", **_ZERO_SUMMARY}
+    try:
+        return state.health.evaluate().as_dict()
+    except Exception:
+        logger.exception("flask-appmetrics failed to evaluate health for get_health_status()")
+        count_internal_error("health", state.metric_set.count_internal_error)
+        return {"status": "unhealthy", "error": "internal", **_ZERO_SUMMARY}
 
 
 def _context_app() -> Flask | None:
     """The app in context if the extension records for it, without warning."""
-    if not has_app_context():
-        return None
-    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    state = state_of(app)
-    return app if state is not None and state.receivers is not None else None
+    receivers = current_receivers() if has_app_context() else None
+    return receivers.app if receivers is not None else None
 
 
 class track_gemini_call:  # lower case: used like a function (context manager, decorator)

@@ -15,10 +15,10 @@ from prometheus_client import CollectorRegistry
 
 from flask_appmetrics import FlaskMetrics, record_cache_event, signals
 from flask_appmetrics.config import load_settings
+from flask_appmetrics.errors import StrictInputError
 from flask_appmetrics.metrics.catalog import metric_set_for
 from flask_appmetrics.metrics.registry_state import domain_for
 from flask_appmetrics.recording.receivers import install
-from flask_appmetrics.recording.validation import StrictInputError
 from tests.support.apps import AppFactory
 
 ALL_SIGNALS = [value for value in vars(signals).values() if isinstance(value, NamedSignal)]

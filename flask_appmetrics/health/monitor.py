@@ -1,11 +1,13 @@
 """Application health: recent requests, user checks and circuit breakers, judged per app.
 
-One :class:`HealthMonitor` per app, built by ``init_app`` and kept in the app's state. The
-request instrumentation reports each finished request that counts for health (the
+Pure Python, like the windows and checks: no Flask, no metrics. One :class:`HealthMonitor`
+per app, built by ``init_app`` (:func:`flask_appmetrics.health_wiring.build_monitor` hands it
+the app's context, user identity and circuit breaker states) and kept in the app's state.
+The request instrumentation reports each finished request that counts for health (the
 extension's own endpoints do not) to :meth:`HealthMonitor.observe`, and its request
 context to :meth:`HealthMonitor.note_user`, which notes the user behind it. Both are O(1)
-per request into bounded windows (:mod:`~flask_appmetrics.health.windows`). Health is judged when
-asked:
+per request into bounded windows (:mod:`~flask_appmetrics.health.windows`). Health is
+judged when asked:
 
 * ``unhealthy``: the 5xx ratio over the error window reached
   ``APPMETRICS_HEALTH_UNHEALTHY_ERROR_RATIO``, or a critical check failed;
@@ -35,18 +37,12 @@ default.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-import warnings
-import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from flask import current_app, has_app_context
-
-from ..app_state import latest, state_of
-from ..recording.identity import UserIdentity, default_user_identity, identity_of
+from ..errors import count_internal_error
 from .checks import CheckFunc, CheckRegistry, CheckResult, CheckRunner, HealthCheck
 from .windows import (
     BucketedCounter,
@@ -61,12 +57,6 @@ from .windows import (
 )
 
 if TYPE_CHECKING:
-    from flask import Flask
-    from flask.ctx import RequestContext
-    from prometheus_client import Gauge
-
-    from ..integrations.redis.link import RedisLink
-    from ..metrics.catalog import MetricSet
     from ..settings import HealthSettings
 
 logger = logging.getLogger(__name__)
@@ -77,7 +67,9 @@ Status = Literal["healthy", "degraded", "unhealthy"]
 Scope = Literal["process", "shared"]
 
 _RANK: dict[Status, int] = {"healthy": 0, "degraded": 1, "unhealthy": 2}
-_BREAKER_STATES = {0.0: "closed", 1.0: "half_open", 2.0: "open"}
+#: Identifies the user of a request from its request context: the identity to count, or
+#: ``None`` not to count this request.
+Identify = Callable[[Any], "str | None"]
 
 
 @dataclass(frozen=True)
@@ -110,7 +102,9 @@ class HealthReport:
         return 503 if self.status == "unhealthy" else 200
 
     def as_dict(self) -> dict[str, Any]:
-        """The seed's JSON (its four keys first, unchanged) plus what an operator needs."""
+        """The JSON of ``/api/health``: ``status``, ``recent_errors_5min``,
+        ``avg_response_time_ms`` and ``concurrent_users`` first (the keys clients have
+        always read), then what an operator needs."""
         return {
             "status": self.status,
             "recent_errors_5min": self.requests.errors,
@@ -137,9 +131,11 @@ class HealthMonitor:
     :param settings: the app's health settings.
     :param checks: the checks to run (live: checks registered later apply too), shared
         by every app of an extension; :meth:`add_check` adds checks of this app only.
-    :param breaker_gauge: ``circuit_breaker_state``, read at evaluation time.
+    :param breakers: returns each circuit breaker's state by service (``closed``,
+        ``half_open`` or ``open``), read at evaluation time.
     :param clock: monotonic time source for the windows and uptime.
-    :param user_identity: returns the current request's user identity.
+    :param identify: the user identity of a request context, for :meth:`note_user`
+        (without it, users are not counted).
     :param context: factory of the context checks run in (``app.app_context``).
     :param on_internal_error: told (with a component name) when recording fails.
     :param latency: replaces the in-process latency window (a shared one, say).
@@ -152,9 +148,9 @@ class HealthMonitor:
         settings: HealthSettings,
         *,
         checks: CheckRegistry,
-        breaker_gauge: Gauge | None = None,
+        breakers: Callable[[], Mapping[str, str]] | None = None,
         clock: Clock = time.monotonic,
-        user_identity: UserIdentity | None = None,
+        identify: Identify | None = None,
         context: Callable[[], Any] | None = None,
         on_internal_error: Callable[[str], None] | None = None,
         latency: LatencyWindow | None = None,
@@ -174,8 +170,8 @@ class HealthMonitor:
         self.users: UserWindow = users or RecentUsers(
             settings.users_window_seconds, max_tracked=settings.users_max_tracked, clock=clock
         )
-        self.user_identity = user_identity or default_user_identity
-        self._breakers = breaker_gauge
+        self._identify = identify
+        self._breakers = breakers
         self._runner = CheckRunner(settings.check_timeout_seconds, context=context)
         self._on_internal_error = on_internal_error
         self._started = clock()
@@ -187,20 +183,19 @@ class HealthMonitor:
         self.latency.record(duration_seconds)
         self.requests.record(status_code >= 500)
 
-    def note_user(self, ctx: RequestContext) -> None:
-        """Note the user of the request of *ctx* in the users window: the instrumentation's
-        user observer, called once per request that counts for health."""
+    def note_user(self, ctx: object) -> None:
+        """Note the user of the request of *ctx* (its request context) in the users
+        window: the instrumentation's user observer, called once per request that counts
+        for health."""
+        if self._identify is None:
+            return
         try:
-            if self.user_identity is default_user_identity:
-                identity = identity_of(ctx)
-            else:
-                identity = self.user_identity()
+            identity = self._identify(ctx)
             if identity is not None:
                 self.users.touch(str(identity))
         except Exception:
             logger.exception("flask-appmetrics could not note the request's user")
-            if self._on_internal_error is not None:
-                self._on_internal_error("user_identity")
+            count_internal_error("user_identity", self._on_internal_error)
 
     # -- judgement ------------------------------------------------------------------------
 
@@ -232,15 +227,10 @@ class HealthMonitor:
         return self._runner.run(self.all_checks())
 
     def breaker_states(self) -> dict[str, str]:
-        """Each circuit breaker's state, from the ``circuit_breaker_state`` gauge."""
+        """Each circuit breaker's state, by service."""
         if self._breakers is None:
             return {}
-        states: dict[str, str] = {}
-        for family in self._breakers.collect():
-            for sample in family.samples:
-                service = sample.labels.get("service", "")
-                states[service] = _BREAKER_STATES.get(sample.value, str(sample.value))
-        return dict(sorted(states.items()))
+        return dict(sorted(self._breakers().items()))
 
     def evaluate(self) -> HealthReport:
         """Judge the app's health now: windows, checks and circuit breakers."""
@@ -301,131 +291,3 @@ def _scope_of(window: RequestWindow) -> Scope:
     link is up) or this process's alone (in-process, or a shared one falling back)."""
     link = getattr(window, "link", None)
     return "shared" if link is not None and getattr(link, "available", False) else "process"
-
-
-def build_monitor(
-    app: Flask,
-    settings: HealthSettings,
-    metric_set: MetricSet,
-    checks: CheckRegistry,
-    *,
-    user_identity: UserIdentity | None = None,
-    requests: RequestWindow | None = None,
-    users: UserWindow | None = None,
-    redis: RedisLink | None = None,
-) -> HealthMonitor:
-    """The monitor ``init_app`` gives *app*, wired to the registry's metrics.
-
-    :param requests: a shared request/error window (Redis) instead of the in-process one.
-    :param users: a shared users window (Redis) instead of the in-process one.
-    :param redis: the app's Redis link: adds the app's non-critical ``redis`` check,
-        which fails (``degraded``) while the windows fall back to local ones.
-    """
-    monitor = HealthMonitor(
-        settings,
-        checks=checks,
-        requests=requests,
-        users=users,
-        breaker_gauge=metric_set.gauge("circuit_breaker_state"),
-        user_identity=user_identity,
-        context=app.app_context,
-        on_internal_error=metric_set.count_internal_error,
-    )
-    if redis is not None:
-        monitor.add_check("redis", redis.check, critical=False)
-    _export_users(metric_set, monitor)
-    return monitor
-
-
-_user_sources: weakref.WeakKeyDictionary[MetricSet, weakref.WeakSet[HealthMonitor]] = (
-    weakref.WeakKeyDictionary()
-)
-_user_sources_lock = threading.Lock()
-
-
-def _export_users(metric_set: MetricSet, monitor: HealthMonitor) -> None:
-    """Make ``concurrent_users`` of *metric_set*'s registry count *monitor*'s users too.
-
-    The gauge is computed at scrape time, as the sum over the distinct users windows of
-    the registry's apps still alive: each app counts its own distinct users, and apps whose
-    windows read the same store (a Redis set shared by every app with the same Redis
-    server and prefix) count it once. A window that fails is skipped, logged and counted
-    as an internal error: a scrape never fails because of it.
-    """
-    with _user_sources_lock:
-        monitors = _user_sources.get(metric_set)
-        if monitors is not None:
-            monitors.add(monitor)
-            return
-        monitors = weakref.WeakSet([monitor])
-        _user_sources[metric_set] = monitors
-
-    on_error = metric_set.count_internal_error
-
-    def concurrent_users() -> float:
-        counted: set[Hashable] = set()
-        total = 0
-        for each in list(monitors):
-            window = each.users
-            key = _store_of(window)
-            if key in counted:
-                continue
-            counted.add(key)
-            try:
-                total += window.count()
-            except Exception:
-                logger.exception("flask-appmetrics: a users window failed; skipped in the gauge")
-                _report(on_error, "concurrent_users")
-        return float(total)
-
-    metric_set.gauge("concurrent_users").set_function(concurrent_users)
-
-
-def _store_of(window: UserWindow) -> Hashable:
-    """What *window* counts from: its ``store`` (a shared window's server and key), else
-    the window itself (an in-process window is its own store)."""
-    store = getattr(window, "store", None)
-    return ("window", id(window)) if store is None else ("store", store)
-
-
-def _report(on_error: Callable[[str], None], component: str) -> None:
-    try:
-        on_error(component)
-    except Exception:  # pragma: no cover - the counter itself failed
-        logger.exception("flask-appmetrics could not count an internal error")
-
-
-#: The seed's keys besides ``status``, when there is nothing to report.
-_ZERO_SUMMARY: dict[str, Any] = {
-    "recent_errors_5min": 0,
-    "avg_response_time_ms": 0.0,
-    "concurrent_users": 0,
-}
-
-
-def get_health_status() -> dict[str, Any]:
-    """The health of the current app, as ``GET /api/health`` reports it.
-
-    Inside an application context: that app's; outside one (a worker thread, a CLI job):
-    the most recently initialised app's. Runs the registered checks, so it may take up to
-    the longest check timeout. With no app initialised it warns (once per call site) and
-    returns the seed's keys with ``"status": "unknown"``. Never raises: when the evaluation
-    itself fails (a broken window) it logs, counts an internal error and returns
-    ``"status": "unhealthy"`` with ``"error": "internal"`` beside the seed's keys at zero.
-    """
-    state = state_of(current_app) if has_app_context() else None
-    if state is None:
-        state = latest()
-    if state is None or state.health is None:
-        warnings.warn(
-            "get_health_status(): no Flask app has been initialised with flask-appmetrics",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        return {"status": "unknown", **_ZERO_SUMMARY}
-    try:
-        return state.health.evaluate().as_dict()
-    except Exception:
-        logger.exception("flask-appmetrics failed to evaluate health for get_health_status()")
-        _report(state.metric_set.count_internal_error, "health")
-        return {"status": "unhealthy", "error": "internal", **_ZERO_SUMMARY}

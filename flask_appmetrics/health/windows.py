@@ -6,8 +6,8 @@ so that another backend (a Redis window shared by several worker processes) can 
 in-process one without touching the health logic:
 
 * :class:`LatencyRing` (a :class:`LatencyWindow`): the last *N* request durations in a
-  ``deque(maxlen=N)``, the seed's fix for its leaking list. Recording is one append; the
-  average and p95 are computed when health is read, over at most *N* values.
+  ``deque(maxlen=N)``: memory stays bounded however long the app runs. Recording is one
+  append; the average and p95 are computed when health is read, over at most *N* values.
 * :class:`BucketedCounter` (a :class:`RequestWindow`): requests and errors over the last
   *window* seconds in a fixed ring of time buckets. Counts are exact whatever the request
   rate (unlike a sample buffer, nothing is capped), recording is O(1), and memory is a
@@ -120,7 +120,8 @@ class UserWindow(Protocol):
 class LatencyRing:
     """The last *size* durations in a ring buffer.
 
-    :param size: how many durations to keep (the seed used 100).
+    :param size: how many durations to keep (``APPMETRICS_HEALTH_LATENCY_WINDOW``, 100 by
+        default).
     """
 
     __slots__ = ("_lock", "_values", "size")

@@ -33,8 +33,7 @@ from typing import TYPE_CHECKING, Any
 import pybreaker
 
 from .. import signals
-from ..app_state import latest, state_of
-from ..helpers import target_app
+from ..helpers import current_receivers, target_app
 from ..recording.send import send
 
 if TYPE_CHECKING:
@@ -148,23 +147,16 @@ def monitor_breaker(
     listener.wrap_call(breaker)
     with _monitored_lock:
         _monitored.add(listener)
-    # Seed the state now if there is an app to record into (without the helpers' warning:
-    # a breaker made at import time is seeded when its app is initialised).
-    listener.report_state(app if app is not None else _current_or_latest())
+    # Report the state now if there is an app to record into (without the helpers'
+    # warning: a breaker made at import time reports it when its app is initialised).
+    if app is None:
+        receivers = current_receivers()
+        app = receivers.app if receivers is not None else None
+    listener.report_state(app)
     return listener
 
 
-def _current_or_latest() -> Flask | None:
-    from flask import current_app, has_app_context
-
-    if has_app_context():
-        current: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-        return current if state_of(current) is not None else None
-    state = latest()
-    return state.receivers.app if state is not None and state.receivers is not None else None
-
-
-def _seed_new_app(sender: Flask, **_: Any) -> None:
+def _report_to_new_app(sender: Flask, **_: Any) -> None:
     # Every monitored breaker reports its state to each app initialised after it.
     with _monitored_lock:
         listeners = list(_monitored)
@@ -173,4 +165,4 @@ def _seed_new_app(sender: Flask, **_: Any) -> None:
             listener.report_state(sender)
 
 
-signals.app_initialized.connect(_seed_new_app, weak=False)
+signals.app_initialized.connect(_report_to_new_app, weak=False)

@@ -1,6 +1,6 @@
 """The extension's signal receivers: record signal payloads into the app's metrics.
 
-One :class:`DomainReceivers` serves one app. It is connected to each signal of
+One :class:`SignalReceivers` serves one app. It is connected to each signal of
 :mod:`flask_appmetrics.signals` with ``sender=app`` (events of other apps are not ours)
 and ``weak=False`` (blinker would otherwise drop the bound methods of an object nothing
 else holds). It holds its app weakly, so blinker's strong reference does not keep an app
@@ -18,19 +18,22 @@ import logging
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from .. import signals
+from ..errors import count_internal_error
 from ..integrations.genai import token_usage
 from ..llm.pricing import PriceTable
 from ..llm.tokens import TokenUsage
-from ..metrics.custom import declared_metric
+from ..metrics.custom import CustomMetric, declared_metric
 from ..metrics.llm_families import BREAKER_STATES, GEMINI_STATUSES
 from . import validation as check
 
 if TYPE_CHECKING:
     from blinker import NamedSignal
     from flask import Flask
+    from prometheus_client import CollectorRegistry
 
     from ..metrics.registry_state import DomainMetrics
     from ..settings import DomainSettings
@@ -39,6 +42,9 @@ logger = logging.getLogger("flask_appmetrics")
 
 _BREAKER_EVENTS = ("success", "failure", "rejected", "state_change", "state")
 _STATE_EVENTS = ("state_change", "state")
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -52,10 +58,75 @@ class GeminiCall:
     usage: TokenUsage
 
 
+# The payloads sent most often (every cache read, every breaker call) are validated into
+# plain tuples: a named tuple or a frozen dataclass would cost a good part of recording
+# them again, on every event.
+
+#: A validated :data:`~flask_appmetrics.signals.cache_event` payload: hit, operation, layer.
+CacheEvent = tuple[bool, str, "str | None"]
+#: A validated :data:`~flask_appmetrics.signals.circuit_breaker_event` payload: service,
+#: event, and the state entered (or held) for the two state events, else ``None``.
+BreakerEvent = tuple[str, str, "str | None"]
+#: A validated :data:`~flask_appmetrics.signals.quota_usage` payload: requests, tokens.
+QuotaEvent = tuple[int, int]
+
+
+class BusinessEvent(NamedTuple):
+    """A validated :data:`~flask_appmetrics.signals.business_event` payload."""
+
+    metric: CustomMetric
+    amount: float
+    label_values: tuple[str, ...]
+
+
 def _no_unknown(unknown: Mapping[str, object]) -> None:
     if unknown:
         name = sorted(unknown)[0]
         raise TypeError(f"{name[:60]}: unknown keyword")
+
+
+def parse_cache_event(
+    *, hit: object = True, operation: object = "get", layer: object = None, **unknown: object
+) -> CacheEvent:
+    """Validate a cache event payload.
+
+    :raises TypeError, ValueError: naming the bad field.
+    """
+    _no_unknown(unknown)
+    return (
+        check.boolean("hit", hit),
+        check.label("operation", operation),
+        check.optional_label("layer", layer),
+    )
+
+
+def parse_breaker_event(
+    *, service: object = None, event: object = None, state: object = None, **unknown: object
+) -> BreakerEvent:
+    """Validate a circuit breaker event payload.
+
+    :raises TypeError, ValueError: naming the bad field.
+    """
+    _no_unknown(unknown)
+    name = check.label("service", service)
+    kind = check.choice("event", event, _BREAKER_EVENTS)
+    entered: str | None = None
+    if kind in _STATE_EVENTS:
+        if isinstance(state, str):
+            state = state.replace("-", "_")  # pybreaker spells it "half-open"
+        entered = check.choice("state", state, BREAKER_STATES)
+    elif state is not None:
+        raise ValueError(f"state: only state events carry a state, got {check.shown(state)}")
+    return (name, kind, entered)
+
+
+def parse_quota_usage(*, requests: object = 1, tokens: object = 0, **unknown: object) -> QuotaEvent:
+    """Validate a quota usage payload: the requests and tokens to count.
+
+    :raises TypeError, ValueError: naming the bad field.
+    """
+    _no_unknown(unknown)
+    return check.count("requests", requests), check.count("tokens", tokens)
 
 
 def parse_gemini_call(
@@ -98,27 +169,58 @@ def parse_gemini_call(
     )
 
 
-class DomainReceivers:
-    """Records the domain signals one app sends.
+def parse_business_event(
+    registry: CollectorRegistry,
+    /,
+    *,
+    metric: object = None,
+    value: object = 1,
+    labels: object = None,
+    **unknown: object,
+) -> BusinessEvent:
+    """Validate a business event against the custom metric of *registry* it names.
+
+    :raises TypeError, ValueError: naming the bad field.
+    """
+    _no_unknown(unknown)
+    name = check.label("metric", metric)
+    custom = declared_metric(registry, name)
+    if custom is None:
+        raise ValueError(
+            f"metric: {check.shown(name)} was not declared with metrics.counter/gauge/histogram"
+        )
+    # The same rules as calls to the metric itself (CustomMetric.amount).
+    method = {"counter": "inc", "gauge": "set", "histogram": "observe"}[custom.kind]
+    amount = custom.amount("value", value, method)
+    return BusinessEvent(custom, amount, custom.label_values(labels))
+
+
+class SignalReceivers:
+    """Records the signals one app sends into its registry's metrics.
 
     :param app: the app (held weakly).
-    :param domain: the registry's domain metrics.
-    :param settings: the app's domain settings.
+    :param registry_state: the state of the registry the app records into.
+    :param settings: the app's settings of the signal-fed metrics.
     :param strict: raise bad input to the sender instead of logging it.
     """
 
     def __init__(
-        self, app: Flask, domain: DomainMetrics, settings: DomainSettings, *, strict: bool
+        self,
+        app: Flask,
+        registry_state: DomainMetrics,
+        settings: DomainSettings,
+        *,
+        strict: bool,
     ) -> None:
         self._app = weakref.ref(app)
-        self.domain = domain
+        self.registry_state = registry_state
         self.strict = strict
         self.prices = PriceTable(settings.gemini_prices)
         self._cache_children: dict[tuple[str, str | None, bool], tuple[Any, ...]] = {}
-        domain.pin_gemini(settings.gemini_endpoints, settings.gemini_models)
-        # The registry's domain settings are checked against the live apps' (see
+        registry_state.pin_gemini(settings.gemini_endpoints, settings.gemini_models)
+        # The registry's settings are checked against the live apps' (see
         # DomainMetrics.configure): this one counts from now on.
-        domain.attach(app)
+        registry_state.attach(app)
 
     @property
     def app(self) -> Flask | None:
@@ -126,13 +228,45 @@ class DomainReceivers:
         return self._app()
 
     def connect(self, app: Flask) -> None:
-        """Connect every receiver to the signals *app* sends."""
+        """Connect a receiver to each signal *app* sends."""
+        registry = self.registry_state.metric_set.registry
         pairs: tuple[tuple[NamedSignal, Callable[..., None]], ...] = (
-            (signals.cache_event, self.on_cache_event),
-            (signals.gemini_call, self.on_gemini_call),
-            (signals.circuit_breaker_event, self.on_circuit_breaker_event),
-            (signals.quota_usage, self.on_quota_usage),
-            (signals.business_event, self.on_business_event),
+            (
+                signals.cache_event,
+                self._receiver(
+                    "cache event", "cache_event", parse_cache_event, self.record_cache_event
+                ),
+            ),
+            (
+                signals.gemini_call,
+                self._receiver(
+                    "Gemini call", "gemini_call", parse_gemini_call, self.record_gemini_call
+                ),
+            ),
+            (
+                signals.circuit_breaker_event,
+                self._receiver(
+                    "circuit breaker event",
+                    "circuit_breaker_event",
+                    parse_breaker_event,
+                    self.record_circuit_breaker_event,
+                ),
+            ),
+            (
+                signals.quota_usage,
+                self._receiver(
+                    "quota usage", "quota_usage", parse_quota_usage, self.record_quota_usage
+                ),
+            ),
+            (
+                signals.business_event,
+                self._receiver(
+                    "business event",
+                    "business_event",
+                    partial(parse_business_event, registry),
+                    self.record_business_event,
+                ),
+            ),
         )
         for signal, receiver in pairs:
             signal.connect(receiver, sender=app, weak=False)
@@ -141,41 +275,30 @@ class DomainReceivers:
         # they nor the registry they record into outlive it.
         weakref.finalize(app, _disconnect, pairs).atexit = False
 
-    # -- receivers ---------------------------------------------------------------------
+    def _receiver(
+        self, what: str, component: str, parse: Callable[..., T], record: Callable[[T], None]
+    ) -> Callable[..., None]:
+        """The receiver of one signal (see :class:`_Receiver`)."""
+        return _Receiver(self, what, component, parse, record).receive
 
-    def on_cache_event(
-        self,
-        sender: object,
-        *,
-        hit: object = True,
-        operation: object = "get",
-        layer: object = None,
-        **unknown: object,
-    ) -> None:
-        try:
-            _no_unknown(unknown)
-            is_hit = check.boolean("hit", hit)
-            op = check.label("operation", operation)
-            layer_name = check.optional_label("layer", layer)
-        except (TypeError, ValueError) as error:
-            check.reject("cache event", error, strict=self.strict)
-            return
-        try:
-            op_label = self.domain.cache_operation(op)
-            layer_label = self.domain.cache_layer(layer_name) if layer_name is not None else None
-            key = (op_label, layer_label, is_hit)
-            children = self._cache_children.get(key)
-            if children is None:
-                children = self._cache_children[key] = self._cache_series(*key)
-            for child in children:
-                child.inc()
-        except Exception:
-            self._internal_error("cache_event")
+    # -- recording validated events ------------------------------------------------------
+
+    def record_cache_event(self, event: CacheEvent) -> None:
+        hit, operation, layer = event
+        state = self.registry_state
+        operation = state.cache_operation(operation)
+        layer = state.cache_layer(layer) if layer is not None else None
+        key = (operation, layer, hit)
+        children = self._cache_children.get(key)
+        if children is None:
+            children = self._cache_children[key] = self._cache_series(*key)
+        for child in children:
+            child.inc()
 
     def _cache_series(self, operation: str, layer: str | None, hit: bool) -> tuple[Any, ...]:
         # The hot path (every cache read): children looked up once per label set. Keys are
         # bounded label values, so this dict is bounded too.
-        ms = self.domain.metric_set
+        ms = self.registry_state.metric_set
         result = "hit" if hit else "miss"
         children = [ms.counter("cache_operations_total").labels(operation, result)]
         if layer is not None:
@@ -184,22 +307,11 @@ class DomainReceivers:
             )
         return tuple(children)
 
-    def on_gemini_call(self, sender: object, **payload: object) -> None:
-        try:
-            call = parse_gemini_call(**payload)
-        except (TypeError, ValueError) as error:
-            check.reject("Gemini call", error, strict=self.strict)
-            return
-        try:
-            self.record_gemini_call(call)
-        except Exception:
-            self._internal_error("gemini_call")
-
     def record_gemini_call(self, call: GeminiCall) -> None:
         """Record a validated call: count, duration, tokens, cost and quota."""
-        domain = self.domain
-        ms = domain.metric_set
-        endpoint, model = domain.endpoint(call.endpoint), domain.model(call.model)
+        state = self.registry_state
+        ms = state.metric_set
+        endpoint, model = state.endpoint(call.endpoint), state.model(call.model)
         ms.counter("gemini_api_calls_total").labels(endpoint, model, call.status).inc()
         if call.duration is not None:
             ms.histogram("gemini_api_duration_seconds").labels(endpoint, model).observe(
@@ -217,105 +329,72 @@ class DomainReceivers:
         cost = price.cost(usage) if price is not None else None
         if cost is not None:
             ms.counter("gemini_api_cost_usd_total").labels(endpoint, model).inc(cost)
-        domain.add_quota(1, total or 0)
+        state.add_quota(1, total or 0)
 
-    def on_circuit_breaker_event(
+    def record_circuit_breaker_event(self, event: BreakerEvent) -> None:
+        service, kind, entered = event
+        ms = self.registry_state.metric_set
+        label = self.registry_state.breaker_service(service)
+        if kind == "success":
+            ms.counter("circuit_breaker_successes_total").labels(label).inc()
+        elif kind == "failure":
+            ms.counter("circuit_breaker_failures_total").labels(label).inc()
+        elif kind == "rejected":
+            ms.counter("circuit_breaker_rejected_calls_total").labels(label).inc()
+        else:
+            assert entered is not None
+            ms.gauge("circuit_breaker_state").labels(label).set(BREAKER_STATES[entered])
+            if kind == "state_change":
+                ms.counter("circuit_breaker_transitions_total").labels(label, entered).inc()
+
+    def record_quota_usage(self, usage: QuotaEvent) -> None:
+        self.registry_state.add_quota(*usage)
+
+    def record_business_event(self, event: BusinessEvent) -> None:
+        event.metric.record(event.amount, event.label_values)
+
+
+class _Receiver(Generic[T]):
+    """Receives one signal: *parse* validates the whole payload (the signal's keywords)
+    before *record* records it. Bad input is refused
+    (:func:`~flask_appmetrics.recording.validation.reject`, which names *what*) and records
+    nothing; a failure while recording valid input is logged and counted as an internal
+    error of *component*, never raised.
+
+    Connected as the bound method :meth:`receive`, which blinker identifies by its function
+    and instance, as it does every other receiver that is a method.
+    """
+
+    def __init__(
         self,
-        sender: object,
-        *,
-        service: object = None,
-        event: object = None,
-        state: object = None,
-        **unknown: object,
+        owner: SignalReceivers,
+        what: str,
+        component: str,
+        parse: Callable[..., T],
+        record: Callable[[T], None],
     ) -> None:
+        self.owner = owner
+        self.what = what
+        self.component = component
+        self.parse = parse
+        self.record = record
+
+    def receive(self, sender: object, **payload: object) -> None:
         try:
-            _no_unknown(unknown)
-            name = check.label("service", service)
-            kind = check.choice("event", event, _BREAKER_EVENTS)
-            entered: str | None = None
-            if kind in _STATE_EVENTS:
-                if isinstance(state, str):
-                    state = state.replace("-", "_")  # pybreaker spells it "half-open"
-                entered = check.choice("state", state, BREAKER_STATES)
-            elif state is not None:
-                raise ValueError(
-                    f"state: only state events carry a state, got {check.shown(state)}"
-                )
+            event = self.parse(**payload)
         except (TypeError, ValueError) as error:
-            check.reject("circuit breaker event", error, strict=self.strict)
+            check.reject(self.what, error, strict=self.owner.strict)
             return
         try:
-            ms = self.domain.metric_set
-            label = self.domain.breaker_service(name)
-            if kind == "success":
-                ms.counter("circuit_breaker_successes_total").labels(label).inc()
-            elif kind == "failure":
-                ms.counter("circuit_breaker_failures_total").labels(label).inc()
-            elif kind == "rejected":
-                ms.counter("circuit_breaker_rejected_calls_total").labels(label).inc()
-            else:
-                assert entered is not None
-                ms.gauge("circuit_breaker_state").labels(label).set(BREAKER_STATES[entered])
-                if kind == "state_change":
-                    ms.counter("circuit_breaker_transitions_total").labels(label, entered).inc()
+            self.record(event)
         except Exception:
-            self._internal_error("circuit_breaker_event")
-
-    def on_quota_usage(
-        self, sender: object, *, requests: object = 1, tokens: object = 0, **unknown: object
-    ) -> None:
-        try:
-            _no_unknown(unknown)
-            n_requests = check.count("requests", requests)
-            n_tokens = check.count("tokens", tokens)
-        except (TypeError, ValueError) as error:
-            check.reject("quota usage", error, strict=self.strict)
-            return
-        try:
-            self.domain.add_quota(n_requests, n_tokens)
-        except Exception:
-            self._internal_error("quota_usage")
-
-    def on_business_event(
-        self,
-        sender: object,
-        *,
-        metric: object = None,
-        value: object = 1,
-        labels: object = None,
-        **unknown: object,
-    ) -> None:
-        try:
-            _no_unknown(unknown)
-            name = check.label("metric", metric)
-            custom = declared_metric(self.domain.metric_set.registry, name)
-            if custom is None:
-                raise ValueError(
-                    f"metric: {check.shown(name)} was not declared with "
-                    "metrics.counter/gauge/histogram"
-                )
-            # The same rules as calls to the metric itself (CustomMetric.amount).
-            method = {"counter": "inc", "gauge": "set", "histogram": "observe"}[custom.kind]
-            amount = custom.amount("value", value, method)
-            label_values = custom.label_values(labels)
-        except (TypeError, ValueError) as error:
-            check.reject("business event", error, strict=self.strict)
-            return
-        try:
-            custom.record(amount, label_values)
-        except Exception:
-            self._internal_error("business_event")
-
-    # -- internals ---------------------------------------------------------------------
-
-    def _internal_error(self, component: str) -> None:
-        logger.exception(
-            "flask-appmetrics failed to record a %s; the caller is unaffected", component
-        )
-        try:
-            self.domain.metric_set.count_internal_error(component)
-        except Exception:  # pragma: no cover - the reporter itself failed
-            logger.exception("flask-appmetrics could not count an internal error")
+            logger.exception(
+                "flask-appmetrics failed to record a %s; the caller is unaffected",
+                self.component,
+            )
+            count_internal_error(
+                self.component, self.owner.registry_state.metric_set.count_internal_error
+            )
 
 
 def _disconnect(pairs: tuple[tuple[NamedSignal, Callable[..., None]], ...]) -> None:
@@ -324,9 +403,9 @@ def _disconnect(pairs: tuple[tuple[NamedSignal, Callable[..., None]], ...]) -> N
 
 
 def install(
-    app: Flask, domain: DomainMetrics, settings: DomainSettings, *, strict: bool
-) -> DomainReceivers:
+    app: Flask, registry_state: DomainMetrics, settings: DomainSettings, *, strict: bool
+) -> SignalReceivers:
     """Create *app*'s receivers and connect them."""
-    receivers = DomainReceivers(app, domain, settings, strict=strict)
+    receivers = SignalReceivers(app, registry_state, settings, strict=strict)
     receivers.connect(app)
     return receivers

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Request, Response, got_request_exception, request
 from flask.globals import request_ctx
 
+from ..errors import count_internal_error
 from ..metrics.labels import (
     METHOD_LABELS,
     OTHER_METHOD,
@@ -469,8 +470,4 @@ class RequestInstrumentation:
 
     def _internal_error(self, where: str) -> None:
         logger.exception("flask-appmetrics failed in %s; the request is unaffected", where)
-        if self._on_internal_error is not None:
-            try:
-                self._on_internal_error(where)
-            except Exception:  # pragma: no cover - the reporter itself failed
-                logger.exception("flask-appmetrics could not count an internal error")
+        count_internal_error(where, self._on_internal_error)

@@ -7,7 +7,7 @@ cache read) nor keep the extension's receivers from recording. :func:`send` call
 receiver on its own: a failure of another receiver is logged and counted in
 ``flask_appmetrics_internal_errors_total{component="signal_receiver"}``; the extension's
 own receivers never raise except with ``APPMETRICS_STRICT``, and that error (a
-:class:`~flask_appmetrics.recording.validation.StrictInputError`, which no other receiver raises
+:class:`~flask_appmetrics.errors.StrictInputError`, which no other receiver raises
 unless it got bad input to our helpers under the same setting) does reach the caller, after
 every other receiver ran.
 """
@@ -19,7 +19,7 @@ from inspect import iscoroutinefunction
 from typing import TYPE_CHECKING, Any
 
 from ..app_state import state_of
-from .validation import StrictInputError
+from ..errors import StrictInputError, count_internal_error
 
 if TYPE_CHECKING:
     from blinker import NamedSignal
@@ -65,7 +65,4 @@ def _receiver_failed(app: Flask, signal: NamedSignal, receiver: object) -> None:
     )
     state = state_of(app)
     if state is not None:
-        try:
-            state.metric_set.count_internal_error("signal_receiver")
-        except Exception:  # pragma: no cover - the reporter itself failed
-            logger.exception("flask-appmetrics could not count an internal error")
+        count_internal_error("signal_receiver", state.metric_set.count_internal_error)

@@ -4,8 +4,9 @@ Every check raises :class:`TypeError` (wrong type) or :class:`ValueError` (right
 value) with a message that starts with the field name, so that :func:`reject` can log it
 as is. Callers validate the whole payload before recording anything: bad input records
 nothing, not even the call count. Under ``APPMETRICS_STRICT`` :func:`reject` raises it again
-as a :class:`StrictInputError` (still a ``TypeError`` or ``ValueError``), the one exception
-of a receiver that :func:`flask_appmetrics.recording.send.send` hands to the caller.
+as a :class:`~flask_appmetrics.errors.StrictInputError` (still a ``TypeError`` or
+``ValueError``), the one exception of a receiver that
+:func:`flask_appmetrics.recording.send.send` hands to the caller.
 
 Input is hostile as often as it is mistaken: messages show values through :func:`shown`
 (a bounded repr), and :func:`reject` logs at most one line per call site per
@@ -23,6 +24,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Collection
 from types import FrameType
+
+from ..errors import StrictInputError, StrictTypeError, StrictValueError
 
 logger = logging.getLogger("flask_appmetrics")
 
@@ -58,20 +61,6 @@ def shown(value: object) -> str:
     if len(text) > SHOWN_CHARACTERS:
         return f"{text[:SHOWN_CHARACTERS]}... (a {type(value).__name__})"
     return text
-
-
-class StrictInputError(Exception):
-    """Bad input refused under ``APPMETRICS_STRICT``: meant for the caller of the helper or
-    signal, whereas any other exception of a receiver is contained. Raised as one of the
-    two subclasses, so callers catch ``TypeError``/``ValueError`` as before."""
-
-
-class StrictTypeError(StrictInputError, TypeError):
-    """A value of the wrong type, refused under ``APPMETRICS_STRICT``."""
-
-
-class StrictValueError(StrictInputError, ValueError):
-    """A value of the right type but out of range, refused under ``APPMETRICS_STRICT``."""
 
 
 def count(field: str, value: object) -> int:

@@ -19,7 +19,7 @@ from flask import Flask
 from prometheus_client import CollectorRegistry, generate_latest
 
 from flask_appmetrics import CustomMetric, FlaskMetrics
-from flask_appmetrics.recording.validation import StrictInputError
+from flask_appmetrics.errors import StrictInputError
 from tests.support.apps import AppFactory
 
 

@@ -292,7 +292,7 @@ def test_apps_sharing_a_users_set_count_each_user_once(redis_server: RedisServer
 
 def test_the_redis_check_is_per_app(redis_server: RedisServer, tmp_path: Path) -> None:
     from flask_appmetrics.health.checks import CheckRegistry
-    from flask_appmetrics.health.monitor import build_monitor
+    from flask_appmetrics.health_wiring import build_monitor
 
     def monitor(url: str) -> HealthMonitor:
         app = _app(url, CollectorRegistry())

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from ...health.windows import Clock
+
 if TYPE_CHECKING:
     import redis
 
@@ -26,7 +28,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Clock = Callable[[], float]
 #: Adds a window's pending updates to the flush pipeline.
 PendingOps = Callable[["redis.client.Pipeline"], None]
 

@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from ...errors import ConfigurationError
-from ...health.windows import BucketedCounter, RecentUsers, RequestCounts
+from ...health.windows import BucketedCounter, Clock, RecentUsers, RequestCounts
 from ...llm.quota import InMemoryQuota, QuotaUsage
 from .link import PendingOps, RedisLink
 
@@ -73,7 +73,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-Clock = Callable[[], float]
 
 _DAY_SECONDS = 86_400
 #: Life of the random identity-hashing key kept in Redis (apps without SECRET_KEY), and how
