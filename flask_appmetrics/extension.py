@@ -13,6 +13,7 @@ from .errors import AlreadyInitializedError, AppMetricsError
 from .health.checks import CheckFunc, CheckRegistry, F
 from .health_wiring import build_monitor
 from .integrations.redis.windows import shared_windows
+from .integrations.sentry import app_secrets, init_sentry
 from .metrics.catalog import catalog_metric, metric_set_for
 from .metrics.custom import CustomMetricsMixin
 from .metrics.multiprocess.setup import check_setup as check_multiprocess_setup
@@ -176,8 +177,6 @@ class FlaskMetrics(CustomMetricsMixin):
         if settings.endpoints.metrics_path is not None:
             logger.info("Metrics available at %s endpoint", settings.endpoints.metrics_path)
         if settings.sentry.dsn is not None:
-            from .integrations.sentry import app_secrets, init_sentry
-
             secrets = app_secrets(settings, app.config.get("SECRET_KEY"))
             init_sentry(settings.sentry, secrets=secrets)
 

@@ -42,6 +42,7 @@ from ..metrics.labels import (
     BoundedLabel,
     LabelLength,
 )
+from ..metrics.multiprocess.setup import ENV_VAR, value_class_is_multiprocess
 
 if TYPE_CHECKING:
     from flask.ctx import RequestContext
@@ -209,8 +210,6 @@ def _check_workers(environ: dict[str, Any]) -> None:
     global _warned_pid  # noqa: PLW0603 - one warning per process by design
     if not environ.get("wsgi.multiprocess") or _warned_pid == os.getpid():
         return
-    from ..metrics.multiprocess.setup import ENV_VAR, value_class_is_multiprocess
-
     if value_class_is_multiprocess():
         return
     _warned_pid = os.getpid()
