@@ -409,3 +409,14 @@ def install(
     receivers = SignalReceivers(app, registry_state, settings, strict=strict)
     receivers.connect(app)
     return receivers
+
+
+def internal_error_counter(signal: NamedSignal, app: Flask) -> Callable[[str], None] | None:
+    """The internal-error counter of *app*'s metrics, from the extension's own receiver of
+    *signal* for *app* (``None`` when the extension does not receive it there): whoever
+    sends for an app needs no other way to reach that app's state."""
+    for receiver in signal.receivers_for(app):
+        owner = getattr(receiver, "__self__", None)
+        if isinstance(owner, _Receiver):
+            return owner.owner.registry_state.metric_set.count_internal_error
+    return None

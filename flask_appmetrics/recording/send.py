@@ -18,8 +18,8 @@ import logging
 from inspect import iscoroutinefunction
 from typing import TYPE_CHECKING, Any
 
-from ..app_state import state_of
 from ..errors import StrictInputError, count_internal_error
+from .receivers import internal_error_counter
 
 if TYPE_CHECKING:
     from blinker import NamedSignal
@@ -63,6 +63,6 @@ def _receiver_failed(app: Flask, signal: NamedSignal, receiver: object) -> None:
         receiver,
         signal.name,
     )
-    state = state_of(app)
-    if state is not None:
-        count_internal_error("signal_receiver", state.metric_set.count_internal_error)
+    counter = internal_error_counter(signal, app)
+    if counter is not None:
+        count_internal_error("signal_receiver", counter)
