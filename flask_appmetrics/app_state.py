@@ -55,7 +55,7 @@ class AppState:
             from .metrics.multiprocess.setup import derived_gauges, scrape_registry
 
             shared = self.redis is not None
-            derived = derived_gauges(self.metric_set.metrics, shared_windows=shared)
+            derived = derived_gauges(self.registry, shared_windows=shared)
             return scrape_registry(self.multiprocess_dir, derived)
         return self.registry
 

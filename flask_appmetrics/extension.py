@@ -5,18 +5,16 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from prometheus_client import REGISTRY
-
 from .app_state import EXTENSION_KEY, AppState, set_latest, state_of
 from .config import DEFAULT_BUCKETS, load_settings
 from .errors import AlreadyInitializedError, AppMetricsError
 from .health.checks import CheckFunc, CheckRegistry, F
 from .health.monitor import build_monitor
 from .integrations.redis.windows import shared_windows
-from .metrics.catalog import catalog_metric, metric_set_for
+from .metrics.cache_layers import CacheLayersMixin
 from .metrics.custom import CustomMetricsMixin
 from .metrics.multiprocess.setup import check_setup as check_multiprocess_setup
-from .metrics.registry_state import check_domain_settings, domain_for, label_length_for
+from .metrics.registry_state import registry_state
 from .recording.identity import UserIdentity
 from .recording.receivers import install as install_receivers
 from .recording.request_hooks import RequestInstrumentation
@@ -39,7 +37,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("flask_appmetrics")
 
 
-class FlaskMetrics(CustomMetricsMixin):
+class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
     """Prometheus metrics and health for Flask apps.
 
     ::
@@ -81,11 +79,6 @@ class FlaskMetrics(CustomMetricsMixin):
         if app is not None:
             self.init_app(app)
 
-    @property
-    def registry(self) -> CollectorRegistry:
-        """The registry this extension records into."""
-        return self._registry if self._registry is not None else REGISTRY
-
     def init_app(self, app: Flask) -> None:
         """Instrument *app*, register the metric catalog (once per registry), add the views.
 
@@ -113,10 +106,10 @@ class FlaskMetrics(CustomMetricsMixin):
         refuse_conflicts(app, routes)
         # Before any metric is touched: a half-configured multiprocess mode is refused here.
         multiprocess_dir = check_multiprocess_setup()
-        metric_set = metric_set_for(self.registry, settings.http.buckets)
-        # Before opening anything (a Redis link): a live app on this registry with other
-        # domain settings is refused here.
-        check_domain_settings(self.registry, settings.domain)
+        # Before opening anything (a Redis link): settings other than those of a live app
+        # on this registry are refused here.
+        shared_state = registry_state(self.registry)
+        metric_set = shared_state.metric_set_for(settings.http.buckets, settings.shared)
         # Redis-backed windows (APPMETRICS_REDIS_URL), shared by every worker and host.
         shared = shared_windows(
             settings,
@@ -125,7 +118,7 @@ class FlaskMetrics(CustomMetricsMixin):
             on_error=metric_set.count_internal_error,
         )
         quota = self._quota or (shared.quota if shared is not None else None)
-        domain = domain_for(metric_set, settings.domain, quota)
+        series = shared_state.shared_series(app, settings.shared, quota)
         own_blueprints = frozenset({METRICS_BLUEPRINT, HEALTH_BLUEPRINT, STATUS_BLUEPRINT})
         health = build_monitor(
             app,
@@ -144,7 +137,7 @@ class FlaskMetrics(CustomMetricsMixin):
             observer=health.observe,
             user_observer=health.note_user,
             on_internal_error=metric_set.count_internal_error,
-            label_length=label_length_for(self.registry),
+            label_length=shared_state.label_length,
         )
         state = AppState(
             app_name=app.name,
@@ -167,7 +160,7 @@ class FlaskMetrics(CustomMetricsMixin):
         status_views = status_blueprint(settings.status)
         if status_views is not None:
             app.register_blueprint(status_views)
-        state.domain = install_receivers(app, domain, settings.domain, strict=settings.strict)
+        state.domain = install_receivers(app, series, settings.shared, strict=settings.strict)
         # A route the app adds on one of our paths after this call (a blueprint registered
         # later in the factory) is reported at the first request. First in the list, so a
         # hook of the app that answers early cannot skip it; the instrumentation's hook goes
@@ -245,7 +238,7 @@ class FlaskMetrics(CustomMetricsMixin):
         :raises UnknownMetricError: *name* is not one of the extension's families.
         :raises MetricConflictError: the name is taken by an incompatible collector.
         """
-        return catalog_metric(self.registry, name, buckets=DEFAULT_BUCKETS)
+        return registry_state(self.registry).catalog_metric(name, buckets=DEFAULT_BUCKETS)
 
 
 def _own_routes(settings: Settings) -> tuple[OwnRoute, ...]:

@@ -137,9 +137,11 @@ class HealthSettings:
 
 
 @dataclass(frozen=True)
-class DomainSettings:
-    """Gemini, quota and input-fed labels (keys ``APPMETRICS_GEMINI_*``, ``APPMETRICS_QUOTA_*``,
-    ``APPMETRICS_MAX_LABEL_VALUES``, ``APPMETRICS_MAX_LABEL_LENGTH``)."""
+class SharedSettings:
+    """The settings every app on one registry shares, as they shape its series: Gemini
+    labels and prices, the quota, input-fed labels (keys ``APPMETRICS_GEMINI_*``,
+    ``APPMETRICS_QUOTA_*``, ``APPMETRICS_MAX_LABEL_VALUES``, ``APPMETRICS_MAX_LABEL_LENGTH``;
+    see :mod:`flask_appmetrics.metrics.registry_state`)."""
 
     #: Endpoint and model label values created at 0 at start, and always kept as they are.
     gemini_endpoints: tuple[str, ...]
@@ -182,7 +184,7 @@ class Settings:
     strict: bool
     #: How the health endpoint judges the app.
     health: HealthSettings
-    #: Gemini, quota and input-fed label settings.
-    domain: DomainSettings
+    #: Gemini, quota and input-fed label settings, shared by the apps on a registry.
+    shared: SharedSettings
     #: The HTML status page.
     status: StatusSettings

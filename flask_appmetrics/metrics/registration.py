@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 
@@ -101,6 +101,23 @@ def declare(registry: CollectorRegistry, spec: MetricSpec) -> Metric:
     return metric
 
 
+def register_collector(registry: CollectorRegistry, collector: Any, names: Iterable[str]) -> None:
+    """Register a custom *collector* serving the families *names*.
+
+    :raises MetricConflictError: one of *names* is taken by another collector.
+    """
+    try:
+        registry.register(collector)
+    except ValueError:
+        for name in names:
+            existing = _lookup(registry, name)
+            if existing is not None:
+                raise MetricConflictError(
+                    name, _describe_collector(existing), "a gauge computed at scrape time"
+                ) from None
+        raise
+
+
 def declare_all(registry: CollectorRegistry, specs: Iterable[MetricSpec]) -> dict[str, Metric]:
     """Declare every spec, or none: on a conflict, unregister what this call registered.
 
@@ -146,7 +163,7 @@ def _adopt(existing: object, spec: MetricSpec) -> Metric:
             )
     if (
         isinstance(existing, Gauge)
-        and _multiprocess_active()
+        and value_class_is_multiprocess()
         and existing._multiprocess_mode != spec.multiprocess_mode
     ):
         # Only matters across processes: there the mode decides what the page shows.
@@ -158,7 +175,12 @@ def _adopt(existing: object, spec: MetricSpec) -> Metric:
     return existing
 
 
-def _multiprocess_active() -> bool:
+def value_class_is_multiprocess() -> bool:
+    """Whether prometheus_client chose its mmap-backed value class when it was imported
+    (multiprocess mode)."""
+    # ``_multiprocess`` is the marker prometheus_client sets on the class it picks from
+    # PROMETHEUS_MULTIPROC_DIR at import; no public accessor says which one it picked, and
+    # the variable itself may have changed since.
     return bool(getattr(values.ValueClass, "_multiprocess", False))
 
 

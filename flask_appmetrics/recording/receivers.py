@@ -24,16 +24,16 @@ from .. import signals
 from ..integrations.genai import token_usage
 from ..llm.pricing import PriceTable
 from ..llm.tokens import TokenUsage
+from ..metrics.catalog import BREAKER_STATES, GEMINI_STATUSES
 from ..metrics.custom import declared_metric
-from ..metrics.llm_families import BREAKER_STATES, GEMINI_STATUSES
 from . import validation as check
 
 if TYPE_CHECKING:
     from blinker import NamedSignal
     from flask import Flask
 
-    from ..metrics.registry_state import DomainMetrics
-    from ..settings import DomainSettings
+    from ..metrics.registry_state import SharedSeries
+    from ..settings import SharedSettings
 
 logger = logging.getLogger("flask_appmetrics")
 
@@ -102,13 +102,13 @@ class DomainReceivers:
     """Records the domain signals one app sends.
 
     :param app: the app (held weakly).
-    :param domain: the registry's domain metrics.
-    :param settings: the app's domain settings.
+    :param domain: the series the registry's apps share.
+    :param settings: the app's shared settings.
     :param strict: raise bad input to the sender instead of logging it.
     """
 
     def __init__(
-        self, app: Flask, domain: DomainMetrics, settings: DomainSettings, *, strict: bool
+        self, app: Flask, domain: SharedSeries, settings: SharedSettings, *, strict: bool
     ) -> None:
         self._app = weakref.ref(app)
         self.domain = domain
@@ -116,9 +116,6 @@ class DomainReceivers:
         self.prices = PriceTable(settings.gemini_prices)
         self._cache_children: dict[tuple[str, str | None, bool], tuple[Any, ...]] = {}
         domain.pin_gemini(settings.gemini_endpoints, settings.gemini_models)
-        # The registry's domain settings are checked against the live apps' (see
-        # DomainMetrics.configure): this one counts from now on.
-        domain.attach(app)
 
     @property
     def app(self) -> Flask | None:
@@ -324,7 +321,7 @@ def _disconnect(pairs: tuple[tuple[NamedSignal, Callable[..., None]], ...]) -> N
 
 
 def install(
-    app: Flask, domain: DomainMetrics, settings: DomainSettings, *, strict: bool
+    app: Flask, domain: SharedSeries, settings: SharedSettings, *, strict: bool
 ) -> DomainReceivers:
     """Create *app*'s receivers and connect them."""
     receivers = DomainReceivers(app, domain, settings, strict=strict)

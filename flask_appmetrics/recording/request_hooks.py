@@ -208,7 +208,8 @@ def _check_workers(environ: dict[str, Any]) -> None:
     global _warned_pid  # noqa: PLW0603 - one warning per process by design
     if not environ.get("wsgi.multiprocess") or _warned_pid == os.getpid():
         return
-    from ..metrics.multiprocess.setup import ENV_VAR, value_class_is_multiprocess
+    from ..metrics.multiprocess.setup import ENV_VAR
+    from ..metrics.registration import value_class_is_multiprocess
 
     if value_class_is_multiprocess():
         return
