@@ -96,6 +96,8 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
             )
         if getattr(app, "_got_first_request", False):
             # Flask refuses new request hooks then: fail before anything is half done.
+            # Flask private API (``_got_first_request``): the flag Flask's own setup-method
+            # check reads; no public accessor says whether the app has served a request.
             raise AppMetricsError(
                 f"init_app was called after app {app.name!r} served its first request; "
                 "call it while the app is being set up (in the app factory)."

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client.metrics_core import Metric as MetricFamily
 
 from ..errors import MetricConflictError
 
@@ -49,7 +50,9 @@ class MetricSpec:
 
 
 def _describe_collector(collector: object) -> str:
-    kind = getattr(collector, "_type", None) or type(collector).__name__
+    kind = _family(collector).type if isinstance(collector, Metric) else type(collector).__name__
+    # prometheus_client private API: a metric's label names (``_labelnames``) have no
+    # public accessor, and an unlabelled child's samples do not show them either.
     labels = getattr(collector, "_labelnames", None)
     if labels is None:
         return f"a {kind} ({type(collector).__module__}.{type(collector).__qualname__})"
@@ -57,9 +60,10 @@ def _describe_collector(collector: object) -> str:
 
 
 def _lookup(registry: CollectorRegistry, name: str) -> object | None:
-    # The registry indexes every sample name a collector produces (``x``, ``x_total``,
-    # ``x_created``, ...), so a lookup by the exposed name finds any clash. There is no
-    # public accessor; ``_names_to_collectors`` has been stable since prometheus_client 0.1.
+    # prometheus_client private API (``_lock``, ``_names_to_collectors``): the registry
+    # indexes every sample name a collector produces (``x``, ``x_total``, ``x_created``,
+    # ...), so a lookup by the exposed name finds any clash. There is no public accessor;
+    # both have been stable since prometheus_client 0.1.
     with registry._lock:
         return registry._names_to_collectors.get(name)
 
@@ -152,6 +156,8 @@ def _adopt(existing: object, spec: MetricSpec) -> Metric:
         raise MetricConflictError(spec.name, _describe_collector(existing), spec.describe())
     assert isinstance(existing, (Counter, Gauge, Histogram))
     if isinstance(existing, Histogram):
+        # prometheus_client private API: a histogram's buckets (``_upper_bounds``) have no
+        # public accessor, and an unlabelled histogram's samples only exist per child.
         wanted = [*(spec.buckets or Histogram.DEFAULT_BUCKETS)]
         if wanted[-1] != math.inf:
             wanted.append(math.inf)
@@ -161,6 +167,8 @@ def _adopt(existing: object, spec: MetricSpec) -> Metric:
                 f"{_describe_collector(existing)} and buckets {existing._upper_bounds}",
                 f"{spec.describe()} and buckets {wanted}",
             )
+    # prometheus_client private API: a gauge's ``_multiprocess_mode`` has no public
+    # accessor; it decides what a multiprocess page shows, so a mismatch must be caught.
     if (
         isinstance(existing, Gauge)
         and value_class_is_multiprocess()
@@ -184,8 +192,13 @@ def value_class_is_multiprocess() -> bool:
     return bool(getattr(values.ValueClass, "_multiprocess", False))
 
 
+def _family(metric: Metric) -> MetricFamily:
+    # ``describe()`` is public and, for a metric of prometheus_client, always one family.
+    return next(iter(metric.describe()))
+
+
 def _family_name(metric: Metric) -> str:
-    return str(metric._name)
+    return _family(metric).name
 
 
 def _family_name_for(spec: MetricSpec) -> str:
