@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from flask import current_app, has_app_context
 
 from ..app_state import latest, state_of
+from ..metrics.catalog import BREAKER_STATE_NAMES
 from ..recording.identity import UserIdentity, default_user_identity, identity_of
 from .checks import CheckFunc, CheckRegistry, CheckResult, CheckRunner, HealthCheck
 from .windows import (
@@ -77,7 +78,6 @@ Status = Literal["healthy", "degraded", "unhealthy"]
 Scope = Literal["process", "shared"]
 
 _RANK: dict[Status, int] = {"healthy": 0, "degraded": 1, "unhealthy": 2}
-_BREAKER_STATES = {0.0: "closed", 1.0: "half_open", 2.0: "open"}
 
 
 @dataclass(frozen=True)
@@ -239,7 +239,7 @@ class HealthMonitor:
         for family in self._breakers.collect():
             for sample in family.samples:
                 service = sample.labels.get("service", "")
-                states[service] = _BREAKER_STATES.get(sample.value, str(sample.value))
+                states[service] = BREAKER_STATE_NAMES.get(sample.value, str(sample.value))
         return dict(sorted(states.items()))
 
     def evaluate(self) -> HealthReport:

@@ -54,6 +54,8 @@ TOKEN_TYPES = ("input", "output", "thoughts", "cached")
 QUOTA_LIMITS = ("rpm", "tpm", "rpd", "tpd")
 #: ``circuit_breaker_state`` encoding; also the ``state`` label of transitions.
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
+#: The state each ``circuit_breaker_state`` value stands for.
+BREAKER_STATE_NAMES = {float(value): name for name, value in BREAKER_STATES.items()}
 #: The ``operation`` values of the cache families kept whatever the label cap.
 CACHE_OPERATION_NAMES = ("get", "set", "delete")
 

@@ -1,8 +1,9 @@
 """Register a metric in a registry once, adopting a compatible earlier one.
 
-This is the fix for the seed's ``Duplicated timeseries in CollectorRegistry`` crash: if
-another module (the seed's ``prometheus_metrics.py``) registered ``http_requests_total``
-first, we use its collector when it has the type and label names we need, and otherwise
+An app that defines its own metrics module next to the extension would otherwise crash
+with prometheus_client's ``Duplicated timeseries in CollectorRegistry``: if another module
+registered ``http_requests_total`` first, we use its collector when it has the type and
+label names we need, and otherwise
 raise one :class:`~flask_appmetrics.errors.MetricConflictError` that names both
 definitions. We never catch prometheus_client's ``ValueError`` and carry on.
 """
