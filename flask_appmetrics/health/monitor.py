@@ -35,11 +35,9 @@ default.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import warnings
-import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -47,6 +45,7 @@ from flask import current_app, has_app_context
 
 from ..app_state import latest, state_of
 from ..metrics.catalog import BREAKER_STATE_NAMES
+from ..metrics.registry_state import registry_state
 from ..recording.identity import UserIdentity, default_user_identity, identity_of
 from .checks import CheckFunc, CheckRegistry, CheckResult, CheckRunner, HealthCheck
 from .windows import (
@@ -333,59 +332,9 @@ def build_monitor(
     )
     if redis is not None:
         monitor.add_check("redis", redis.check, critical=False)
-    _export_users(metric_set, monitor)
+    # concurrent_users sums the users windows of every live app on the registry.
+    registry_state(metric_set.registry).count_users_of(monitor)
     return monitor
-
-
-_user_sources: weakref.WeakKeyDictionary[MetricSet, weakref.WeakSet[HealthMonitor]] = (
-    weakref.WeakKeyDictionary()
-)
-_user_sources_lock = threading.Lock()
-
-
-def _export_users(metric_set: MetricSet, monitor: HealthMonitor) -> None:
-    """Make ``concurrent_users`` of *metric_set*'s registry count *monitor*'s users too.
-
-    The gauge is computed at scrape time, as the sum over the distinct users windows of
-    the registry's apps still alive: each app counts its own distinct users, and apps whose
-    windows read the same store (a Redis set shared by every app with the same Redis
-    server and prefix) count it once. A window that fails is skipped, logged and counted
-    as an internal error: a scrape never fails because of it.
-    """
-    with _user_sources_lock:
-        monitors = _user_sources.get(metric_set)
-        if monitors is not None:
-            monitors.add(monitor)
-            return
-        monitors = weakref.WeakSet([monitor])
-        _user_sources[metric_set] = monitors
-
-    on_error = metric_set.count_internal_error
-
-    def concurrent_users() -> float:
-        counted: set[Hashable] = set()
-        total = 0
-        for each in list(monitors):
-            window = each.users
-            key = _store_of(window)
-            if key in counted:
-                continue
-            counted.add(key)
-            try:
-                total += window.count()
-            except Exception:
-                logger.exception("flask-appmetrics: a users window failed; skipped in the gauge")
-                _report(on_error, "concurrent_users")
-        return float(total)
-
-    metric_set.gauge("concurrent_users").set_function(concurrent_users)
-
-
-def _store_of(window: UserWindow) -> Hashable:
-    """What *window* counts from: its ``store`` (a shared window's server and key), else
-    the window itself (an in-process window is its own store)."""
-    store = getattr(window, "store", None)
-    return ("window", id(window)) if store is None else ("store", store)
 
 
 def _report(on_error: Callable[[str], None], component: str) -> None:

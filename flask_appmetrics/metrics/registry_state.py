@@ -9,7 +9,8 @@ into that registry shares:
 - the custom metrics declared in the registry (:mod:`flask_appmetrics.metrics.custom`);
 - the cache layers registered, before or after the first ``init_app``;
 - from the first ``init_app`` on: the catalog's :class:`~.catalog.MetricSet`, the
-  scrape-time gauges and the :class:`SharedSeries` (bounded labels, quota, breakers).
+  scrape-time gauges, the users gauge (the users windows of its apps) and the
+  :class:`SharedSeries` (bounded labels, quota, breakers).
 
 Apps sharing a registry must agree, on every setting that shapes its series:
 ``APPMETRICS_BUCKETS``, ``APPMETRICS_MAX_LABEL_VALUES``, ``APPMETRICS_MAX_LABEL_LENGTH``,
@@ -47,7 +48,7 @@ from .catalog import (
 )
 from .labels import LabelLength, PinnedLabel
 from .registration import declare, register_collector
-from .scrape_time import ScrapeTimeGauges, ValueFunction
+from .scrape_time import ScrapeTimeGauges, UsersGauge, UsersSource, ValueFunction
 
 logger = logging.getLogger("flask_appmetrics")
 
@@ -228,6 +229,7 @@ class RegistryState:
         self._layers: dict[str, tuple[ValueFunction | None, ValueFunction | None]] = {}
         self._metric_set: MetricSet | None = None
         self._gauges: ScrapeTimeGauges | None = None
+        self._users: UsersGauge | None = None
         self._series: SharedSeries | None = None
         # The settings in force (see agreed_values), and the apps using them, held weakly.
         self._agreed: dict[str, object] | None = None
@@ -304,6 +306,9 @@ class RegistryState:
                     registry.unregister(gauges)
                     raise
                 gauges.count_hits(metric_set.counter("cache_operations_total"))
+                self._users = UsersGauge(
+                    metric_set.gauge("concurrent_users"), metric_set.count_internal_error
+                )
                 self._metric_set, self._gauges = metric_set, gauges
                 self._agreed = agreed_values(buckets, settings)
                 self.label_length.max_length = settings.max_label_length
@@ -373,6 +378,13 @@ class RegistryState:
             series = self._series
             if series is not None:
                 series.register_layer(layer, size_bytes, items)
+
+    def count_users_of(self, source: UsersSource) -> None:
+        """Count *source*'s distinct users in ``concurrent_users`` while it is alive (after
+        :meth:`metric_set_for`)."""
+        with self.lock:
+            assert self._users is not None, "metric_set_for comes first"
+            self._users.add(source)
 
     def count_internal_error(self, component: str) -> None:
         """Count a failure of the extension, once the registry has its metric set."""

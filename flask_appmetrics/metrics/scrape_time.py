@@ -13,10 +13,11 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
+import weakref
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from typing import Protocol, TypeVar
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from ..llm.quota import QuotaLimits, QuotaUsage
@@ -151,6 +152,64 @@ class ScrapeTimeGauges:
             self._on_error("scrape_value")
         except Exception:  # pragma: no cover - the counter itself failed
             logger.exception("flask-appmetrics could not count an internal error")
+
+
+class UserCount(Protocol):
+    """A users window, as the users gauge reads it (``store``, if it has one, names the
+    shared set it counts, so that windows reading one store are counted once)."""
+
+    def count(self) -> int: ...
+
+
+class UsersSource(Protocol):
+    """What counts an app's distinct users (its health monitor)."""
+
+    @property
+    def users(self) -> UserCount: ...
+
+
+class UsersGauge:
+    """``concurrent_users`` of one registry: the sum over the distinct users windows of the
+    registry's apps still alive.
+
+    Each app counts its own distinct users, and apps whose windows read the same store (a
+    Redis set shared by every app with the same Redis server and prefix) count it once. A
+    window that fails is skipped, logged and counted as an internal error
+    (``concurrent_users``): a scrape never fails because of it.
+
+    :param gauge: the catalog's ``concurrent_users`` gauge.
+    :param on_error: counts an internal error by component.
+    """
+
+    def __init__(self, gauge: Gauge, on_error: Callable[[str], None]) -> None:
+        self._sources: weakref.WeakSet[UsersSource] = weakref.WeakSet()
+        self._on_error = on_error
+        gauge.set_function(self._value)
+
+    def add(self, source: UsersSource) -> None:
+        """Count *source*'s users too, while it is alive (held weakly)."""
+        self._sources.add(source)
+
+    def _value(self) -> float:
+        counted: set[Hashable] = set()
+        total = 0
+        for source in list(self._sources):
+            window = source.users
+            store = getattr(window, "store", None)
+            # An in-process window is its own store.
+            key = ("window", id(window)) if store is None else ("store", store)
+            if key in counted:
+                continue
+            counted.add(key)
+            try:
+                total += window.count()
+            except Exception:
+                logger.exception("flask-appmetrics: a users window failed; skipped in the gauge")
+                try:
+                    self._on_error("concurrent_users")
+                except Exception:  # pragma: no cover - the counter itself failed
+                    logger.exception("flask-appmetrics could not count an internal error")
+        return float(total)
 
 
 def _samples(counter: Counter) -> Iterator[tuple[dict[str, str], float]]:
