@@ -53,7 +53,7 @@ class AppState:
         that sums every process's files (see :mod:`flask_appmetrics.metrics.multiprocess.setup`)."""
         if self.multiprocess_dir is not None:
             shared = self.redis is not None
-            derived = derived_gauges(self.metric_set.metrics, shared_windows=shared)
+            derived = derived_gauges(self.registry, shared_windows=shared)
             return scrape_registry(self.multiprocess_dir, derived)
         return self.registry
 

@@ -28,13 +28,13 @@ from .metrics.labels import DEFAULT_MAX_LABEL_LENGTH, MIN_MAX_LABEL_LENGTH
 from .settings import (
     AUTH_HEALTH_MODES,
     AuthSettings,
-    DomainSettings,
     EndpointSettings,
     HealthSettings,
     HttpSettings,
     RedisSettings,
     SentrySettings,
     Settings,
+    SharedSettings,
     StatusSettings,
 )
 
@@ -61,9 +61,10 @@ DEFAULTS: dict[str, Any] = {
     "APPMETRICS_MAX_ERROR_TYPES": 50,
     # -- behaviour ------------------------------------------------------------------
     "APPMETRICS_STRICT": False,
-    # -- domain metrics (see DomainSettings) -------------------------------------------
-    "APPMETRICS_GEMINI_ENDPOINTS": ("/api/generate",),
-    "APPMETRICS_GEMINI_MODELS": ("gemini-1.5-flash",),
+    # -- Gemini, quota and input-fed labels (see SharedSettings) ---------------------------
+    # No endpoint or model of its own: an app shows the series of those it configures.
+    "APPMETRICS_GEMINI_ENDPOINTS": (),
+    "APPMETRICS_GEMINI_MODELS": (),
     "APPMETRICS_GEMINI_PRICES": DEFAULT_GEMINI_PRICES,
     "APPMETRICS_MAX_LABEL_VALUES": 20,
     "APPMETRICS_MAX_LABEL_LENGTH": DEFAULT_MAX_LABEL_LENGTH,
@@ -399,7 +400,7 @@ def _optional_limit(reader: ConfigReader, key: str) -> int | None:
     return None if reader.raw(key) is None else reader.integer(key, minimum=1)
 
 
-def _domain(reader: ConfigReader) -> DomainSettings:
+def _shared(reader: ConfigReader) -> SharedSettings:
     zone_key = "APPMETRICS_QUOTA_TIMEZONE"
     zone = reader.text(zone_key)
     assert zone is not None
@@ -407,7 +408,7 @@ def _domain(reader: ConfigReader) -> DomainSettings:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ConfigurationError(zone_key, f"unknown time zone {zone!r}") from exc
-    return DomainSettings(
+    return SharedSettings(
         gemini_endpoints=reader.strings("APPMETRICS_GEMINI_ENDPOINTS"),
         gemini_models=reader.strings("APPMETRICS_GEMINI_MODELS"),
         gemini_prices=parse_prices(
@@ -481,6 +482,6 @@ def load_settings(config: MutableMapping[str, Any]) -> Settings:
         endpoints=endpoints,
         strict=reader.boolean("APPMETRICS_STRICT"),
         health=_health(reader),
-        domain=_domain(reader),
+        shared=_shared(reader),
         status=_status(reader),
     )

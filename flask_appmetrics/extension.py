@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from prometheus_client import REGISTRY
-
 from .app_state import EXTENSION_KEY, AppState, set_latest, state_of
 from .config import DEFAULT_BUCKETS, load_settings
 from .errors import AlreadyInitializedError, AppMetricsError
@@ -14,10 +12,10 @@ from .health.checks import CheckFunc, CheckRegistry, F
 from .health_wiring import build_monitor
 from .integrations.redis.windows import shared_windows
 from .integrations.sentry import app_secrets, init_sentry
-from .metrics.catalog import catalog_metric, metric_set_for
+from .metrics.cache_layers import CacheLayersMixin
 from .metrics.custom import CustomMetricsMixin
 from .metrics.multiprocess.setup import check_setup as check_multiprocess_setup
-from .metrics.registry_state import check_domain_settings, domain_for, label_length_for
+from .metrics.registry_state import registry_state
 from .recording.identity import UserIdentity
 from .recording.receivers import install as install_receivers
 from .recording.request_hooks import RequestInstrumentation
@@ -40,7 +38,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("flask_appmetrics")
 
 
-class FlaskMetrics(CustomMetricsMixin):
+class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
     """Prometheus metrics and health for Flask apps.
 
     ::
@@ -82,11 +80,6 @@ class FlaskMetrics(CustomMetricsMixin):
         if app is not None:
             self.init_app(app)
 
-    @property
-    def registry(self) -> CollectorRegistry:
-        """The registry this extension records into."""
-        return self._registry if self._registry is not None else REGISTRY
-
     def init_app(self, app: Flask) -> None:
         """Instrument *app*, register the metric catalog (once per registry), add the views.
 
@@ -104,6 +97,8 @@ class FlaskMetrics(CustomMetricsMixin):
             )
         if getattr(app, "_got_first_request", False):
             # Flask refuses new request hooks then: fail before anything is half done.
+            # Flask private API (``_got_first_request``): the flag Flask's own setup-method
+            # check reads; no public accessor says whether the app has served a request.
             raise AppMetricsError(
                 f"init_app was called after app {app.name!r} served its first request; "
                 "call it while the app is being set up (in the app factory)."
@@ -114,10 +109,10 @@ class FlaskMetrics(CustomMetricsMixin):
         refuse_conflicts(app, routes)
         # Before any metric is touched: a half-configured multiprocess mode is refused here.
         multiprocess_dir = check_multiprocess_setup()
-        metric_set = metric_set_for(self.registry, settings.http.buckets)
-        # Before opening anything (a Redis link): a live app on this registry with other
-        # domain settings is refused here.
-        check_domain_settings(self.registry, settings.domain)
+        # Before opening anything (a Redis link): settings other than those of a live app
+        # on this registry are refused here.
+        shared_state = registry_state(self.registry)
+        metric_set = shared_state.metric_set_for(settings.http.buckets, settings.shared)
         # Redis-backed windows (APPMETRICS_REDIS_URL), shared by every worker and host.
         shared = shared_windows(
             settings,
@@ -126,7 +121,7 @@ class FlaskMetrics(CustomMetricsMixin):
             on_error=metric_set.count_internal_error,
         )
         quota = self._quota or (shared.quota if shared is not None else None)
-        domain = domain_for(metric_set, settings.domain, quota)
+        series = shared_state.shared_series(app, settings.shared, quota)
         own_blueprints = frozenset({METRICS_BLUEPRINT, HEALTH_BLUEPRINT, STATUS_BLUEPRINT})
         health = build_monitor(
             app,
@@ -145,9 +140,9 @@ class FlaskMetrics(CustomMetricsMixin):
             observer=health.observe,
             user_observer=health.note_user,
             on_internal_error=metric_set.count_internal_error,
-            label_length=label_length_for(self.registry),
+            label_length=shared_state.label_length,
         )
-        receivers = install_receivers(app, domain, settings.domain, strict=settings.strict)
+        receivers = install_receivers(app, series, settings.shared, strict=settings.strict)
         state = AppState(
             settings=settings,
             registry=self.registry,
@@ -254,7 +249,7 @@ class FlaskMetrics(CustomMetricsMixin):
         :raises UnknownMetricError: *name* is not one of the extension's families.
         :raises MetricConflictError: the name is taken by an incompatible collector.
         """
-        return catalog_metric(self.registry, name, buckets=DEFAULT_BUCKETS)
+        return registry_state(self.registry).catalog_metric(name, buckets=DEFAULT_BUCKETS)
 
 
 def _own_routes(settings: Settings) -> tuple[OwnRoute, ...]:

@@ -5,20 +5,18 @@ its registry's metrics.
 metrics. This module gives the monitor ``init_app`` builds what it needs from both: the
 app's context for the checks, the request's user identity, the circuit breaker states
 from the ``circuit_breaker_state`` gauge, and the ``concurrent_users`` gauge computed from
-the users windows of every app sharing the registry.
+the users windows of every app sharing the registry (counted by the registry's state).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .errors import count_internal_error
 from .health.monitor import HealthMonitor, Identify
-from .metrics.llm_families import BREAKER_STATES
+from .metrics.catalog import BREAKER_STATE_NAMES
+from .metrics.registry_state import registry_state
 from .recording.identity import UserIdentity, default_user_identity, identity_of
 
 if TYPE_CHECKING:
@@ -32,9 +30,6 @@ if TYPE_CHECKING:
     from .settings import HealthSettings
 
 logger = logging.getLogger(__name__)
-
-#: ``circuit_breaker_state``'s values, back to the state names.
-_BREAKER_STATE_NAMES = {float(value): name for name, value in BREAKER_STATES.items()}
 
 
 def build_monitor(
@@ -69,7 +64,8 @@ def build_monitor(
     )
     if redis is not None:
         monitor.add_check("redis", redis.check, critical=False)
-    _export_users(metric_set, monitor)
+    # concurrent_users sums the users windows of every live app on the registry.
+    registry_state(metric_set.registry).count_users_of(monitor)
     return monitor
 
 
@@ -94,58 +90,7 @@ def _breaker_states(gauge: Gauge) -> Callable[[], dict[str, str]]:
         for family in gauge.collect():
             for sample in family.samples:
                 service = sample.labels.get("service", "")
-                found[service] = _BREAKER_STATE_NAMES.get(sample.value, str(sample.value))
+                found[service] = BREAKER_STATE_NAMES.get(sample.value, str(sample.value))
         return found
 
     return states
-
-
-_user_sources: weakref.WeakKeyDictionary[MetricSet, weakref.WeakSet[HealthMonitor]] = (
-    weakref.WeakKeyDictionary()
-)
-_user_sources_lock = threading.Lock()
-
-
-def _export_users(metric_set: MetricSet, monitor: HealthMonitor) -> None:
-    """Make ``concurrent_users`` of *metric_set*'s registry count *monitor*'s users too.
-
-    The gauge is computed at scrape time, as the sum over the distinct users windows of
-    the registry's apps still alive: each app counts its own distinct users, and apps whose
-    windows read the same store (a Redis set shared by every app with the same Redis
-    server and prefix) count it once. A window that fails is skipped, logged and counted
-    as an internal error: a scrape never fails because of it.
-    """
-    with _user_sources_lock:
-        monitors = _user_sources.get(metric_set)
-        if monitors is not None:
-            monitors.add(monitor)
-            return
-        monitors = weakref.WeakSet([monitor])
-        _user_sources[metric_set] = monitors
-
-    on_error = metric_set.count_internal_error
-
-    def concurrent_users() -> float:
-        counted: set[Hashable] = set()
-        total = 0
-        for each in list(monitors):
-            window = each.users
-            key = _store_of(window)
-            if key in counted:
-                continue
-            counted.add(key)
-            try:
-                total += window.count()
-            except Exception:
-                logger.exception("flask-appmetrics: a users window failed; skipped in the gauge")
-                count_internal_error("concurrent_users", on_error)
-        return float(total)
-
-    metric_set.gauge("concurrent_users").set_function(concurrent_users)
-
-
-def _store_of(window: UserWindow) -> Hashable:
-    """What *window* counts from: its ``store`` (a shared window's server and key), else
-    the window itself (an in-process window is its own store)."""
-    store = getattr(window, "store", None)
-    return ("window", id(window)) if store is None else ("store", store)

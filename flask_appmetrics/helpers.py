@@ -196,7 +196,7 @@ def record_business_event(
 def quota_usage() -> QuotaUsage | None:
     """The current quota usage of the helpers' target app (see the module docstring)."""
     receivers = current_receivers() if target_app() is not None else None
-    return receivers.registry_state.quota.usage() if receivers is not None else None
+    return receivers.series.quota.usage() if receivers is not None else None
 
 
 #: The keys of ``/api/health`` besides ``status`` that clients have always read, when

@@ -100,16 +100,16 @@ class HealthSettings:
 
     Why the defaults:
 
-    * ``latency_window`` 100: the seed's ``deque(maxlen=100)``; enough samples for a
+    * ``latency_window`` 100: enough samples for a
       meaningful p95 (the 5 slowest), small enough to follow a change within seconds.
-    * ``error_window_seconds`` 300: the seed's ``recent_errors_5min``.
+    * ``error_window_seconds`` 300: the span of the health summary's ``recent_errors_5min``.
     * ``degraded_error_ratio`` 0.05: one request in twenty failing with a 5xx is far beyond
       any usual availability objective (99.9% allows 0.1%) and worth a human's look, while
       the odd failure among a few requests does not flap the status.
     * ``unhealthy_error_ratio`` 0.5: when most requests fail the instance is not doing its
       job; 100% errors over the window is always unhealthy.
-    * ``latency_threshold_seconds`` 5.0 (p95; ``None`` disables): the seed's app waits on
-      Gemini, whose generations take seconds, so a lower default would report a normal
+    * ``latency_threshold_seconds`` 5.0 (p95; ``None`` disables): an app calling Gemini waits on
+      generations that take seconds, so a lower default would report a normal
       LLM backend as degraded; a p95 above 5 s (the histogram's 5 s bucket) means most
       users wait noticeably whatever the backend.
     * ``check_timeout_seconds`` 0.5: checks run in parallel, so a probe answers within
@@ -137,9 +137,11 @@ class HealthSettings:
 
 
 @dataclass(frozen=True)
-class DomainSettings:
-    """Gemini, quota and input-fed labels (keys ``APPMETRICS_GEMINI_*``, ``APPMETRICS_QUOTA_*``,
-    ``APPMETRICS_MAX_LABEL_VALUES``, ``APPMETRICS_MAX_LABEL_LENGTH``)."""
+class SharedSettings:
+    """The settings every app on one registry shares, as they shape its series: Gemini
+    labels and prices, the quota, input-fed labels (keys ``APPMETRICS_GEMINI_*``,
+    ``APPMETRICS_QUOTA_*``, ``APPMETRICS_MAX_LABEL_VALUES``, ``APPMETRICS_MAX_LABEL_LENGTH``;
+    see :mod:`flask_appmetrics.metrics.registry_state`)."""
 
     #: Endpoint and model label values created at 0 at start, and always kept as they are.
     gemini_endpoints: tuple[str, ...]
@@ -182,7 +184,7 @@ class Settings:
     strict: bool
     #: How the health endpoint judges the app.
     health: HealthSettings
-    #: Gemini, quota and input-fed label settings.
-    domain: DomainSettings
+    #: Gemini, quota and input-fed label settings, shared by the apps on a registry.
+    shared: SharedSettings
     #: The HTML status page.
     status: StatusSettings

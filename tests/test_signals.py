@@ -16,8 +16,7 @@ from prometheus_client import CollectorRegistry
 from flask_appmetrics import FlaskMetrics, record_cache_event, signals
 from flask_appmetrics.config import load_settings
 from flask_appmetrics.errors import StrictInputError
-from flask_appmetrics.metrics.catalog import metric_set_for
-from flask_appmetrics.metrics.registry_state import domain_for
+from flask_appmetrics.metrics.registry_state import registry_state
 from flask_appmetrics.recording.receivers import install
 from tests.support.apps import AppFactory
 
@@ -80,11 +79,12 @@ def test_receivers_do_not_keep_their_app_alive(metrics: FlaskMetrics) -> None:
     # and blinker then disconnects them.
     app = Flask("short_lived")
     settings = load_settings(app.config)
-    metric_set = metric_set_for(metrics.registry, settings.http.buckets)
-    domain = domain_for(metric_set, settings.domain)
+    state = registry_state(metrics.registry)
+    state.metric_set_for(settings.http.buckets, settings.shared)
+    series = state.shared_series(app, settings.shared, None)
     gc.collect()
     before = len(signals.gemini_call.receivers)
-    receivers = install(app, domain, settings.domain, strict=False)
+    receivers = install(app, series, settings.shared, strict=False)
     assert len(signals.gemini_call.receivers) == before + 1
     app_ref = weakref.ref(app)
     del app

@@ -37,7 +37,8 @@ from flask import Flask, current_app
 
 from .. import signals
 from ..app_state import state_of
-from ..metrics.registry_state import ValueFunction, register_cache_layer
+from ..metrics.cache_layers import register_cache_layer
+from ..metrics.scrape_time import ValueFunction
 from ..recording.send import send
 
 if TYPE_CHECKING:

@@ -1,23 +1,20 @@
-"""The metric catalog: every family flask-appmetrics exports, built once per registry.
+"""The metric catalog: every family flask-appmetrics exports, and the :class:`MetricSet`
+that holds a registry's collectors of them.
 
-Names and labels are the ones the seed's dashboards use (see DESIGN.md); they are fixed
-here and nowhere else. :func:`metric_set_for` returns the one :class:`MetricSet` of a
-``CollectorRegistry``, building it on first use, so any number of apps, tests and
-``init_app`` calls share it instead of registering the same names again.
+Names and labels are the ones existing dashboards query; they are fixed here and nowhere
+else. Which registry has which set (one per registry, built by the first ``init_app``) is
+kept by :mod:`flask_appmetrics.metrics.registry_state`.
 """
 
 from __future__ import annotations
 
-import threading
 import weakref
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from .._version import __version__
-from ..errors import ConfigurationError, UnknownMetricError
-from .llm_families import DOMAIN_SPECS
-from .registration import MetricSpec, declare, declare_all
+from .registration import MetricSpec, declare_all
 
 #: Every ``component`` of ``flask_appmetrics_internal_errors_total``: the places that catch a
 #: failure of the extension itself and count it. Each series is created at 0 when a registry's
@@ -48,12 +45,26 @@ INTERNAL_ERROR_COMPONENTS: tuple[str, ...] = (
     "custom_metric",
 )
 
+#: ``status`` values of ``gemini_api_calls_total``: ``cancelled`` is a stream its consumer
+#: closed before the end (or a task cancelled mid-call); only the first two are created at 0.
+GEMINI_STATUSES = ("success", "error", "cancelled")
+#: ``token_type`` values of ``gemini_api_token_usage_total``.
+TOKEN_TYPES = ("input", "output", "thoughts", "cached")
+#: ``limit`` values of ``quota_limit`` and ``quota_exceeded_total``.
+QUOTA_LIMITS = ("rpm", "tpm", "rpd", "tpd")
+#: ``circuit_breaker_state`` encoding; also the ``state`` label of transitions.
+BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
+#: The state each ``circuit_breaker_state`` value stands for.
+BREAKER_STATE_NAMES = {float(value): name for name, value in BREAKER_STATES.items()}
+#: The ``operation`` values of the cache families kept whatever the label cap.
+CACHE_OPERATION_NAMES = ("get", "set", "delete")
+
 CACHE_OPERATIONS = MetricSpec(
     "counter", "cache_operations_total", "Total cache operations", ("operation", "result")
 )
 
 #: The fixed part of the catalog. ``http_request_duration_seconds`` is added with the
-#: configured buckets by :func:`_build`.
+#: configured buckets by :func:`catalog_specs`.
 CATALOG: tuple[MetricSpec, ...] = (
     # -- HTTP ----------------------------------------------------------------------
     MetricSpec(
@@ -72,18 +83,8 @@ CATALOG: tuple[MetricSpec, ...] = (
         "Unhandled exceptions raised by views, by endpoint and exception type",
         ("endpoint", "error_type"),
     ),
-    # -- quota ---------------------------------------------------------------------
-    MetricSpec("gauge", "quota_requests_current_minute", "API requests in the current minute"),
-    MetricSpec("gauge", "quota_requests_today", "API requests today"),
-    MetricSpec("gauge", "quota_tokens_current_minute", "API tokens in the current minute"),
-    MetricSpec("gauge", "quota_tokens_today", "API tokens today"),
-    MetricSpec("gauge", "quota_rpm_remaining", "API requests left in the current minute"),
-    MetricSpec("gauge", "quota_tpm_remaining", "API tokens left in the current minute"),
-    # -- cache ---------------------------------------------------------------------
+    # -- cache (hit rate and sizes, and the quota usage, are in SCRAPE_TIME_FAMILIES) ---
     CACHE_OPERATIONS,
-    MetricSpec("gauge", "cache_hit_rate", "Cache hit ratio of get operations since start (0-1)"),
-    MetricSpec("gauge", "cache_size_bytes", "Cache size in bytes", ("layer",)),
-    MetricSpec("gauge", "cache_items_count", "Items in the cache", ("layer",)),
     # -- circuit breakers -------------------------------------------------------------
     MetricSpec(
         "gauge",
@@ -122,7 +123,52 @@ CATALOG: tuple[MetricSpec, ...] = (
     MetricSpec(
         "counter", "gemini_api_tokens_total", "Total Gemini API tokens", ("endpoint", "model")
     ),
-    *DOMAIN_SPECS,
+    MetricSpec(
+        "counter",
+        "gemini_api_token_usage_total",
+        "Gemini API tokens by type: input (prompt, cached included), output, thoughts, "
+        "cached (the part of input served from the context cache)",
+        ("endpoint", "model", "token_type"),
+    ),
+    MetricSpec(
+        "counter",
+        "gemini_api_cost_usd_total",
+        "Estimated Gemini API cost in USD, from APPMETRICS_GEMINI_PRICES",
+        ("endpoint", "model"),
+    ),
+    # -- breakdowns: quota limits, breaker transitions, per-layer cache operations --
+    MetricSpec(
+        "gauge",
+        "quota_limit",
+        "Configured API quota limits (rpm, tpm, rpd, tpd); absent when unlimited",
+        ("limit",),
+        multiprocess_mode="max",
+    ),
+    MetricSpec(
+        "counter",
+        "quota_exceeded_total",
+        "API usage records that went over a configured limit: requests over rpm/rpd, "
+        "tokens over tpm/tpd",
+        ("limit",),
+    ),
+    MetricSpec(
+        "counter",
+        "circuit_breaker_transitions_total",
+        "Circuit breaker state changes, by the state entered",
+        ("service", "state"),
+    ),
+    MetricSpec(
+        "counter",
+        "circuit_breaker_rejected_calls_total",
+        "Calls a circuit breaker refused while open",
+        ("service",),
+    ),
+    MetricSpec(
+        "counter",
+        "cache_layer_operations_total",
+        "Cache operations reported with a layer, by layer, operation and result",
+        ("layer", "operation", "result"),
+    ),
     # -- health ----------------------------------------------------------------------
     MetricSpec(
         "gauge",
@@ -148,12 +194,51 @@ CATALOG: tuple[MetricSpec, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class ScrapeTimeFamily:
+    """A gauge family whose samples are computed when the registry is collected.
+
+    These are served by one collector per registry
+    (:class:`~flask_appmetrics.metrics.scrape_time.ScrapeTimeGauges`), not by a ``Gauge``:
+    a value that cannot be read (a cache whose size callable raised, a hit rate before any
+    cache operation) is then left out instead of shown as a number.
+    """
+
+    name: str
+    documentation: str
+    labelnames: tuple[str, ...] = ()
+
+
+#: The scrape-time gauges, in the order they are exposed.
+SCRAPE_TIME_FAMILIES: tuple[ScrapeTimeFamily, ...] = (
+    ScrapeTimeFamily("quota_requests_current_minute", "API requests in the current minute"),
+    ScrapeTimeFamily("quota_requests_today", "API requests today"),
+    ScrapeTimeFamily("quota_tokens_current_minute", "API tokens in the current minute"),
+    ScrapeTimeFamily("quota_tokens_today", "API tokens today"),
+    ScrapeTimeFamily("quota_rpm_remaining", "API requests left in the current minute"),
+    ScrapeTimeFamily("quota_tpm_remaining", "API tokens left in the current minute"),
+    ScrapeTimeFamily(
+        "cache_hit_rate",
+        "Cache hit ratio of get operations since start (0-1); absent before the first",
+    ),
+    ScrapeTimeFamily("cache_size_bytes", "Cache size in bytes", ("layer",)),
+    ScrapeTimeFamily("cache_items_count", "Items in the cache", ("layer",)),
+)
+
+
+def hit_rate(hits: float, misses: float) -> float | None:
+    """The share of get operations that hit; ``None`` before the first."""
+    total = hits + misses
+    return hits / total if total else None
+
+
 @dataclass(eq=False)
 class MetricSet:
-    """The collectors of one registry, by family name, plus per-registry state."""
+    """The catalog's collectors in one registry, by family name."""
 
-    # Weak: the per-registry caches are WeakKeyDictionaries whose values are metric sets
-    # (or hold one); a strong reference back to the key would keep every registry alive.
+    # Weak: the registry's state holds its metric set, and is itself held by a
+    # WeakKeyDictionary keyed by the registry; a strong reference back to the key would
+    # keep every registry alive.
     _registry: weakref.ref[CollectorRegistry]
     buckets: tuple[float, ...]
     metrics: dict[str, Counter | Gauge | Histogram] = field(default_factory=dict)
@@ -186,32 +271,8 @@ class MetricSet:
         self.counter("flask_appmetrics_internal_errors_total").labels(component).inc()
 
 
-_sets: weakref.WeakKeyDictionary[CollectorRegistry, MetricSet] = weakref.WeakKeyDictionary()
-_sets_lock = threading.Lock()
-
-
-def metric_set_for(registry: CollectorRegistry, buckets: tuple[float, ...]) -> MetricSet:
-    """Return the registry's metric set, building and registering it on first use.
-
-    :raises MetricConflictError: a family name is taken by an incompatible collector.
-    :raises ConfigurationError: the registry's set was built with other buckets.
-    """
-    with _sets_lock:
-        existing = _sets.get(registry)
-        if existing is not None:
-            if existing.buckets != buckets:
-                raise ConfigurationError(
-                    "APPMETRICS_BUCKETS",
-                    f"this registry's http_request_duration_seconds already has buckets "
-                    f"{existing.buckets}; every app sharing a registry must use the same buckets",
-                )
-            return existing
-        metric_set = _build(registry, buckets)
-        _sets[registry] = metric_set
-        return metric_set
-
-
-def _duration_spec(buckets: tuple[float, ...]) -> MetricSpec:
+def duration_spec(buckets: tuple[float, ...]) -> MetricSpec:
+    """``http_request_duration_seconds`` with *buckets*."""
     return MetricSpec(
         "histogram",
         "http_request_duration_seconds",
@@ -221,43 +282,25 @@ def _duration_spec(buckets: tuple[float, ...]) -> MetricSpec:
     )
 
 
-def catalog_metric(
-    registry: CollectorRegistry, name: str, *, buckets: tuple[float, ...]
-) -> Counter | Gauge | Histogram:
-    """The collector of the catalog family *name* in *registry*, in either order of setup.
+def catalog_specs(buckets: tuple[float, ...]) -> tuple[MetricSpec, ...]:
+    """Every family of the catalog served by a prometheus_client metric, in page order."""
+    return (*CATALOG[:1], duration_spec(buckets), *CATALOG[1:])
 
-    After ``init_app`` it is the collector the extension records into. Before, it is
-    registered now from the catalog's definition (a histogram with *buckets*), and
-    ``init_app`` adopts it later. Either way app code and the extension count into the same
-    series, which a ``Counter(...)`` of the same name made after ``init_app`` cannot do:
-    prometheus_client refuses it (``Duplicated timeseries``) in its own constructor.
 
-    :raises UnknownMetricError: *name* is not a family of the catalog.
-    :raises MetricConflictError: the name is taken by an incompatible collector.
+def build_metric_set(registry: CollectorRegistry, buckets: tuple[float, ...]) -> MetricSet:
+    """Register (or adopt) every family of the catalog in *registry*: all or none.
+
+    :raises MetricConflictError: a family name is taken by an incompatible collector.
     """
-    with _sets_lock:
-        metric_set = _sets.get(registry)
-        if metric_set is not None and name in metric_set.metrics:
-            return metric_set.metrics[name]
-        specs = {spec.name: spec for spec in (*CATALOG, _duration_spec(buckets))}
-        spec = specs.get(name)
-        if spec is None:
-            raise UnknownMetricError(name, sorted(specs))
-        return declare(registry, spec)
-
-
-def _build(registry: CollectorRegistry, buckets: tuple[float, ...]) -> MetricSet:
-    duration = _duration_spec(buckets)
-    specs = (*CATALOG[:1], duration, *CATALOG[1:])
-    # All or nothing, so a conflict leaves no half-built set behind in the registry.
-    metrics = declare_all(registry, specs)
+    metrics = declare_all(registry, catalog_specs(buckets))
     metric_set = MetricSet(weakref.ref(registry), buckets=buckets, metrics=metrics)
-    _seed_known_series(metric_set)
+    _create_known_series(metric_set)
     return metric_set
 
 
-def _seed_known_series(metric_set: MetricSet) -> None:
-    # Series the seed's expected output shows at 0 before anything happened.
+def _create_known_series(metric_set: MetricSet) -> None:
+    # Series shown at 0 before anything happened: ``increase()`` only sees a rise from a
+    # sample it already had.
     operations = metric_set.counter("cache_operations_total")
     for result in ("hit", "miss"):
         operations.labels(operation="get", result=result)
@@ -265,13 +308,3 @@ def _seed_known_series(metric_set: MetricSet) -> None:
     internal_errors = metric_set.counter("flask_appmetrics_internal_errors_total")
     for component in INTERNAL_ERROR_COMPONENTS:
         internal_errors.labels(component)
-    hits = operations.labels(operation="get", result="hit")
-    misses = operations.labels(operation="get", result="miss")
-
-    def hit_rate() -> float:
-        # Computed at scrape time from the counters, so it can never disagree with them.
-        hit, miss = hits._value.get(), misses._value.get()
-        total = hit + miss
-        return hit / total if total else 0.0
-
-    metric_set.gauge("cache_hit_rate").set_function(hit_rate)

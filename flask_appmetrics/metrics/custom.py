@@ -52,7 +52,7 @@ from ..errors import MetricConflictError
 from ..recording import validation as check
 from .labels import OVERFLOW_VALUE, BoundedLabel
 from .registration import Kind, Metric, MetricSpec, declare
-from .registry_state import ValueFunction, existing_domain, label_length_for, register_cache_layer
+from .registry_state import RegistryBound, RegistryState, registry_state
 
 logger = logging.getLogger("flask_appmetrics")
 
@@ -95,17 +95,18 @@ class CustomMetric:
     """
 
     def __init__(
-        self, name: str, definition: _Definition, metric: Metric, registry: CollectorRegistry
+        self, name: str, definition: _Definition, metric: Metric, state: RegistryState
     ) -> None:
         self.name = name
         self.kind = definition.kind
         self.labelnames = definition.labelnames
         self.metric = metric
         self._definition = definition
-        self._registry = weakref.ref(registry)
+        # Weakly: the registry's state holds this metric.
+        self._state = weakref.ref(state)
         allowed = dict(definition.allowed)
         # The registry's cap, set by APPMETRICS_MAX_LABEL_LENGTH when an app is initialised.
-        length = label_length_for(registry)
+        length = state.label_length
         self._bounds = tuple(
             BoundedLabel(definition.max_values, allowed=allowed.get(label), length=length)
             for label in definition.labelnames
@@ -195,7 +196,8 @@ class CustomMetric:
                     series = self._series[bounded] = Series(self, self.metric.labels(*bounded))
         return series
 
-    def _target(self) -> Series:
+    def _unlabelled_series(self) -> Series:
+        """The one series of a metric without labels; for one with labels, a refusal."""
         if self._unlabelled is None:
             self.refuse(
                 "call",
@@ -209,19 +211,19 @@ class CustomMetric:
 
     def inc(self, amount: float = 1.0) -> None:
         """Add *amount* (counter or gauge without labels)."""
-        self._target().inc(amount)
+        self._unlabelled_series().inc(amount)
 
     def dec(self, amount: float = 1.0) -> None:
         """Subtract *amount* (gauge without labels)."""
-        self._target().dec(amount)
+        self._unlabelled_series().dec(amount)
 
     def set(self, value: float) -> None:
         """Set the value (gauge without labels)."""
-        self._target().set(value)
+        self._unlabelled_series().set(value)
 
     def observe(self, value: float) -> None:
         """Observe *value* (histogram without labels)."""
-        self._target().observe(value)
+        self._unlabelled_series().observe(value)
 
     def record(self, value: float, label_values: tuple[str, ...] = ()) -> None:
         """Apply a validated *value* the way the kind of metric takes one: add it to a
@@ -251,10 +253,9 @@ class CustomMetric:
             "flask-appmetrics failed to record into %s; the caller is unaffected", self.name
         )
         try:
-            registry = self._registry()
-            domain = existing_domain(registry) if registry is not None else None
-            if domain is not None:
-                domain.metric_set.count_internal_error("custom_metric")
+            state = self._state()
+            if state is not None:
+                state.count_internal_error("custom_metric")
         except Exception:  # pragma: no cover - the reporter itself failed
             logger.exception("flask-appmetrics could not count an internal error")
 
@@ -347,12 +348,6 @@ def _strict() -> bool:
     return state is not None and state.settings.strict
 
 
-_declared: weakref.WeakKeyDictionary[CollectorRegistry, dict[str, CustomMetric]] = (
-    weakref.WeakKeyDictionary()
-)
-_declared_lock = threading.Lock()
-
-
 def declare_metric(
     registry: CollectorRegistry,
     kind: Kind,
@@ -393,9 +388,9 @@ def declare_metric(
         max_values=max_values,
         buckets=tuple(buckets) if buckets is not None else None,
     )
-    with _declared_lock:
-        known = _declared.setdefault(registry, {})
-        existing = known.get(name)
+    state = registry_state(registry)
+    with state.lock:
+        existing = declared_metric(registry, name)
         if existing is not None:
             if existing._definition != definition:
                 raise MetricConflictError(
@@ -410,24 +405,24 @@ def declare_metric(
             buckets=definition.buckets,
             multiprocess_mode=multiprocess_mode,
         )
-        custom = CustomMetric(name, definition, declare(registry, spec), registry)
+        custom = CustomMetric(name, definition, declare(registry, spec), state)
         custom._precreate()
-        known[name] = custom
+        state.custom_metrics[name] = custom
         return custom
 
 
 def declared_metric(registry: CollectorRegistry, name: str) -> CustomMetric | None:
     """The metric *name* declared in *registry* through this module, if any."""
-    with _declared_lock:
-        return _declared.get(registry, {}).get(name)
+    state = registry_state(registry)
+    with state.lock:
+        custom = state.custom_metrics.get(name)
+    # Only this module stores into custom_metrics: every value is a CustomMetric.
+    assert custom is None or isinstance(custom, CustomMetric)
+    return custom
 
 
-class CustomMetricsMixin:
-    """The custom-metric and cache-layer methods of :class:`~flask_appmetrics.FlaskMetrics`."""
-
-    @property
-    def registry(self) -> CollectorRegistry:  # pragma: no cover - provided by FlaskMetrics
-        raise NotImplementedError
+class CustomMetricsMixin(RegistryBound):
+    """The custom-metric methods of :class:`~flask_appmetrics.FlaskMetrics`."""
 
     def counter(
         self,
@@ -505,23 +500,6 @@ class CustomMetricsMixin:
             max_values=max_values,
             buckets=buckets,
         )
-
-    def register_cache_layer(
-        self,
-        layer: str,
-        *,
-        size_bytes: ValueFunction | None = None,
-        items: ValueFunction | None = None,
-    ) -> None:
-        """Report a cache layer's size in ``cache_size_bytes{layer}`` and item count in
-        ``cache_items_count{layer}``, calling *size_bytes* and *items* at each scrape.
-
-        A callable that raises (or returns ``None``) leaves its sample out of that scrape
-        and counts ``flask_appmetrics_internal_errors_total{component="scrape_value"}``;
-        ``/metrics`` still answers. May be called before ``init_app``. Registering a layer
-        again replaces its callables.
-        """
-        register_cache_layer(self.registry, layer, size_bytes=size_bytes, items=items)
 
 
 __all__ = [

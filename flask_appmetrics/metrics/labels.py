@@ -77,45 +77,65 @@ class BoundedLabel:
     one of the *limit* places like any other.
 
     :param limit: how many distinct values to keep.
-    :param allowed: if given, only these values are admitted; the cap does not apply.
-    :param overflow: the value every other input is mapped to.
+    :param allowed: if given, only these values are admitted (every other one becomes
+        :data:`OVERFLOW_VALUE`); the cap does not apply.
     :param length: the length cap; :data:`DEFAULT_MAX_LABEL_LENGTH` bytes if ``None``.
     """
 
-    __slots__ = ("_allowed", "_lock", "_seen", "length", "limit", "overflow")
+    __slots__ = ("_allowed", "_lock", "_seen", "length", "limit")
 
     def __init__(
         self,
         limit: int,
         *,
         allowed: Iterable[str] | None = None,
-        overflow: str = OVERFLOW_VALUE,
-        initial: Iterable[str] = (),
         length: LabelLength | None = None,
     ) -> None:
         self.limit = limit
         self.length = length if length is not None else LabelLength()
-        self.overflow = overflow
         self._allowed = frozenset(allowed) if allowed is not None else None
-        self._seen: set[str] = set(initial)
+        self._seen: set[str] = set()
         self._lock = threading.Lock()
 
     def __call__(self, value: str) -> str:
         if self._allowed is not None:
             # Allowed values are the app's own; capped too, should one be that long.
-            return self.length(value) if value in self._allowed else self.overflow
+            return self.length(value) if value in self._allowed else OVERFLOW_VALUE
         return self.admit(self.length(value))
 
     def admit(self, value: str) -> str:
         """Map *value*, already capped in length, into the bounded set."""
         if self._allowed is not None:
-            return value if value in self._allowed else self.overflow
+            return value if value in self._allowed else OVERFLOW_VALUE
         if value in self._seen:
             return value
         with self._lock:
             if value in self._seen:
                 return value
             if len(self._seen) >= self.limit:
-                return self.overflow
+                return OVERFLOW_VALUE
             self._seen.add(value)
             return value
+
+
+class PinnedLabel:
+    """A :class:`BoundedLabel` whose configured (pinned) values are always kept as they are
+    and do not use up the cap. Every value, pinned ones included, is capped in length."""
+
+    def __init__(self, limit: int, length: LabelLength | None = None) -> None:
+        self._pinned: frozenset[str] = frozenset()
+        self._others = BoundedLabel(limit, length=length)
+        self._length = self._others.length
+        self._lock = threading.Lock()
+
+    def pin(self, values: Iterable[str]) -> None:
+        with self._lock:
+            self._pinned = self._pinned | frozenset(self._length(value) for value in values)
+
+    def set_limit(self, limit: int) -> None:
+        """Keep up to *limit* unpinned values from now on (those already kept stay)."""
+        self._others.limit = limit
+
+    def __call__(self, value: str) -> str:
+        value = self._length(value)
+        return value if value in self._pinned else self._others.admit(value)

@@ -1,8 +1,9 @@
 """Register a metric in a registry once, adopting a compatible earlier one.
 
-This is the fix for the seed's ``Duplicated timeseries in CollectorRegistry`` crash: if
-another module (the seed's ``prometheus_metrics.py``) registered ``http_requests_total``
-first, we use its collector when it has the type and label names we need, and otherwise
+An app that defines its own metrics module next to the extension would otherwise crash
+with prometheus_client's ``Duplicated timeseries in CollectorRegistry``: if another module
+registered ``http_requests_total`` first, we use its collector when it has the type and
+label names we need, and otherwise
 raise one :class:`~flask_appmetrics.errors.MetricConflictError` that names both
 definitions. We never catch prometheus_client's ``ValueError`` and carry on.
 """
@@ -12,9 +13,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client.metrics_core import Metric as MetricFamily
 
 from ..errors import MetricConflictError
 
@@ -49,7 +51,9 @@ class MetricSpec:
 
 
 def _describe_collector(collector: object) -> str:
-    kind = getattr(collector, "_type", None) or type(collector).__name__
+    kind = _family(collector).type if isinstance(collector, Metric) else type(collector).__name__
+    # prometheus_client private API: a metric's label names (``_labelnames``) have no
+    # public accessor, and an unlabelled child's samples do not show them either.
     labels = getattr(collector, "_labelnames", None)
     if labels is None:
         return f"a {kind} ({type(collector).__module__}.{type(collector).__qualname__})"
@@ -57,9 +61,10 @@ def _describe_collector(collector: object) -> str:
 
 
 def _lookup(registry: CollectorRegistry, name: str) -> object | None:
-    # The registry indexes every sample name a collector produces (``x``, ``x_total``,
-    # ``x_created``, ...), so a lookup by the exposed name finds any clash. There is no
-    # public accessor; ``_names_to_collectors`` has been stable since prometheus_client 0.1.
+    # prometheus_client private API (``_lock``, ``_names_to_collectors``): the registry
+    # indexes every sample name a collector produces (``x``, ``x_total``, ``x_created``,
+    # ...), so a lookup by the exposed name finds any clash. There is no public accessor;
+    # both have been stable since prometheus_client 0.1.
     with registry._lock:
         return registry._names_to_collectors.get(name)
 
@@ -101,6 +106,23 @@ def declare(registry: CollectorRegistry, spec: MetricSpec) -> Metric:
     return metric
 
 
+def register_collector(registry: CollectorRegistry, collector: Any, names: Iterable[str]) -> None:
+    """Register a custom *collector* serving the families *names*.
+
+    :raises MetricConflictError: one of *names* is taken by another collector.
+    """
+    try:
+        registry.register(collector)
+    except ValueError:
+        for name in names:
+            existing = _lookup(registry, name)
+            if existing is not None:
+                raise MetricConflictError(
+                    name, _describe_collector(existing), "a gauge computed at scrape time"
+                ) from None
+        raise
+
+
 def declare_all(registry: CollectorRegistry, specs: Iterable[MetricSpec]) -> dict[str, Metric]:
     """Declare every spec, or none: on a conflict, unregister what this call registered.
 
@@ -135,6 +157,8 @@ def _adopt(existing: object, spec: MetricSpec) -> Metric:
         raise MetricConflictError(spec.name, _describe_collector(existing), spec.describe())
     assert isinstance(existing, (Counter, Gauge, Histogram))
     if isinstance(existing, Histogram):
+        # prometheus_client private API: a histogram's buckets (``_upper_bounds``) have no
+        # public accessor, and an unlabelled histogram's samples only exist per child.
         wanted = [*(spec.buckets or Histogram.DEFAULT_BUCKETS)]
         if wanted[-1] != math.inf:
             wanted.append(math.inf)
@@ -144,9 +168,11 @@ def _adopt(existing: object, spec: MetricSpec) -> Metric:
                 f"{_describe_collector(existing)} and buckets {existing._upper_bounds}",
                 f"{spec.describe()} and buckets {wanted}",
             )
+    # prometheus_client private API: a gauge's ``_multiprocess_mode`` has no public
+    # accessor; it decides what a multiprocess page shows, so a mismatch must be caught.
     if (
         isinstance(existing, Gauge)
-        and _multiprocess_active()
+        and value_class_is_multiprocess()
         and existing._multiprocess_mode != spec.multiprocess_mode
     ):
         # Only matters across processes: there the mode decides what the page shows.
@@ -158,12 +184,22 @@ def _adopt(existing: object, spec: MetricSpec) -> Metric:
     return existing
 
 
-def _multiprocess_active() -> bool:
+def value_class_is_multiprocess() -> bool:
+    """Whether prometheus_client chose its mmap-backed value class when it was imported
+    (multiprocess mode)."""
+    # ``_multiprocess`` is the marker prometheus_client sets on the class it picks from
+    # PROMETHEUS_MULTIPROC_DIR at import; no public accessor says which one it picked, and
+    # the variable itself may have changed since.
     return bool(getattr(values.ValueClass, "_multiprocess", False))
 
 
+def _family(metric: Metric) -> MetricFamily:
+    # ``describe()`` is public and, for a metric of prometheus_client, always one family.
+    return next(iter(metric.describe()))
+
+
 def _family_name(metric: Metric) -> str:
-    return str(metric._name)
+    return _family(metric).name
 
 
 def _family_name_for(spec: MetricSpec) -> str:

@@ -1,131 +1,63 @@
-"""Per-registry state of the domain metrics: bounded labels, the quota, cache layers.
+"""Everything flask-appmetrics keeps per ``CollectorRegistry``, in one object.
 
-One :class:`DomainMetrics` exists per ``CollectorRegistry`` (like the catalog's
-``MetricSet``), shared by every app recording into that registry, so that label bounds
-cap the registry's series, not each app's. So the apps alive on a registry must agree on
-``APPMETRICS_MAX_LABEL_VALUES``, ``APPMETRICS_MAX_LABEL_LENGTH``, ``APPMETRICS_QUOTA_*`` and
-``APPMETRICS_GEMINI_*``, as on ``APPMETRICS_BUCKETS``: ``init_app`` raises
-:class:`~flask_appmetrics.errors.ConfigurationError` otherwise. Values that are derived
-(quota usage and remaining, cache sizes) are computed when the registry is collected, the
-quota counter read once per scrape.
+One :class:`RegistryState` exists per registry, found with :func:`registry_state` (one
+``WeakKeyDictionary`` and one lock for the process). It holds what every app recording
+into that registry shares:
+
+- the label length cap, which custom metrics declared before the first ``init_app`` (at
+  module level) use too;
+- the custom metrics declared in the registry (:mod:`flask_appmetrics.metrics.custom`);
+- the cache layers registered, before or after the first ``init_app``;
+- from the first ``init_app`` on: the catalog's :class:`~.catalog.MetricSet`, the
+  scrape-time gauges, the users gauge (the users windows of its apps) and the
+  :class:`SharedSeries` (bounded labels, quota, breakers).
+
+Apps sharing a registry must agree, on every setting that shapes its series:
+``APPMETRICS_BUCKETS``, ``APPMETRICS_MAX_LABEL_VALUES``, ``APPMETRICS_MAX_LABEL_LENGTH``,
+``APPMETRICS_QUOTA_*`` and ``APPMETRICS_GEMINI_*``. One rule for all of them: ``init_app``
+raises :class:`~flask_appmetrics.errors.ConfigurationError` naming the key when an app with
+other values is alive on the registry; once none is, the later app's values apply (series
+already recorded stay). "Alive" is as Python sees it: a Flask app sits in reference cycles,
+so a dropped app counts until the garbage collector frees it, and ``init_app`` does not
+force a collection. A test suite that changes these settings between tests on one registry
+collects garbage between them (``gc.collect()``), or gives each app a registry of its own.
 """
 
 from __future__ import annotations
 
-import gc
 import logging
-import math
 import threading
-import time
-import types
 import weakref
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Gauge
-from prometheus_client.samples import Sample
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, UnknownMetricError
 from ..llm.quota import InMemoryQuota, QuotaCounter, QuotaLimits, QuotaUsage
-from .labels import BoundedLabel, LabelLength
-from .llm_families import BREAKER_STATES, QUOTA_LIMITS, TOKEN_TYPES
-
-if TYPE_CHECKING:
-    from flask import Flask
-
-    from ..settings import DomainSettings
-    from .catalog import MetricSet
+from ..settings import SharedSettings
+from .catalog import (
+    BREAKER_STATES,
+    CACHE_OPERATION_NAMES,
+    QUOTA_LIMITS,
+    TOKEN_TYPES,
+    MetricSet,
+    build_metric_set,
+    catalog_specs,
+    duration_spec,
+)
+from .labels import LabelLength, PinnedLabel
+from .registration import declare, register_collector
+from .scrape_time import ScrapeTimeGauges, UsersGauge, UsersSource, ValueFunction
 
 logger = logging.getLogger("flask_appmetrics")
 
-#: Returns a gauge's value at scrape time, or ``None`` for no sample.
-ValueFunction = Callable[[], "float | None"]
 
-
-class PinnedLabel:
-    """A :class:`BoundedLabel` whose configured (pinned) values are always kept as they are
-    and do not use up the cap. Every value, pinned ones included, is capped in length."""
-
-    def __init__(self, limit: int, length: LabelLength | None = None) -> None:
-        self._pinned: frozenset[str] = frozenset()
-        self._others = BoundedLabel(limit, length=length)
-        self._length = self._others.length
-        self._lock = threading.Lock()
-
-    def pin(self, values: Iterable[str]) -> None:
-        with self._lock:
-            self._pinned = self._pinned | frozenset(self._length(value) for value in values)
-
-    def set_limit(self, limit: int) -> None:
-        """Keep up to *limit* unpinned values from now on (those already kept stay)."""
-        self._others.limit = limit
-
-    def __call__(self, value: str) -> str:
-        value = self._length(value)
-        return value if value in self._pinned else self._others.admit(value)
-
-
-def scrape_time(gauge: Gauge, value: ValueFunction, on_error: Callable[[str], None]) -> None:
-    """Make *gauge* (a child, or a family without labels) report ``value()`` when collected.
-
-    Like ``Gauge.set_function``, but a function that returns ``None`` or raises yields no
-    sample instead of breaking the whole scrape; a failure is logged and reported to
-    *on_error*.
-    """
-
-    def samples(_: Gauge) -> Iterable[Sample]:
-        try:
-            result = value()
-            if result is None:
-                return ()
-            # Inside the try: a string, an object or an int beyond float's range must cost
-            # this sample, not the whole scrape.
-            number = float(result)
-        except Exception:
-            logger.exception("flask-appmetrics: a scrape-time value failed; sample skipped")
-            on_error("scrape_value")
-            return ()
-        return (Sample("", {}, number, None, None),)
-
-    # The same hook set_function uses; kept private there too.
-    gauge._child_samples = types.MethodType(samples, gauge)  # type: ignore[method-assign]
-
-
-class _UsagePerScrape:
-    """One ``quota.usage()`` per scrape for the six quota gauges (with Redis, one round
-    trip instead of six).
-
-    prometheus_client gives a collector no handle on the scrape it serves, so a scrape is
-    recognised as a thread collecting the gauges in turn: a reading is reused by each gauge
-    once, within :data:`MAX_AGE` seconds. A gauge that read it already (the next scrape),
-    or a reading that old, reads the counter again. Per thread, so concurrent scrapes each
-    read their own.
-    """
-
-    #: A filtered scrape (``?name[]=``) may collect only some of the gauges: the others
-    #: then reuse the reading for at most this long.
-    MAX_AGE = 0.1
-
-    def __init__(self, read: Callable[[], QuotaUsage]) -> None:
-        self._read = read
-        self._local = threading.local()
-
-    def usage(self, gauge: str) -> QuotaUsage:
-        local = self._local
-        consumed: set[str] | None = getattr(local, "consumed", None)
-        now = time.monotonic()
-        if consumed is None or gauge in consumed or now - local.at > self.MAX_AGE:
-            local.usage, local.at = self._read(), now
-            local.consumed = consumed = set()
-        consumed.add(gauge)
-        usage: QuotaUsage = local.usage
-        return usage
-
-
-def _setting_values(settings: DomainSettings) -> dict[str, object]:
-    """*settings* by the config key each field comes from, as compared between apps."""
+def agreed_values(buckets: tuple[float, ...], settings: SharedSettings) -> dict[str, object]:
+    """The settings apps sharing a registry must agree on, by config key."""
     limits = settings.quota_limits
     return {
+        "APPMETRICS_BUCKETS": buckets,
         "APPMETRICS_MAX_LABEL_VALUES": settings.max_label_values,
         "APPMETRICS_MAX_LABEL_LENGTH": settings.max_label_length,
         "APPMETRICS_QUOTA_RPM": limits.rpm,
@@ -144,155 +76,80 @@ def _shown(value: Any) -> str:
     return repr(sorted(value)) if isinstance(value, frozenset) else repr(value)
 
 
-class DomainMetrics:
-    """The domain metrics of one registry.
+class SharedSeries:
+    """The series every app on one registry records into, with their label bounds and the
+    quota they count against. Built by the registry's first ``init_app``.
 
-    Every app sharing the registry shares them, so every live app must be configured
-    alike: see :meth:`configure`.
-
-    :param metric_set: the registry's catalog.
-    :param settings: the settings of the first app.
+    :param metric_set: the registry's catalog collectors.
+    :param gauges: the registry's scrape-time gauges.
+    :param settings: the registry's shared settings (those of its first app).
     :param quota: where quota usage is counted; an :class:`InMemoryQuota` if ``None``.
+    :param length: the registry's label length cap.
+    :param lock: the registry state's lock.
     """
 
     def __init__(
-        self, metric_set: MetricSet, settings: DomainSettings, quota: QuotaCounter | None
+        self,
+        metric_set: MetricSet,
+        gauges: ScrapeTimeGauges,
+        settings: SharedSettings,
+        quota: QuotaCounter | None,
+        *,
+        length: LabelLength,
+        lock: threading.RLock,
     ) -> None:
         self.metric_set = metric_set
-        self.settings = settings
+        self._gauges = gauges
+        self._lock = lock
         limit = settings.max_label_values
-        # Shared with the registry's custom metrics (see label_length_for).
-        self.label_length = label_length_for(metric_set.registry)
-        self.label_length.max_length = settings.max_label_length
-        length = self.label_length
+        self.label_length = length
         self.endpoint = PinnedLabel(limit, length)
         self.model = PinnedLabel(limit, length)
         self.cache_operation = PinnedLabel(limit, length)
-        self.cache_operation.pin(("get", "set", "delete"))
+        self.cache_operation.pin(CACHE_OPERATION_NAMES)
         self.cache_layer = PinnedLabel(limit, length)
         self.service = PinnedLabel(limit, length)
-        self.quota_limits = settings.quota_limits
-        self.quota_timezone = settings.quota_timezone
+        self.quota_limits = QuotaLimits()
         self.quota: QuotaCounter = quota or InMemoryQuota(settings.quota_timezone)
-        self._own_quota = quota is None
-        self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()
-        self._layers: dict[str, tuple[ValueFunction | None, ValueFunction | None]] = {}
+        #: Whether :attr:`quota` is the registry's own in-process counter.
+        self.own_quota = quota is None
+        self._timezone = settings.quota_timezone
         self._services: set[str] = set()
-        self._lock = threading.Lock()
-        self._install_quota_gauges()
-
-    # -- apps sharing the registry -----------------------------------------------------
-
-    def attach(self, app: Flask) -> None:
-        """Note that *app* records here (held weakly), with the current settings."""
-        self._apps.add(app)
-
-    def configure(self, settings: DomainSettings, quota: QuotaCounter | None) -> None:
-        """Check the settings of a later app sharing this registry, and take its counter.
-
-        The registry has one label cap, one set of pinned Gemini labels and prices, and
-        one quota (limits, time zone, gauges), so apps sharing it must agree on them, as on
-        ``APPMETRICS_BUCKETS``. Only live apps count: once every app configured otherwise
-        is gone (a test suite's app per test on the default registry), the later app's
-        settings replace theirs.
-
-        An explicit *quota* counter replaces the registry's (every app's usage is counted
-        there from now on); without one, apps share the registry's in-process counter.
-
-        :raises ConfigurationError: naming the first key whose value differs from that of
-            an app still alive.
-        """
-        if self.check(settings):
-            self._reconfigure(settings)
-        if quota is not None and quota is not self.quota:
-            logger.info("flask-appmetrics: this registry's quota is now counted by %r", quota)
-            self.quota, self._own_quota = quota, False
-        elif quota is None and not self._own_quota and not self._live_apps():
-            # The apps that brought the counter are gone: count in process again.
-            self.quota, self._own_quota = InMemoryQuota(settings.quota_timezone), True
-
-    def check(self, settings: DomainSettings) -> bool:
-        """Whether *settings* differ from the registry's (then no app using those is alive).
-
-        :raises ConfigurationError: they differ from those of an app still alive.
-        """
-        ours, theirs = _setting_values(self.settings), _setting_values(settings)
-        differing = [key for key in ours if ours[key] != theirs[key]]
-        if not differing:
-            return False
-        live = self._live_apps()
-        if live:
-            key = differing[0]
-            raise ConfigurationError(
-                key,
-                f"{_shown(theirs[key])} differs from {_shown(ours[key])}, the value of "
-                f"app {live[0].name!r} sharing this registry (apps sharing a registry "
-                "share its domain metrics and quota: configure them alike, or give "
-                "this app a registry of its own)",
-            )
-        return True
-
-    def _live_apps(self) -> list[Flask]:
-        apps = list(self._apps)
-        if apps:
-            # A Flask app is part of reference cycles (its bound view functions): only the
-            # cycle collector frees one that is otherwise gone. Rare: a change of settings
-            # or of counter at start.
-            del apps
-            gc.collect()
-            apps = list(self._apps)
-        return apps
-
-    def _reconfigure(self, settings: DomainSettings) -> None:
-        # No live app uses the old settings: the new ones apply. Series already recorded
-        # stay (a registry cannot forget them); label values already kept stay kept.
-        logger.info(
-            "flask-appmetrics: this registry's domain settings change to those of a later "
-            "app (no app with the earlier ones is alive)"
-        )
-        labels = (self.endpoint, self.model, self.cache_operation, self.cache_layer, self.service)
-        for label in labels:
-            label.set_limit(settings.max_label_values)
-        self.label_length.max_length = settings.max_label_length
-        if settings.quota_timezone != self.quota_timezone and self._own_quota:
-            self.quota = InMemoryQuota(settings.quota_timezone)
-        self.quota_timezone = settings.quota_timezone
         self._set_limits(settings.quota_limits)
-        self.settings = settings
+        # The counter is looked up at each scrape: a later app may bring its own.
+        gauges.watch_quota(self._quota_reading)
 
-    # -- quota -----------------------------------------------------------------------
-
-    def _install_quota_gauges(self) -> None:
-        ms = self.metric_set
-        on_error = ms.count_internal_error
-        # One read of the counter per scrape for all six gauges; each gauge is O(1). The
-        # counter and limits are looked up at each scrape: a later app may replace them.
-        per_scrape = _UsagePerScrape(self._usage_now)
-        readers: dict[str, Callable[[QuotaUsage], float | None]] = {
-            "quota_requests_current_minute": lambda u: u.requests_minute,
-            "quota_tokens_current_minute": lambda u: u.tokens_minute,
-            "quota_requests_today": lambda u: u.requests_today,
-            "quota_tokens_today": lambda u: u.tokens_today,
-            "quota_rpm_remaining": lambda u: _remaining(self.quota_limits.rpm, u.requests_minute),
-            "quota_tpm_remaining": lambda u: _remaining(self.quota_limits.tpm, u.tokens_minute),
-        }
-        for name, read in readers.items():
-            scrape_time(ms.gauge(name), _reading(per_scrape, name, read), on_error)
-        self._set_limits(self.quota_limits)
-
-    def _usage_now(self) -> QuotaUsage:
-        return self.quota.usage()  # the counter of the moment: a later app may bring one
+    def reconfigure(self, settings: SharedSettings) -> None:
+        """Apply a later app's settings (no app with the earlier ones is alive)."""
+        for label in (self.endpoint, self.model, self.cache_operation, self.cache_layer):
+            label.set_limit(settings.max_label_values)
+        self.service.set_limit(settings.max_label_values)
+        if self.own_quota and self._timezone != settings.quota_timezone:
+            self.quota = InMemoryQuota(settings.quota_timezone)
+        self._timezone = settings.quota_timezone
+        self._set_limits(settings.quota_limits)
 
     def _set_limits(self, limits: QuotaLimits) -> None:
-        ms = self.metric_set
         configured = dict(limits.items())
         for name in QUOTA_LIMITS:
             if name in configured:
-                ms.gauge("quota_limit").labels(name).set(configured[name])
-                ms.counter("quota_exceeded_total").labels(name)
+                self.metric_set.gauge("quota_limit").labels(name).set(configured[name])
+                self.metric_set.counter("quota_exceeded_total").labels(name)
             elif name in dict(self.quota_limits.items()):
-                ms.gauge("quota_limit").remove(name)
+                self.metric_set.gauge("quota_limit").remove(name)
         self.quota_limits = limits
+
+    def _quota_reading(self) -> tuple[QuotaUsage, QuotaLimits]:
+        return self.quota.usage(), self.quota_limits
+
+    def use_counter(self, quota: QuotaCounter | None) -> None:
+        """Count the registry's quota usage in *quota* from now on (every app's); in an
+        in-process counter of its own if ``None``."""
+        if quota is None:
+            self.quota, self.own_quota = InMemoryQuota(self._timezone), True
+        elif quota is not self.quota:
+            logger.info("flask-appmetrics: this registry's quota is now counted by %r", quota)
+            self.quota, self.own_quota = quota, False
 
     def add_quota(self, requests: int, tokens: int) -> None:
         """Count usage against the quota and any limit it goes over."""
@@ -302,8 +159,6 @@ class DomainMetrics:
             # request over the RPM.
             if (requests if name in ("rpm", "rpd") else tokens) > 0:
                 self.metric_set.counter("quota_exceeded_total").labels(name).inc()
-
-    # -- Gemini ----------------------------------------------------------------------
 
     def pin_gemini(self, endpoints: Iterable[str], models: Iterable[str]) -> None:
         """Keep the configured endpoint and model values and create their series at 0."""
@@ -323,27 +178,23 @@ class DomainMetrics:
                 for token_type in TOKEN_TYPES:
                     ms.counter("gemini_api_token_usage_total").labels(endpoint, model, token_type)
 
-    # -- circuit breakers ------------------------------------------------------------
-
     def breaker_service(self, service: str) -> str:
         """The bounded label value for *service*, its series created at 0 on first use."""
         label = self.service(service)
         if label not in self._services:
             with self._lock:
                 if label not in self._services:
-                    self._seed_service(label)
+                    self._create_service_series(label)
                     self._services.add(label)
         return label
 
-    def _seed_service(self, service: str) -> None:
+    def _create_service_series(self, service: str) -> None:
         ms = self.metric_set
         ms.counter("circuit_breaker_failures_total").labels(service)
         ms.counter("circuit_breaker_successes_total").labels(service)
         ms.counter("circuit_breaker_rejected_calls_total").labels(service)
         for state in BREAKER_STATES:
             ms.counter("circuit_breaker_transitions_total").labels(service, state)
-
-    # -- cache layers ----------------------------------------------------------------
 
     def register_layer(
         self, layer: str, size_bytes: ValueFunction | None, items: ValueFunction | None
@@ -353,111 +204,239 @@ class DomainMetrics:
         Registering a layer again replaces its callables. Returns the label value used.
         """
         label = self.cache_layer(layer)
-        ms = self.metric_set
-        with self._lock:
-            self._layers[label] = (size_bytes, items)
-        for family, function in (("cache_size_bytes", size_bytes), ("cache_items_count", items)):
-            if function is not None:
-                scrape_time(ms.gauge(family).labels(label), function, ms.count_internal_error)
-        for operation in ("get",):
-            for result in ("hit", "miss"):
-                ms.counter("cache_layer_operations_total").labels(label, operation, result)
+        self._gauges.set_layer(label, size_bytes, items)
+        for result in ("hit", "miss"):
+            self.metric_set.counter("cache_layer_operations_total").labels(label, "get", result)
         return label
 
 
-def _reading(
-    per_scrape: _UsagePerScrape, gauge: str, read: Callable[[QuotaUsage], float | None]
-) -> ValueFunction:
-    return lambda: read(per_scrape.usage(gauge))
+class RegistryState:
+    """What flask-appmetrics keeps for one registry (see the module docstring).
 
-
-def _remaining(limit: int | None, used: int) -> float:
-    # An unlimited quota has infinitely many left: +Inf keeps the seed's six gauges on the
-    # page and makes "remaining < N" alerts false, where a missing sample would hide it.
-    return math.inf if limit is None else float(max(limit - used, 0))
-
-
-_domains: weakref.WeakKeyDictionary[CollectorRegistry, DomainMetrics] = weakref.WeakKeyDictionary()
-# Layers registered before the registry's first init_app, applied when it happens.
-_pending_layers: weakref.WeakKeyDictionary[
-    CollectorRegistry, dict[str, tuple[ValueFunction | None, ValueFunction | None]]
-] = weakref.WeakKeyDictionary()
-_domains_lock = threading.Lock()
-_label_lengths: weakref.WeakKeyDictionary[CollectorRegistry, LabelLength] = (
-    weakref.WeakKeyDictionary()
-)
-_label_lengths_lock = threading.Lock()
-
-
-def label_length_for(registry: CollectorRegistry) -> LabelLength:
-    """The length cap of *registry*'s label values: the default until an app sets it.
-
-    One object per registry, so that custom metrics declared before the first ``init_app``
-    (at module level) follow ``APPMETRICS_MAX_LABEL_LENGTH`` once it is read.
+    :param registry: the registry, held weakly (the map of states is keyed by it).
     """
-    with _label_lengths_lock:
-        length = _label_lengths.get(registry)
-        if length is None:
-            length = _label_lengths[registry] = LabelLength()
-        return length
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = weakref.ref(registry)
+        #: Guards every field below; reentrant, as declaring a custom metric may create
+        #: its series under it.
+        self.lock = threading.RLock()
+        #: The length cap of label values, shared by every bounded label of the registry.
+        self.label_length = LabelLength()
+        #: Custom metrics declared in this registry, by name
+        #: (:func:`flask_appmetrics.metrics.custom.declare_metric` owns the values).
+        self.custom_metrics: dict[str, object] = {}
+        self._layers: dict[str, tuple[ValueFunction | None, ValueFunction | None]] = {}
+        self._metric_set: MetricSet | None = None
+        self._gauges: ScrapeTimeGauges | None = None
+        self._users: UsersGauge | None = None
+        self._series: SharedSeries | None = None
+        # The settings in force (see agreed_values), and the apps using them, held weakly.
+        self._agreed: dict[str, object] | None = None
+        self._apps: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        registry = self._registry()
+        if registry is None:  # pragma: no cover - only reachable through a dead app's leftovers
+            raise RuntimeError("this registry no longer exists")
+        return registry
+
+    @property
+    def metric_set(self) -> MetricSet | None:
+        """The catalog's collectors, once an app was initialised on the registry."""
+        return self._metric_set
+
+    @property
+    def scrape_time(self) -> ScrapeTimeGauges | None:
+        """The scrape-time gauges, once an app was initialised on the registry."""
+        return self._gauges
+
+    @property
+    def series(self) -> SharedSeries | None:
+        """The shared series, once an app was initialised on the registry."""
+        return self._series
+
+    # -- apps sharing the registry -----------------------------------------------------
+
+    def check(self, buckets: tuple[float, ...], settings: SharedSettings) -> bool:
+        """Whether *settings* differ from those in force (then no app using those is alive).
+
+        :raises ConfigurationError: they differ from those of an app still alive, naming
+            the first key that differs.
+        """
+        with self.lock:
+            ours = self._agreed
+            live = list(self._apps)
+        if ours is None:
+            return False
+        theirs = agreed_values(buckets, settings)
+        differing = [key for key in ours if theirs[key] != ours[key]]
+        if not differing:
+            return False
+        if live:
+            key = differing[0]
+            raise ConfigurationError(
+                key,
+                f"{_shown(theirs[key])} differs from {_shown(ours[key])}, the value of app "
+                f"{live[0].name!r} sharing this registry (apps sharing a registry share its "
+                "series, label caps and quota: configure them alike, or give this app a "
+                "registry of its own)",
+            )
+        return True
+
+    def metric_set_for(self, buckets: tuple[float, ...], settings: SharedSettings) -> MetricSet:
+        """The registry's metric set, built (with its scrape-time gauges) for the first app;
+        a later app's settings apply once no app with others is alive.
+
+        :raises ConfigurationError: the settings differ from those of an app still alive.
+        :raises MetricConflictError: a family name is taken by an incompatible collector.
+        """
+        with self.lock:
+            if self.check(buckets, settings):
+                self._reconfigure(buckets, settings)
+            if self._metric_set is None:
+                registry = self.registry
+                gauges = ScrapeTimeGauges(self.count_internal_error)
+                register_collector(registry, gauges, gauges.names())
+                try:
+                    # All or nothing: a conflict leaves none of our collectors behind.
+                    metric_set = build_metric_set(registry, buckets)
+                except BaseException:
+                    registry.unregister(gauges)
+                    raise
+                gauges.count_hits(metric_set.counter("cache_operations_total"))
+                self._users = UsersGauge(
+                    metric_set.gauge("concurrent_users"), metric_set.count_internal_error
+                )
+                self._metric_set, self._gauges = metric_set, gauges
+                self._agreed = agreed_values(buckets, settings)
+                self.label_length.max_length = settings.max_label_length
+            return self._metric_set
+
+    def shared_series(
+        self, app: object, settings: SharedSettings, quota: QuotaCounter | None
+    ) -> SharedSeries:
+        """The registry's :class:`SharedSeries`, built on the first call (after
+        :meth:`metric_set_for`), with *app* noted as using the settings in force.
+
+        An explicit *quota* counter replaces the registry's: every app's usage is counted
+        there from now on. Without one, apps share the registry's counter; once the apps
+        that brought a counter are gone, an in-process one again.
+        """
+        with self.lock:
+            series = self._series
+            if series is None:
+                assert self._metric_set is not None, "metric_set_for comes first"
+                assert self._gauges is not None
+                series = SharedSeries(
+                    self._metric_set,
+                    self._gauges,
+                    settings,
+                    quota,
+                    length=self.label_length,
+                    lock=self.lock,
+                )
+                for layer, (size_bytes, items) in self._layers.items():
+                    series.register_layer(layer, size_bytes, items)
+                self._series = series
+            elif quota is not None:
+                series.use_counter(quota)
+            elif not series.own_quota and not list(self._apps):
+                # The apps that brought the counter are gone: count in process again.
+                series.use_counter(None)
+            self._apps.add(app)
+            return series
+
+    def _reconfigure(self, buckets: tuple[float, ...], settings: SharedSettings) -> None:
+        # No live app uses the settings in force: the new ones apply. Series already
+        # recorded stay (a registry cannot forget them); label values kept stay kept.
+        logger.info(
+            "flask-appmetrics: this registry's shared settings change to those of a later "
+            "app (no app with the earlier ones is alive)"
+        )
+        metric_set = self._metric_set
+        if metric_set is not None and metric_set.buckets != buckets:
+            registry = self.registry
+            registry.unregister(metric_set.metrics["http_request_duration_seconds"])
+            duration = declare(registry, duration_spec(buckets))
+            metric_set.metrics["http_request_duration_seconds"] = duration
+            metric_set.buckets = buckets
+        self.label_length.max_length = settings.max_label_length
+        if self._series is not None:
+            self._series.reconfigure(settings)
+        self._agreed = agreed_values(buckets, settings)
+
+    # -- before or after the first app ---------------------------------------------------
+
+    def register_layer(
+        self, layer: str, size_bytes: ValueFunction | None, items: ValueFunction | None
+    ) -> None:
+        """Report *layer*'s sizes now, or from the registry's first ``init_app``."""
+        with self.lock:
+            self._layers[layer] = (size_bytes, items)
+            series = self._series
+            if series is not None:
+                series.register_layer(layer, size_bytes, items)
+
+    def count_users_of(self, source: UsersSource) -> None:
+        """Count *source*'s distinct users in ``concurrent_users`` while it is alive (after
+        :meth:`metric_set_for`)."""
+        with self.lock:
+            assert self._users is not None, "metric_set_for comes first"
+            self._users.add(source)
+
+    def count_internal_error(self, component: str) -> None:
+        """Count a failure of the extension, once the registry has its metric set."""
+        metric_set = self._metric_set
+        if metric_set is not None:
+            metric_set.count_internal_error(component)
+
+    def catalog_metric(
+        self, name: str, *, buckets: tuple[float, ...]
+    ) -> Counter | Gauge | Histogram:
+        """The collector of the catalog family *name*, in either order of setup.
+
+        After ``init_app`` it is the collector the extension records into. Before, it is
+        registered now from the catalog's definition (a histogram with *buckets*), and
+        ``init_app`` adopts it later. Either way app code and the extension count into the
+        same series, which a ``Counter(...)`` of the same name made after ``init_app``
+        cannot do: prometheus_client refuses it (``Duplicated timeseries``).
+
+        :raises UnknownMetricError: *name* is not a family of the catalog.
+        :raises MetricConflictError: the name is taken by an incompatible collector.
+        """
+        with self.lock:
+            metric_set = self._metric_set
+            if metric_set is not None and name in metric_set.metrics:
+                return metric_set.metrics[name]
+            specs = {spec.name: spec for spec in catalog_specs(buckets)}
+            spec = specs.get(name)
+            if spec is None:
+                raise UnknownMetricError(name, sorted(specs))
+            return declare(self.registry, spec)
 
 
-def domain_for(
-    metric_set: MetricSet, settings: DomainSettings, quota: QuotaCounter | None = None
-) -> DomainMetrics:
-    """The registry's :class:`DomainMetrics`, built on first use and checked against a
-    later app's settings (see :meth:`DomainMetrics.configure`).
-
-    :raises ConfigurationError: a live app sharing the registry has other domain settings.
-    """
-    with _domains_lock:
-        domain = _domains.get(metric_set.registry)
-        if domain is None:
-            domain = DomainMetrics(metric_set, settings, quota)
-            for layer, (size_bytes, items) in _pending_layers.pop(metric_set.registry, {}).items():
-                domain.register_layer(layer, size_bytes, items)
-            _domains[metric_set.registry] = domain
-            return domain
-        domain.configure(settings, quota)
-        return domain
+_states: weakref.WeakKeyDictionary[CollectorRegistry, RegistryState] = weakref.WeakKeyDictionary()
+_states_lock = threading.Lock()
 
 
-def check_domain_settings(registry: CollectorRegistry, settings: DomainSettings) -> None:
-    """Raise the error :func:`domain_for` would for *settings*, before anything is set up.
-
-    :raises ConfigurationError: a live app sharing *registry* has other domain settings.
-    """
-    domain = existing_domain(registry)
-    if domain is not None:
-        domain.check(settings)
-
-
-def existing_domain(registry: CollectorRegistry) -> DomainMetrics | None:
-    """The registry's :class:`DomainMetrics` if one was built."""
-    with _domains_lock:
-        return _domains.get(registry)
+def registry_state(registry: CollectorRegistry) -> RegistryState:
+    """The :class:`RegistryState` of *registry*, made on first use."""
+    with _states_lock:
+        state = _states.get(registry)
+        if state is None:
+            state = _states[registry] = RegistryState(registry)
+        return state
 
 
-def register_cache_layer(
-    registry: CollectorRegistry,
-    layer: str,
-    *,
-    size_bytes: ValueFunction | None = None,
-    items: ValueFunction | None = None,
-) -> None:
-    """Register a cache layer's scrape-time size callables for *registry* (now, or when
-    its first app is initialised).
+class RegistryBound:
+    """Base of the extension's registry-wide methods: the registry it records into."""
 
-    :raises TypeError: *layer* is not a non-empty string or a callable is not callable.
-    """
-    if not isinstance(layer, str) or not layer:
-        raise TypeError(f"layer: expected a non-empty string, got {layer!r}")
-    for field, function in (("size_bytes", size_bytes), ("items", items)):
-        if function is not None and not callable(function):
-            raise TypeError(f"{field}: expected a callable, got {function!r}")
-    with _domains_lock:
-        domain = _domains.get(registry)
-        if domain is None:
-            _pending_layers.setdefault(registry, {})[layer] = (size_bytes, items)
-            return
-    domain.register_layer(layer, size_bytes, items)
+    _registry: CollectorRegistry | None
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The registry this extension records into: ``prometheus_client.REGISTRY`` unless
+        another one was given."""
+        return self._registry if self._registry is not None else REGISTRY

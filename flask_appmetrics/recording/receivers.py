@@ -26,8 +26,8 @@ from ..errors import count_internal_error
 from ..integrations.genai import token_usage
 from ..llm.pricing import PriceTable
 from ..llm.tokens import TokenUsage
+from ..metrics.catalog import BREAKER_STATES, GEMINI_STATUSES
 from ..metrics.custom import CustomMetric, declared_metric
-from ..metrics.llm_families import BREAKER_STATES, GEMINI_STATUSES
 from . import validation as check
 
 if TYPE_CHECKING:
@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from flask import Flask
     from prometheus_client import CollectorRegistry
 
-    from ..metrics.registry_state import DomainMetrics
-    from ..settings import DomainSettings
+    from ..metrics.registry_state import SharedSeries
+    from ..settings import SharedSettings
 
 logger = logging.getLogger("flask_appmetrics")
 
@@ -199,7 +199,7 @@ class SignalReceivers:
     """Records the signals one app sends into its registry's metrics.
 
     :param app: the app (held weakly).
-    :param registry_state: the state of the registry the app records into.
+    :param series: the series the registry's apps share (bounded labels, quota, breakers).
     :param settings: the app's settings of the signal-fed metrics.
     :param strict: raise bad input to the sender instead of logging it.
     """
@@ -207,20 +207,17 @@ class SignalReceivers:
     def __init__(
         self,
         app: Flask,
-        registry_state: DomainMetrics,
-        settings: DomainSettings,
+        series: SharedSeries,
+        settings: SharedSettings,
         *,
         strict: bool,
     ) -> None:
         self._app = weakref.ref(app)
-        self.registry_state = registry_state
+        self.series = series
         self.strict = strict
         self.prices = PriceTable(settings.gemini_prices)
         self._cache_children: dict[tuple[str, str | None, bool], tuple[Any, ...]] = {}
-        registry_state.pin_gemini(settings.gemini_endpoints, settings.gemini_models)
-        # The registry's settings are checked against the live apps' (see
-        # DomainMetrics.configure): this one counts from now on.
-        registry_state.attach(app)
+        series.pin_gemini(settings.gemini_endpoints, settings.gemini_models)
 
     @property
     def app(self) -> Flask | None:
@@ -229,7 +226,7 @@ class SignalReceivers:
 
     def connect(self, app: Flask) -> None:
         """Connect a receiver to each signal *app* sends."""
-        registry = self.registry_state.metric_set.registry
+        registry = self.series.metric_set.registry
         pairs: tuple[tuple[NamedSignal, Callable[..., None]], ...] = (
             (
                 signals.cache_event,
@@ -285,7 +282,7 @@ class SignalReceivers:
 
     def record_cache_event(self, event: CacheEvent) -> None:
         hit, operation, layer = event
-        state = self.registry_state
+        state = self.series
         operation = state.cache_operation(operation)
         layer = state.cache_layer(layer) if layer is not None else None
         key = (operation, layer, hit)
@@ -298,7 +295,7 @@ class SignalReceivers:
     def _cache_series(self, operation: str, layer: str | None, hit: bool) -> tuple[Any, ...]:
         # The hot path (every cache read): children looked up once per label set. Keys are
         # bounded label values, so this dict is bounded too.
-        ms = self.registry_state.metric_set
+        ms = self.series.metric_set
         result = "hit" if hit else "miss"
         children = [ms.counter("cache_operations_total").labels(operation, result)]
         if layer is not None:
@@ -309,7 +306,7 @@ class SignalReceivers:
 
     def record_gemini_call(self, call: GeminiCall) -> None:
         """Record a validated call: count, duration, tokens, cost and quota."""
-        state = self.registry_state
+        state = self.series
         ms = state.metric_set
         endpoint, model = state.endpoint(call.endpoint), state.model(call.model)
         ms.counter("gemini_api_calls_total").labels(endpoint, model, call.status).inc()
@@ -333,8 +330,8 @@ class SignalReceivers:
 
     def record_circuit_breaker_event(self, event: BreakerEvent) -> None:
         service, kind, entered = event
-        ms = self.registry_state.metric_set
-        label = self.registry_state.breaker_service(service)
+        ms = self.series.metric_set
+        label = self.series.breaker_service(service)
         if kind == "success":
             ms.counter("circuit_breaker_successes_total").labels(label).inc()
         elif kind == "failure":
@@ -348,7 +345,7 @@ class SignalReceivers:
                 ms.counter("circuit_breaker_transitions_total").labels(label, entered).inc()
 
     def record_quota_usage(self, usage: QuotaEvent) -> None:
-        self.registry_state.add_quota(*usage)
+        self.series.add_quota(*usage)
 
     def record_business_event(self, event: BusinessEvent) -> None:
         event.metric.record(event.amount, event.label_values)
@@ -392,9 +389,7 @@ class _Receiver(Generic[T]):
                 "flask-appmetrics failed to record a %s; the caller is unaffected",
                 self.component,
             )
-            count_internal_error(
-                self.component, self.owner.registry_state.metric_set.count_internal_error
-            )
+            count_internal_error(self.component, self.owner.series.metric_set.count_internal_error)
 
 
 def _disconnect(pairs: tuple[tuple[NamedSignal, Callable[..., None]], ...]) -> None:
@@ -403,10 +398,10 @@ def _disconnect(pairs: tuple[tuple[NamedSignal, Callable[..., None]], ...]) -> N
 
 
 def install(
-    app: Flask, registry_state: DomainMetrics, settings: DomainSettings, *, strict: bool
+    app: Flask, series: SharedSeries, settings: SharedSettings, *, strict: bool
 ) -> SignalReceivers:
     """Create *app*'s receivers and connect them."""
-    receivers = SignalReceivers(app, registry_state, settings, strict=strict)
+    receivers = SignalReceivers(app, series, settings, strict=strict)
     receivers.connect(app)
     return receivers
 
@@ -418,5 +413,5 @@ def internal_error_counter(signal: NamedSignal, app: Flask) -> Callable[[str], N
     for receiver in signal.receivers_for(app):
         owner = getattr(receiver, "__self__", None)
         if isinstance(owner, _Receiver):
-            return owner.owner.registry_state.metric_set.count_internal_error
+            return owner.owner.series.metric_set.count_internal_error
     return None

@@ -42,7 +42,8 @@ from ..metrics.labels import (
     BoundedLabel,
     LabelLength,
 )
-from ..metrics.multiprocess.setup import ENV_VAR, value_class_is_multiprocess
+from ..metrics.multiprocess.setup import ENV_VAR
+from ..metrics.registration import value_class_is_multiprocess
 
 if TYPE_CHECKING:
     from flask.ctx import RequestContext

@@ -55,7 +55,7 @@ def cost(registry: CollectorRegistry, **labels: str) -> float | None:
     return registry.get_sample_value("gemini_api_cost_usd_total", {**GEN, **labels})
 
 
-def test_configured_series_exist_at_zero_as_in_the_seed(client: FlaskClient) -> None:
+def test_a_plain_app_has_no_gemini_series_before_a_call(client: FlaskClient) -> None:
     body = client.get("/metrics").get_data(as_text=True)
     calls = {
         (s.labels["endpoint"], s.labels["model"], s.labels["status"]): s.value
@@ -64,10 +64,8 @@ def test_configured_series_exist_at_zero_as_in_the_seed(client: FlaskClient) -> 
         for s in family.samples
         if s.name == "gemini_api_calls_total"
     }
-    assert calls == {
-        ("/api/generate", "gemini-1.5-flash", "success"): 0.0,
-        ("/api/generate", "gemini-1.5-flash", "error"): 0.0,
-    }
+    # No endpoint or model is configured by default: none is shown before it is used.
+    assert calls == {}
 
 
 def test_configured_endpoints_and_models_are_seeded(
@@ -134,8 +132,10 @@ def test_plain_token_count_without_breakdown(app: Flask, registry: CollectorRegi
     with app.app_context():
         record_gemini_usage("/api/generate", "gemini-1.5-flash", 300, 1.2)
     assert registry.get_sample_value("gemini_api_tokens_total", GEN) == 300.0
-    assert usage(registry, "input") == 0.0
-    assert cost(registry) == 0.0  # a total alone cannot be priced
+    # Without a breakdown no tokens by type are counted (nor created: the endpoint and
+    # model are not configured), and a total alone cannot be priced.
+    assert not usage(registry, "input")
+    assert not cost(registry)
 
 
 def test_explicit_counts_override_metadata(app: Flask, registry: CollectorRegistry) -> None:

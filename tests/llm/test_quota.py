@@ -3,6 +3,7 @@ threads, and the quota_* gauges computed at scrape time."""
 
 from __future__ import annotations
 
+import gc
 import math
 import threading
 from datetime import datetime, timezone
@@ -27,7 +28,7 @@ from flask_appmetrics import (
     record_quota_usage,
 )
 from flask_appmetrics.config import load_settings
-from flask_appmetrics.metrics.registry_state import check_domain_settings
+from flask_appmetrics.metrics.registry_state import registry_state
 from tests.support.apps import AppFactory
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
@@ -320,6 +321,7 @@ def test_an_app_per_test_on_the_default_registry() -> None:
         expected = None if rpm is None else float(rpm)
         assert REGISTRY.get_sample_value("quota_limit", {"limit": "rpm"}) == expected
         del app  # the test is over
+        gc.collect()  # as a suite does between tests: a Flask app is freed by the collector
     # While one lives, another app on the registry must agree with it.
     live = create_app({"APPMETRICS_QUOTA_RPM": 30})
     create_app({"APPMETRICS_QUOTA_RPM": 30})
@@ -337,6 +339,7 @@ def test_a_later_max_label_values_applies_once_the_earlier_apps_are_gone(
         record_cache_event(layer="l1")
         record_cache_event(layer="l2")  # over the cap of 1: "other"
     del app
+    gc.collect()
     app = app_factory({"APPMETRICS_MAX_LABEL_VALUES": 3})
     with app.app_context():
         record_cache_event(layer="l3")
@@ -357,6 +360,7 @@ def test_a_later_quota_counter_replaces_the_earlier_one(
     counter.add(7, 70)
     FlaskMetrics(Flask("second"), registry=registry, quota=counter)
     assert gauge(registry, "quota_requests_today") == 7.0
+    gc.collect()  # the apps that brought the counter are gone
     FlaskMetrics(Flask("third"), registry=registry)  # no counter of its own: in process
     assert gauge(registry, "quota_requests_today") == 0.0
 
@@ -364,11 +368,13 @@ def test_a_later_quota_counter_replaces_the_earlier_one(
 def test_domain_settings_can_be_checked_before_init(
     app_factory: AppFactory, registry: CollectorRegistry
 ) -> None:
-    check_domain_settings(registry, load_settings({}).domain)  # no app yet: nothing to agree
+    def check(config: dict[str, Any]) -> None:
+        settings = load_settings(config)
+        registry_state(registry).check(settings.http.buckets, settings.shared)
+
+    check({})  # no app yet: nothing to agree
     app = app_factory({"APPMETRICS_QUOTA_TIMEZONE": "Europe/Paris"})
-    check_domain_settings(
-        registry, load_settings({"APPMETRICS_QUOTA_TIMEZONE": "Europe/Paris"}).domain
-    )
+    check({"APPMETRICS_QUOTA_TIMEZONE": "Europe/Paris"})
     with pytest.raises(ConfigurationError, match=r"^APPMETRICS_QUOTA_TIMEZONE: "):
-        check_domain_settings(registry, load_settings({}).domain)
+        check({})
     assert app.name == "test_app"  # alive until here

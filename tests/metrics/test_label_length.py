@@ -283,7 +283,9 @@ def test_a_configured_model_longer_than_the_cap_is_seeded_and_recorded_alike(
     app_factory: AppFactory, registry: CollectorRegistry
 ) -> None:
     model = "tuned-" + "m" * 200
-    app = app_factory({"APPMETRICS_GEMINI_MODELS": [model]})
+    app = app_factory(
+        {"APPMETRICS_GEMINI_ENDPOINTS": ["/api/generate"], "APPMETRICS_GEMINI_MODELS": [model]}
+    )
     labels = {"endpoint": "/api/generate", "model": expected(model), "status": "success"}
     assert registry.get_sample_value("gemini_api_calls_total", labels) == 0.0
     with app.app_context():

@@ -412,7 +412,7 @@ def shared_windows(
             "identities against them. Set SECRET_KEY to keep that key out of Redis.",
             users._salt_key,
         )
-    timezone = settings.domain.quota_timezone
+    timezone = settings.shared.quota_timezone
     quota = SharedQuota(link, InMemoryQuota(timezone), timezone)
     logger.info(
         "flask-appmetrics: health and quota windows shared through %s under prefix %r",

@@ -26,7 +26,8 @@ value worth reading):
                                      state among live workers
 ``quota_limit``                      ``max``: configuration, the same in every worker
 ``flask_appmetrics_info``            ``max``: always 1
-``cache_hit_rate``                   derived from the all-workers ``cache_operations_total``
+``cache_hit_rate``                   derived from the all-workers ``cache_operations_total``;
+                                     absent before the first get
 ``cache_size_bytes``,                the scraping worker's reading: exact for a shared cache
 ``cache_items_count``                backend (Redis, Memcached), one worker's for a per-process
                                      cache
@@ -48,11 +49,14 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, values
+from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ...errors import ConfigurationError
+from ..catalog import hit_rate
+from ..registration import value_class_is_multiprocess
+from ..registry_state import registry_state
 from .archive import ArchiveError, dead_pids, fold, metric_files
 from .files import LOCK_NAME, foreign_files, is_own_file, parse_name
 from .reader import read_directory
@@ -62,11 +66,6 @@ logger = logging.getLogger(__name__)
 #: The environment variable prometheus_client reads at import time.
 ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
 _LEGACY_ENV_VAR = "prometheus_multiproc_dir"
-
-
-def value_class_is_multiprocess() -> bool:
-    """Whether prometheus_client chose its mmap-backed value class when it was imported."""
-    return bool(getattr(values.ValueClass, "_multiprocess", False))
 
 
 def check_setup() -> str | None:
@@ -196,6 +195,20 @@ class DerivedGauge:
     compute: Callable[[Mapping[str, Metric]], Metric | None]
 
 
+@dataclass(frozen=True)
+class LocalGauges:
+    """Gauge families served as the scraping worker's *collector* gives them, collected
+    once per scrape (the quota gauges then cost one read of the counter).
+
+    :param names: the families taken from the collector's output.
+    :param omitted: families left out of the output altogether.
+    """
+
+    collector: Collector
+    names: frozenset[str]
+    omitted: frozenset[str] = frozenset()
+
+
 def sample_sum(families: Mapping[str, Metric], family: str, sample: str, **labels: str) -> float:
     """Sum of the samples *sample* of *family* whose labels include *labels*."""
     metric = families.get(family)
@@ -215,12 +228,15 @@ def _cache_hit_rate(families: Mapping[str, Metric]) -> Metric:
     misses = sample_sum(
         families, "cache_operations", "cache_operations_total", operation="get", result="miss"
     )
-    total = hits + misses
-    return GaugeMetricFamily(
+    gauge = GaugeMetricFamily(
         "cache_hit_rate",
-        "Cache hit ratio of get operations since start (0-1), all workers",
-        value=hits / total if total else 0.0,
+        "Cache hit ratio of get operations since start (0-1), all workers; absent before the first",
+        labels=(),
     )
+    rate = hit_rate(hits, misses)
+    if rate is not None:
+        gauge.add_metric([], rate)
+    return gauge
 
 
 #: Derived from the all-workers counters.
@@ -244,39 +260,32 @@ LOCAL_GAUGES = ("cache_size_bytes", "cache_items_count")
 SCRAPE_TIME_GAUGES = frozenset(("cache_hit_rate", *WINDOW_GAUGES, *LOCAL_GAUGES))
 
 
-def _local(gauge: Collector) -> Callable[[Mapping[str, Metric]], Metric | None]:
-    def compute(_: Mapping[str, Metric]) -> Metric | None:
-        collected = list(gauge.collect())
-        return collected[0] if collected else None
-
-    return compute
-
-
-def _omitted(_: Mapping[str, Metric]) -> None:
-    return None
-
-
 def derived_gauges(
-    metrics: Mapping[str, Collector], *, shared_windows: bool
-) -> tuple[DerivedGauge, ...]:
-    """The derived gauges of a metric set's families (``MetricSet.metrics``).
+    registry: CollectorRegistry, *, shared_windows: bool
+) -> tuple[DerivedGauge | LocalGauges, ...]:
+    """How the scrape-time gauges of *registry* (its apps' metric set) are served.
 
     :param shared_windows: whether quota and users windows are shared (Redis): then the
         scraping worker's scrape-time values are everybody's; otherwise those gauges are
         left out rather than showing one worker's numbers.
     """
-    out = [CACHE_HIT_RATE]
-    for name in LOCAL_GAUGES:
-        if name in metrics:
-            out.append(DerivedGauge(name, _local(metrics[name])))
-    for name in WINDOW_GAUGES:
-        if name in metrics:
-            out.append(DerivedGauge(name, _local(metrics[name]) if shared_windows else _omitted))
+    out: list[DerivedGauge | LocalGauges] = [CACHE_HIT_RATE]
+    state = registry_state(registry)
+    windows = frozenset(WINDOW_GAUGES)
+    # The hit rate is derived from every worker's counters, not the scraping one's.
+    served = frozenset(LOCAL_GAUGES) | (windows if shared_windows else frozenset())
+    omitted = frozenset() if shared_windows else windows
+    if state.scrape_time is not None:
+        out.append(LocalGauges(state.scrape_time, served, omitted))
+    metric_set = state.metric_set
+    if shared_windows and metric_set is not None:
+        users = metric_set.metrics["concurrent_users"]
+        out.append(LocalGauges(users, frozenset({"concurrent_users"})))
     return tuple(out)
 
 
 #: Without a metric set: only what the counters give.
-DERIVED_GAUGES: tuple[DerivedGauge, ...] = (CACHE_HIT_RATE,)
+DERIVED_GAUGES: tuple[DerivedGauge | LocalGauges, ...] = (CACHE_HIT_RATE,)
 
 
 def fold_exited(path: str, dead: Iterable[int] = (), *, wait_seconds: float = 0.0) -> int:
@@ -309,10 +318,15 @@ class AggregatingCollector:
     :param derived: gauges to compute from the aggregate instead of reading their files.
     """
 
-    def __init__(self, path: str, derived: Iterable[DerivedGauge] = DERIVED_GAUGES) -> None:
+    def __init__(
+        self, path: str, derived: Iterable[DerivedGauge | LocalGauges] = DERIVED_GAUGES
+    ) -> None:
         self._path = path
-        self._derived = tuple(derived)
-        self._derived_names = frozenset(d.name for d in self._derived)
+        self._derived = tuple(d for d in derived if isinstance(d, DerivedGauge))
+        self._local = tuple(d for d in derived if isinstance(d, LocalGauges))
+        self._derived_names = frozenset(d.name for d in self._derived).union(
+            *(d.names | d.omitted for d in self._local)
+        )
 
     def collect(self) -> Iterable[Metric]:
         # Servers without an exit hook (uWSGI, or gunicorn without our config) leave the
@@ -333,11 +347,13 @@ class AggregatingCollector:
             metric = gauge.compute(families)
             if metric is not None:
                 out.append(metric)
+        for local in self._local:
+            out.extend(m for m in local.collector.collect() if m.name in local.names)
         return out
 
 
 def scrape_registry(
-    path: str, derived: Iterable[DerivedGauge] = DERIVED_GAUGES
+    path: str, derived: Iterable[DerivedGauge | LocalGauges] = DERIVED_GAUGES
 ) -> CollectorRegistry:
     """A fresh registry aggregating every process's files, as prometheus_client's docs
     recommend for multiprocess mode (one per scrape: no state survives between scrapes)."""

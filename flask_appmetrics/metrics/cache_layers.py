@@ -1,0 +1,54 @@
+"""Cache layers: a cache's size and item count, reported per layer at scrape time.
+
+``cache_size_bytes{layer}`` and ``cache_items_count{layer}`` are served by the registry's
+scrape-time gauges (:mod:`flask_appmetrics.metrics.scrape_time`) from callables registered
+here, before or after the registry's first ``init_app``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+
+from .registry_state import RegistryBound, registry_state
+from .scrape_time import ValueFunction
+
+
+def register_cache_layer(
+    registry: CollectorRegistry,
+    layer: str,
+    *,
+    size_bytes: ValueFunction | None = None,
+    items: ValueFunction | None = None,
+) -> None:
+    """Register a cache layer's scrape-time size callables for *registry* (now, or when
+    its first app is initialised).
+
+    :raises TypeError: *layer* is not a non-empty string or a callable is not callable.
+    """
+    if not isinstance(layer, str) or not layer:
+        raise TypeError(f"layer: expected a non-empty string, got {layer!r}")
+    for field, function in (("size_bytes", size_bytes), ("items", items)):
+        if function is not None and not callable(function):
+            raise TypeError(f"{field}: expected a callable, got {function!r}")
+    registry_state(registry).register_layer(layer, size_bytes, items)
+
+
+class CacheLayersMixin(RegistryBound):
+    """The cache-layer method of :class:`~flask_appmetrics.FlaskMetrics`."""
+
+    def register_cache_layer(
+        self,
+        layer: str,
+        *,
+        size_bytes: ValueFunction | None = None,
+        items: ValueFunction | None = None,
+    ) -> None:
+        """Report a cache layer's size in ``cache_size_bytes{layer}`` and item count in
+        ``cache_items_count{layer}``, calling *size_bytes* and *items* at each scrape.
+
+        A callable that raises (or returns ``None``) leaves its sample out of that scrape
+        and counts ``flask_appmetrics_internal_errors_total{component="scrape_value"}``;
+        ``/metrics`` still answers. May be called before ``init_app``. Registering a layer
+        again replaces its callables.
+        """
+        register_cache_layer(self.registry, layer, size_bytes=size_bytes, items=items)

@@ -1,0 +1,219 @@
+"""The gauges computed when a registry is collected: quota usage, cache hit rate and sizes.
+
+One :class:`ScrapeTimeGauges` collector per registry serves every family of
+:data:`~flask_appmetrics.metrics.catalog.SCRAPE_TIME_FAMILIES`. Being one collector, it
+reads the quota counter once per collection (with Redis: one round trip for the six quota
+gauges), and it can leave a sample out: a value that is not known yet (the hit rate before
+the first cache operation) or that could not be read (a size callable that raised) has no
+sample, where a ``Gauge`` would show a number.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import weakref
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from typing import Protocol, TypeVar
+
+from prometheus_client import Counter, Gauge
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+
+from ..llm.quota import QuotaLimits, QuotaUsage
+from .catalog import SCRAPE_TIME_FAMILIES, hit_rate
+
+logger = logging.getLogger("flask_appmetrics")
+
+_T = TypeVar("_T")
+
+#: Returns a gauge's value at scrape time, or ``None`` for no sample.
+ValueFunction = Callable[[], "float | None"]
+
+#: Reads the quota at scrape time: the usage now and the limits it is measured against.
+QuotaReading = Callable[[], "tuple[QuotaUsage, QuotaLimits]"]
+
+_QUOTA_GAUGES: tuple[tuple[str, Callable[[QuotaUsage, QuotaLimits], float]], ...] = (
+    ("quota_requests_current_minute", lambda u, _: u.requests_minute),
+    ("quota_tokens_current_minute", lambda u, _: u.tokens_minute),
+    ("quota_requests_today", lambda u, _: u.requests_today),
+    ("quota_tokens_today", lambda u, _: u.tokens_today),
+    ("quota_rpm_remaining", lambda u, limits: _remaining(limits.rpm, u.requests_minute)),
+    ("quota_tpm_remaining", lambda u, limits: _remaining(limits.tpm, u.tokens_minute)),
+)
+
+
+def _remaining(limit: int | None, used: int) -> float:
+    # An unlimited quota has infinitely many left: +Inf keeps the six gauges on the page
+    # and makes "remaining < N" alerts false, where a missing sample would hide it.
+    return math.inf if limit is None else float(max(limit - used, 0))
+
+
+class ScrapeTimeGauges:
+    """The scrape-time gauges of one registry (a prometheus_client custom collector).
+
+    :param on_error: counts an internal error by component (``scrape_value``).
+    """
+
+    def __init__(self, on_error: Callable[[str], None]) -> None:
+        self._operations: Counter | None = None
+        self._on_error = on_error
+        self._quota: QuotaReading | None = None
+        self._layers: dict[str, tuple[ValueFunction | None, ValueFunction | None]] = {}
+        self._lock = threading.Lock()
+
+    def names(self) -> tuple[str, ...]:
+        """The families this collector serves."""
+        return tuple(f.name for f in SCRAPE_TIME_FAMILIES)
+
+    def count_hits(self, operations: Counter) -> None:
+        """Compute ``cache_hit_rate`` from *operations* (``cache_operations_total``)."""
+        self._operations = operations
+
+    def watch_quota(self, reading: QuotaReading) -> None:
+        """Serve the quota gauges from *reading*, called once per collection."""
+        self._quota = reading
+
+    def set_layer(
+        self, label: str, size_bytes: ValueFunction | None, items: ValueFunction | None
+    ) -> None:
+        """Serve ``cache_size_bytes`` and ``cache_items_count`` of *label* from callables
+        (``None``: no sample); replaces the layer's earlier callables."""
+        with self._lock:
+            self._layers[label] = (size_bytes, items)
+
+    def describe(self) -> Iterable[Metric]:
+        # The family names, for the registry's duplicate check and ``?name[]=`` filters.
+        return [
+            GaugeMetricFamily(f.name, f.documentation, labels=f.labelnames)
+            for f in SCRAPE_TIME_FAMILIES
+        ]
+
+    def collect(self) -> Iterable[Metric]:
+        families = {
+            f.name: GaugeMetricFamily(f.name, f.documentation, labels=f.labelnames)
+            for f in SCRAPE_TIME_FAMILIES
+        }
+        reading = self._quota
+        if reading is not None:
+            quota = self._value(reading)
+            if quota is not None:
+                usage, limits = quota
+                for name, read in _QUOTA_GAUGES:
+                    families[name].add_metric([], read(usage, limits))
+        rate = self._value(self._hit_rate)
+        if rate is not None:
+            families["cache_hit_rate"].add_metric([], rate)
+        with self._lock:
+            layers = list(self._layers.items())
+        for label, functions in layers:
+            sizes = zip(("cache_size_bytes", "cache_items_count"), functions, strict=True)
+            for name, function in sizes:
+                if function is not None:
+                    number = self._number(function)
+                    if number is not None:
+                        families[name].add_metric([label], number)
+        return list(families.values())
+
+    def _hit_rate(self) -> float | None:
+        # From the counter's own samples at this scrape, so it never disagrees with them.
+        if self._operations is None:
+            return None
+        hits = misses = 0.0
+        for labels, value in _samples(self._operations):
+            if labels.get("operation") == "get":
+                if labels.get("result") == "hit":
+                    hits += value
+                elif labels.get("result") == "miss":
+                    misses += value
+        return hit_rate(hits, misses)
+
+    def _number(self, function: ValueFunction) -> float | None:
+        value = self._value(function)
+        if value is None:
+            return None
+        try:
+            # A string, an object or an int beyond float's range costs this sample only.
+            return float(value)
+        except Exception:
+            self._failed()
+            return None
+
+    def _value(self, function: Callable[[], _T | None]) -> _T | None:
+        try:
+            return function()
+        except Exception:
+            self._failed()
+            return None
+
+    def _failed(self) -> None:
+        logger.exception("flask-appmetrics: a scrape-time value failed; sample skipped")
+        try:
+            self._on_error("scrape_value")
+        except Exception:  # pragma: no cover - the counter itself failed
+            logger.exception("flask-appmetrics could not count an internal error")
+
+
+class UserCount(Protocol):
+    """A users window, as the users gauge reads it (``store``, if it has one, names the
+    shared set it counts, so that windows reading one store are counted once)."""
+
+    def count(self) -> int: ...
+
+
+class UsersSource(Protocol):
+    """What counts an app's distinct users (its health monitor)."""
+
+    @property
+    def users(self) -> UserCount: ...
+
+
+class UsersGauge:
+    """``concurrent_users`` of one registry: the sum over the distinct users windows of the
+    registry's apps still alive.
+
+    Each app counts its own distinct users, and apps whose windows read the same store (a
+    Redis set shared by every app with the same Redis server and prefix) count it once. A
+    window that fails is skipped, logged and counted as an internal error
+    (``concurrent_users``): a scrape never fails because of it.
+
+    :param gauge: the catalog's ``concurrent_users`` gauge.
+    :param on_error: counts an internal error by component.
+    """
+
+    def __init__(self, gauge: Gauge, on_error: Callable[[str], None]) -> None:
+        self._sources: weakref.WeakSet[UsersSource] = weakref.WeakSet()
+        self._on_error = on_error
+        gauge.set_function(self._value)
+
+    def add(self, source: UsersSource) -> None:
+        """Count *source*'s users too, while it is alive (held weakly)."""
+        self._sources.add(source)
+
+    def _value(self) -> float:
+        counted: set[Hashable] = set()
+        total = 0
+        for source in list(self._sources):
+            window = source.users
+            store = getattr(window, "store", None)
+            # An in-process window is its own store.
+            key = ("window", id(window)) if store is None else ("store", store)
+            if key in counted:
+                continue
+            counted.add(key)
+            try:
+                total += window.count()
+            except Exception:
+                logger.exception("flask-appmetrics: a users window failed; skipped in the gauge")
+                try:
+                    self._on_error("concurrent_users")
+                except Exception:  # pragma: no cover - the counter itself failed
+                    logger.exception("flask-appmetrics could not count an internal error")
+        return float(total)
+
+
+def _samples(counter: Counter) -> Iterator[tuple[dict[str, str], float]]:
+    for family in counter.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                yield sample.labels, sample.value
