@@ -97,3 +97,10 @@ def current_state() -> AppState | None:
         app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
         return state_of(app)
     return latest()
+
+
+def strict_now() -> bool:
+    """``APPMETRICS_STRICT`` of :func:`current_state`'s app (``False`` without one): what
+    a registry's custom metrics follow when a call is refused."""
+    state = current_state()
+    return state is not None and state.settings.strict

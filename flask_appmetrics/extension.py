@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from .app_state import EXTENSION_KEY, AppState, set_latest, state_of
+from .app_state import EXTENSION_KEY, AppState, set_latest, state_of, strict_now
 from .config import DEFAULT_BUCKETS, load_settings
 from .errors import AlreadyInitializedError, AppMetricsError
 from .health.checks import CheckFunc, CheckRegistry, F
@@ -112,6 +112,7 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         # Before opening anything (a Redis link): settings other than those of a live app
         # on this registry are refused here.
         shared_state = registry_state(self.registry)
+        shared_state.strict = strict_now
         metric_set = shared_state.metric_set_for(settings.http.buckets, settings.shared)
         # Redis-backed windows (APPMETRICS_REDIS_URL), shared by every worker and host.
         shared = shared_windows(

@@ -4,14 +4,16 @@ Floors, lowest first (names relative to ``flask_appmetrics``; the first pattern 
 matches a module gives its floor, so the specific ones come before ``metrics.*``):
 
     0  errors, _version, signals
-    1  llm.*, health.windows, health.checks, metrics.labels, metrics.registration
-    2  settings, config
-    3  metrics.* (the rest, multiprocess included), health.monitor
+    1  llm.*, health.windows, health.checks, metrics.labels, metrics.registration,
+       recording.validation (pure checks of app input)
+    2  settings, config, integrations.genai (token counts read from google-genai objects)
+    3  metrics.* (the rest, multiprocess included), health.monitor, integrations.sentry
     4  recording.*, integrations.redis.*
     5  web.*, health_wiring (the monitor wired to Flask, metrics and user identity)
     6  app_state
-    7  helpers, extension, gunicorn, integrations.* (caching, pybreaker, sentry, genai)
-    8  __init__ (the re-exports)
+    7  helpers (the module-level recording API)
+    8  extension, gunicorn, integrations.caching, integrations.pybreaker
+    9  __init__ (the re-exports)
 
 A subpackage's ``__init__`` sits on the lowest floor of its modules (it holds a docstring
 only, so importing one of its modules costs nothing more).
@@ -61,6 +63,9 @@ FLOORS: list[tuple[int, str]] = [
     (2, "config"),
     (3, "metrics.*"),
     (3, "health.monitor"),
+    (1, "recording.validation"),
+    (2, "integrations.genai"),
+    (3, "integrations.sentry"),
     (4, "recording"),
     (4, "recording.*"),
     (4, "integrations"),
@@ -71,10 +76,10 @@ FLOORS: list[tuple[int, str]] = [
     (5, "health_wiring"),
     (6, "app_state"),
     (7, "helpers"),
-    (7, "extension"),
-    (7, "gunicorn"),
-    (7, "integrations.*"),
-    (8, "__init__"),
+    (8, "extension"),
+    (8, "gunicorn"),
+    (8, "integrations.*"),
+    (9, "__init__"),
 ]
 
 

@@ -44,10 +44,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from flask import current_app, has_app_context
 from prometheus_client import CollectorRegistry
 
-from ..app_state import latest, state_of
 from ..errors import MetricConflictError
 from ..recording import validation as check
 from .labels import OVERFLOW_VALUE, BoundedLabel
@@ -244,7 +242,8 @@ class CustomMetric:
 
         :raises StrictTypeError, StrictValueError: strict mode.
         """
-        check.reject(f"{self.name}.{method}", error, strict=_strict())
+        state = self._state()
+        check.reject(f"{self.name}.{method}", error, strict=state is not None and state.strict())
 
     def failed(self) -> None:
         """Recording valid input failed (a bug of ours or of prometheus_client): log it and
@@ -340,12 +339,6 @@ class _NoOp:
 
 #: The series ``.labels(...)`` returns for refused labels.
 DROPPED = Series(None, None)
-
-
-def _strict() -> bool:
-    """``APPMETRICS_STRICT`` of the app in context, else of the most recently initialised."""
-    state = state_of(current_app) if has_app_context() else latest()
-    return state is not None and state.settings.strict
 
 
 def declare_metric(

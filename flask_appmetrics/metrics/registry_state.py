@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -234,6 +234,10 @@ class RegistryState:
         # The settings in force (see agreed_values), and the apps using them, held weakly.
         self._agreed: dict[str, object] | None = None
         self._apps: weakref.WeakSet[Any] = weakref.WeakSet()
+        #: Whether input refused now is raised (``APPMETRICS_STRICT`` of the app recording:
+        #: the one in context, else the most recent). Only the extension knows which app
+        #: that is; ``init_app`` gives it here, so custom metrics need no app state.
+        self.strict: Callable[[], bool] = _never_strict
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -440,3 +444,8 @@ class RegistryBound:
         """The registry this extension records into: ``prometheus_client.REGISTRY`` unless
         another one was given."""
         return self._registry if self._registry is not None else REGISTRY
+
+
+def _never_strict() -> bool:
+    """Strict mode before any ``init_app`` on the registry: off, as the default."""
+    return False

@@ -376,6 +376,11 @@ class _Receiver(Generic[T]):
         self.parse = parse
         self.record = record
 
+    def count_internal_error(self, component: str) -> None:
+        """Count a failure in *component* for this receiver's app: how :func:`send`
+        counts the failure of another receiver of the same signal."""
+        self.owner.series.metric_set.count_internal_error(component)
+
     def receive(self, sender: object, **payload: object) -> None:
         try:
             event = self.parse(**payload)
@@ -404,14 +409,3 @@ def install(
     receivers = SignalReceivers(app, series, settings, strict=strict)
     receivers.connect(app)
     return receivers
-
-
-def internal_error_counter(signal: NamedSignal, app: Flask) -> Callable[[str], None] | None:
-    """The internal-error counter of *app*'s metrics, from the extension's own receiver of
-    *signal* for *app* (``None`` when the extension does not receive it there): whoever
-    sends for an app needs no other way to reach that app's state."""
-    for receiver in signal.receivers_for(app):
-        owner = getattr(receiver, "__self__", None)
-        if isinstance(owner, _Receiver):
-            return owner.owner.series.metric_set.count_internal_error
-    return None

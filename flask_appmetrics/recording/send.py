@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import logging
 from inspect import iscoroutinefunction
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import StrictInputError, count_internal_error
-from .receivers import internal_error_counter
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from blinker import NamedSignal
     from flask import Flask
 
@@ -63,6 +64,18 @@ def _receiver_failed(app: Flask, signal: NamedSignal, receiver: object) -> None:
         receiver,
         signal.name,
     )
-    counter = internal_error_counter(signal, app)
+    counter = _internal_error_counter(signal, app)
     if counter is not None:
         count_internal_error("signal_receiver", counter)
+
+
+def _internal_error_counter(signal: NamedSignal, app: Flask) -> Callable[[str], None] | None:
+    """The internal-error counter of *app*'s metrics, offered by the extension's own
+    receiver of *signal* for *app* (a bound method whose object has
+    ``count_internal_error``); ``None`` when the extension does not receive it there.
+    Duck-typed, so that sending needs neither the receivers' module nor the app's state."""
+    for receiver in signal.receivers_for(app):
+        counter = getattr(getattr(receiver, "__self__", None), "count_internal_error", None)
+        if callable(counter):
+            return cast("Callable[[str], None]", counter)
+    return None
