@@ -1,11 +1,11 @@
-"""Cost of recording a domain event, against the seed's direct prometheus_client calls.
+"""Cost of recording a domain event, against direct prometheus_client calls on module-level metrics.
 
 Interleaved rounds (each variant once per round, in turn) so that machine noise hits all of
 them alike; prints the median cost per call and its ratio to the baseline.
 
 * cache: ``record_cache_event(hit=True)`` (validated, bounded, through the signal) vs the
-  seed's ``CACHE_OPERATIONS.labels("get", "hit").inc()``.
-* gemini: ``record_gemini_usage(endpoint, model, tokens, duration)`` vs the seed's three
+  direct ``CACHE_OPERATIONS.labels("get", "hit").inc()``.
+* gemini: ``record_gemini_usage(endpoint, model, tokens, duration)`` vs three
   direct updates (calls, tokens, duration).
 * flask-caching: ``cache.get(key)`` on an instrumented ``SimpleCache`` vs an
   uninstrumented one.
@@ -41,17 +41,17 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20_000)
     args = parser.parse_args()
 
-    # The seed: metric objects at module level, updated directly.
-    seed = CollectorRegistry()
-    cache_ops = Counter("cache_operations_total", "ops", ["operation", "result"], registry=seed)
-    calls = Counter("gemini_api_calls_total", "c", ["endpoint", "model", "status"], registry=seed)
-    tokens = Counter("gemini_api_tokens_total", "t", ["endpoint", "model"], registry=seed)
-    duration = Histogram("gemini_api_duration_seconds", "d", ["endpoint", "model"], registry=seed)
+    # Direct: metric objects at module level, updated directly.
+    direct = CollectorRegistry()
+    cache_ops = Counter("cache_operations_total", "ops", ["operation", "result"], registry=direct)
+    calls = Counter("gemini_api_calls_total", "c", ["endpoint", "model", "status"], registry=direct)
+    tokens = Counter("gemini_api_tokens_total", "t", ["endpoint", "model"], registry=direct)
+    duration = Histogram("gemini_api_duration_seconds", "d", ["endpoint", "model"], registry=direct)
 
-    def seed_cache() -> None:
+    def direct_cache() -> None:
         cache_ops.labels("get", "hit").inc()
 
-    def seed_gemini() -> None:
+    def direct_gemini() -> None:
         calls.labels("/api/generate", "gemini-1.5-flash", "success").inc()
         tokens.labels("/api/generate", "gemini-1.5-flash").inc(120)
         duration.labels("/api/generate", "gemini-1.5-flash").observe(0.8)
@@ -85,8 +85,8 @@ def main() -> None:
         backend_plain.get("k")
 
     pairs = {
-        "cache event": (seed_cache, ours_cache),
-        "gemini call": (seed_gemini, ours_gemini),
+        "cache event": (direct_cache, ours_cache),
+        "gemini call": (direct_gemini, ours_gemini),
         "flask-caching get": (plain_get, ours_get),
     }
     results: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in pairs}

@@ -87,7 +87,7 @@ def appmetrics() -> Flask:
 
 def appmetrics_without_health() -> Flask:
     """flask-appmetrics with the health windows' recording unhooked (not a user setting):
-    splits the cost between the metrics (issue 2's target) and the health windows."""
+    splits the cost between the metrics and the health windows."""
     app = appmetrics()
     instrumentation = app.extensions["appmetrics"].instrumentation
     instrumentation.observer = None

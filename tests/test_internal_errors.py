@@ -25,6 +25,8 @@ _REPORTERS = {
     "on_error": 0,
     "failed": 0,
     "_report": 1,
+    # SignalReceivers._receiver(signal_name_for_logs, component, ...)
+    "_receiver": 1,
 }
 
 

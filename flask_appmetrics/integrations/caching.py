@@ -114,6 +114,9 @@ class _Recorder:
 
 
 def _simple_cache_sizes(backend: Any) -> tuple[ValueFunction, ValueFunction]:
+    # Private attributes of cachelib's SimpleCache (Flask-Caching's "SimpleCache" backend):
+    # no public API gives its entries or its size, and reading them under its own lock is
+    # the only way to measure the cache without changing it.
     store: dict[str, tuple[float, Any]] = backend._cache
     lock = backend._lock
 

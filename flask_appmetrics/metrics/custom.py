@@ -46,7 +46,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from ..errors import MetricConflictError
+from ..errors import MetricConflictError, count_internal_error
 from ..recording import validation as check
 from .labels import OVERFLOW_VALUE, BoundedLabel
 from .registration import Kind, Metric, MetricSpec, declare
@@ -251,12 +251,9 @@ class CustomMetric:
         logger.exception(
             "flask-appmetrics failed to record into %s; the caller is unaffected", self.name
         )
-        try:
-            state = self._state()
-            if state is not None:
-                state.count_internal_error("custom_metric")
-        except Exception:  # pragma: no cover - the reporter itself failed
-            logger.exception("flask-appmetrics could not count an internal error")
+        state = self._state()
+        if state is not None:
+            count_internal_error("custom_metric", state.count_internal_error)
 
     def _precreate(self) -> None:
         allowed = dict(self._definition.allowed)

@@ -20,6 +20,7 @@ from typing import Protocol, TypeVar
 from prometheus_client import Counter, Gauge
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
+from ..errors import count_internal_error
 from ..llm.quota import QuotaLimits, QuotaUsage
 from .catalog import SCRAPE_TIME_FAMILIES, hit_rate
 
@@ -148,10 +149,7 @@ class ScrapeTimeGauges:
 
     def _failed(self) -> None:
         logger.exception("flask-appmetrics: a scrape-time value failed; sample skipped")
-        try:
-            self._on_error("scrape_value")
-        except Exception:  # pragma: no cover - the counter itself failed
-            logger.exception("flask-appmetrics could not count an internal error")
+        count_internal_error("scrape_value", self._on_error)
 
 
 class UserCount(Protocol):
@@ -205,10 +203,7 @@ class UsersGauge:
                 total += window.count()
             except Exception:
                 logger.exception("flask-appmetrics: a users window failed; skipped in the gauge")
-                try:
-                    self._on_error("concurrent_users")
-                except Exception:  # pragma: no cover - the counter itself failed
-                    logger.exception("flask-appmetrics could not count an internal error")
+                count_internal_error("concurrent_users", self._on_error)
         return float(total)
 
 

@@ -199,7 +199,8 @@ def _bounded(message: str) -> str:
 
 
 def _call_site() -> tuple[str, int]:
-    # Cheap (no traceback objects), and only on the refusal path.
+    # sys._getframe is CPython's documented (underscore-named) frame access: cheap, no
+    # traceback objects, and only on the refusal path; inspect.stack() would cost ms.
     frame: FrameType | None = sys._getframe(2)
     while frame is not None and frame.f_globals.get("__name__", "").startswith(_OWN_MODULES):
         frame = frame.f_back

@@ -10,6 +10,8 @@ from typing import Any
 
 from flask import Response, request
 
+from ..errors import count_internal_error as count_errors
+
 logger = logging.getLogger(__name__)
 
 #: The IETF draft's media type (draft-inadarei-api-health-check).
@@ -43,9 +45,6 @@ def failed(component: str, count_internal_error: ErrorCounter) -> Response:
     an internal error (call it from an ``except`` block). A load balancer reads it as
     "not ready", never as a crash of the app (500)."""
     logger.exception("flask-appmetrics failed to evaluate %s", component)
-    try:
-        count_internal_error(component)
-    except Exception:  # pragma: no cover - the counter itself failed
-        logger.exception("flask-appmetrics could not count an internal error")
+    count_errors(component, count_internal_error)
     body = {"status": "fail" if wants_health_json() else "unhealthy", "error": "internal"}
     return health_json(body, 503)

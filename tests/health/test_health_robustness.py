@@ -200,6 +200,7 @@ def _imported_modules(module: str) -> set[str]:
         "flask_appmetrics.integrations.redis.link",
         "flask_appmetrics.health.windows",
         "flask_appmetrics.health.checks",
+        "flask_appmetrics.health.monitor",
     ],
 )
 def test_windows_import_nothing_of_flask_or_the_app_state(module: str) -> None:
