@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-[ -x .venv/bin/python ] || python3 -m venv .venv
+# A virtualenv whose pip is missing (venv support was installed after a failed first try)
+# is made again.
+.venv/bin/python -m pip --version >/dev/null 2>&1 || python3 -m venv --clear .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[all]'
 exec .venv/bin/python -m example_app "$@"

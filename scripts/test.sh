@@ -6,7 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/system-deps.sh
-[ -x .venv/bin/python ] || python3 -m venv .venv
+# A virtualenv whose pip is missing (venv support was installed after a failed first try)
+# is made again.
+.venv/bin/python -m pip --version >/dev/null 2>&1 || python3 -m venv --clear .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[all,test]'
 
 echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
