@@ -8,6 +8,7 @@ from .errors import (
     MetricConflictError,
     RouteConflictError,
     RouteConflictWarning,
+    UnknownMetricError,
 )
 from .extension import FlaskMetrics
 from .health.checks import CheckResult, HealthCheck
@@ -44,6 +45,7 @@ __all__ = [
     "QuotaUsage",
     "RouteConflictError",
     "RouteConflictWarning",
+    "UnknownMetricError",
     "__version__",
     "default_user_identity",
     "get_health_status",

@@ -1,4 +1,4 @@
-"""The example backend (example_app): the seed's service rebuilt on flask-appmetrics.
+"""The example backend (example_app): the original service's service rebuilt on flask-appmetrics.
 
 Real Flask apps, real Flask-Caching, pybreaker and google-genai; the only stand-in is a
 local HTTP server playing Google's API for the real Gemini client.
@@ -83,11 +83,11 @@ def test_startup_log_lines(
         "Metrics available at /metrics endpoint",
     ]
     positions = [messages.index(line) for line in expected]
-    assert positions == sorted(positions)  # in the seed's order
+    assert positions == sorted(positions)  # in the original service's order
     assert any(m.startswith("LLM: offline generator") for m in messages)
 
 
-def test_metrics_page_has_the_seeds_expected_samples(example: Flask) -> None:
+def test_metrics_page_has_the_original_services_expected_samples(example: Flask) -> None:
     client = example.test_client()
     client.get("/metrics")
     text = client.get("/metrics").get_data(as_text=True)
@@ -114,7 +114,7 @@ def test_metrics_page_has_the_seeds_expected_samples(example: Flask) -> None:
         assert found[("gemini_api_calls_total", labels)] == 0.0
 
 
-def test_health_has_the_seeds_keys(example: Flask) -> None:
+def test_health_has_the_original_services_keys(example: Flask) -> None:
     body = example.test_client().get("/api/health").get_json()
     assert body["status"] == "healthy"
     assert body["recent_errors_5min"] == 0

@@ -90,7 +90,7 @@ def test_an_app_context_without_the_extension_warns(registry: CollectorRegistry)
     assert hits(registry) == 0.0
 
 
-def test_record_gemini_usage_as_the_seed_calls_it(app: Flask, registry: CollectorRegistry) -> None:
+def test_record_gemini_usage_called_positionally(app: Flask, registry: CollectorRegistry) -> None:
     with app.app_context():
         record_gemini_usage(
             endpoint="/api/generate",

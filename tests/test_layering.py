@@ -15,8 +15,9 @@ matches a module gives its floor, so the specific ones come before ``metrics.*``
     8  extension, gunicorn, integrations.caching, integrations.pybreaker
     9  __init__ (the re-exports)
 
-A subpackage's ``__init__`` sits on the lowest floor of its modules (it holds a docstring
-only, so importing one of its modules costs nothing more).
+A subpackage's ``__init__`` holds a docstring only, so it imports nothing and its floor
+(the one most of its modules share) does not constrain them: ``recording.validation`` and
+``integrations.genai`` sit below their package's floor.
 
 The rule: a module may import a module on a strictly lower floor, or a module on its own
 floor in the same folder (``metrics/`` and ``metrics/multiprocess/`` are one folder, the

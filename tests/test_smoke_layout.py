@@ -29,6 +29,7 @@ PUBLIC_NAMES = {
     "QuotaLimits",
     "QuotaUsage",
     "RouteConflictError",
+    "UnknownMetricError",
     "RouteConflictWarning",
     "__version__",
     "default_user_identity",

@@ -223,6 +223,17 @@ class CustomMetric:
         """Observe *value* (histogram without labels)."""
         self._unlabelled_series().observe(value)
 
+    def __getattr__(self, name: str) -> Any:
+        """The rest of the prometheus_client metric's API: ``time()``,
+        ``count_exceptions()``, ``track_inprogress()``, ``set_function()``... on the series
+        without labels (refused, and a no-op, on a metric with labels: call
+        ``.labels(...)`` first); ``remove()`` and ``clear()`` on the metric itself."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in _METRIC_WIDE:
+            return getattr(self.metric, name)
+        return getattr(self._unlabelled_series(), name)
+
     def record(self, value: float, label_values: tuple[str, ...] = ()) -> None:
         """Apply a validated *value* the way the kind of metric takes one: add it to a
         counter, set a gauge to it, observe it in a histogram (the ``business_event``
@@ -333,6 +344,9 @@ class _NoOp:
     ) -> None:
         return None
 
+
+#: Methods of the whole metric rather than of one series.
+_METRIC_WIDE = frozenset({"remove", "clear"})
 
 #: The series ``.labels(...)`` returns for refused labels.
 DROPPED = Series(None, None)

@@ -21,7 +21,7 @@ from flask_appmetrics.web.health_views import HEALTH_BLUEPRINT
 from tests.support.apps import AppFactory
 from tests.support.clock import FakeClock
 
-SEED_KEYS = ("status", "recent_errors_5min", "avg_response_time_ms", "concurrent_users")
+HEALTH_SUMMARY_KEYS = ("status", "recent_errors_5min", "avg_response_time_ms", "concurrent_users")
 HEALTH_JSON = "application/health+json"
 #: The error ratio judges from the first request (the default waits for 20): for tests of
 #: the ratio's thresholds with a handful of requests.
@@ -74,27 +74,29 @@ def health(app: Flask, **headers: str) -> tuple[int, dict[str, Any]]:
     return response.status_code, body
 
 
-# -- the seed's JSON ------------------------------------------------------------------------
+# -- the summary JSON -------------------------------------------------------------------------
 
 
-def test_fresh_app_answers_the_seeds_json(make: AppFactory) -> None:
+def test_fresh_app_answers_the_original_services_json(make: AppFactory) -> None:
     app = make()
     response = app.test_client().get("/api/health")
     assert response.status_code == 200
     assert response.mimetype == "application/json"
     assert response.headers["Cache-Control"] == "no-store"
     body = response.get_json()
-    assert {key: body[key] for key in SEED_KEYS} == {
+    assert {key: body[key] for key in HEALTH_SUMMARY_KEYS} == {
         "status": "healthy",
         "recent_errors_5min": 0,
         "avg_response_time_ms": 0.0,
         "concurrent_users": 0,
     }
     assert isinstance(body["avg_response_time_ms"], float)
-    assert list(body)[:4] == list(SEED_KEYS)  # the seed's keys come first, in its order
+    assert list(body)[:4] == list(
+        HEALTH_SUMMARY_KEYS
+    )  # the original service's keys come first, in its order
 
 
-def test_extras_beside_the_seed_keys(make: AppFactory) -> None:
+def test_extras_beside_the_summary_keys(make: AppFactory) -> None:
     app = make(EVERY_REQUEST)
     client = app.test_client()
     for _ in range(3):
@@ -122,7 +124,7 @@ def test_get_health_status_matches_the_endpoint(make: AppFactory) -> None:
     with app.app_context():
         status = get_health_status()
     _, body = health(app)
-    for key in (*SEED_KEYS, "recent_requests_5min"):
+    for key in (*HEALTH_SUMMARY_KEYS, "recent_requests_5min"):
         assert status[key] == body[key]
     assert status["status"] == "unhealthy"
 
@@ -640,7 +642,7 @@ def test_no_warning_is_left_behind(make: AppFactory) -> None:
         with app.app_context():
             status = get_health_status()
     assert status["status"] == "healthy"
-    assert tuple(status)[: len(SEED_KEYS)] == SEED_KEYS
+    assert tuple(status)[: len(HEALTH_SUMMARY_KEYS)] == HEALTH_SUMMARY_KEYS
     assert (status["recent_requests_5min"], status["recent_errors_5min"]) == (1, 0)
     assert status["checks"] == {}
     assert "error" not in status

@@ -133,7 +133,7 @@ def test_sentry_is_initialised_once_per_process(
     assert messages.count("Prometheus metrics initialized successfully") == 3
 
 
-def test_startup_log_lines_in_the_seeds_order(
+def test_startup_log_lines_in_the_original_services_order(
     app_factory: AppFactory, transport: CapturingTransport, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="flask_appmetrics")

@@ -214,3 +214,51 @@ def test_a_failure_while_recording_is_contained_and_counted(
         )
         == 1.0
     )
+
+
+def test_the_prometheus_client_api_beyond_the_value_calls(
+    metrics: FlaskMetrics, app: Flask, registry: CollectorRegistry
+) -> None:
+    """time(), count_exceptions(), track_inprogress() and set_function() work on a metric
+    without labels as on prometheus_client's own; remove() and clear() on one with labels."""
+    latency = metrics.histogram("job_seconds", "Job time")
+    failures = metrics.counter("job_failures_total", "Job failures")
+    running = metrics.gauge("jobs_running", "Jobs running")
+    backlog = metrics.gauge("job_backlog", "Backlog")
+    by_kind = metrics.counter("jobs_total", "Jobs", labelnames=("kind",))
+
+    @latency.time()
+    def job() -> None:
+        with running.track_inprogress():
+            assert registry.get_sample_value("jobs_running") == 1.0
+
+    job()
+    with pytest.raises(RuntimeError), failures.count_exceptions():
+        raise RuntimeError("job failed")
+    backlog.set_function(lambda: 7.0)
+    by_kind.labels(kind="a").inc()
+    by_kind.labels(kind="b").inc()
+    by_kind.remove("a")
+
+    assert registry.get_sample_value("job_seconds_count") == 1.0
+    assert registry.get_sample_value("job_failures_total") == 1.0
+    assert registry.get_sample_value("jobs_running") == 0.0
+    assert registry.get_sample_value("job_backlog") == 7.0
+    assert registry.get_sample_value("jobs_total", {"kind": "a"}) is None
+    assert registry.get_sample_value("jobs_total", {"kind": "b"}) == 1.0
+    by_kind.clear()
+    assert registry.get_sample_value("jobs_total", {"kind": "b"}) is None
+
+
+def test_series_methods_on_a_labelled_metric_are_refused_not_raised(
+    metrics: FlaskMetrics, registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    latency = metrics.histogram("call_seconds", "Calls", labelnames=("kind",))
+
+    @latency.time()  # no .labels(...): refused and logged, the function runs untouched
+    def call() -> int:
+        return 3
+
+    assert call() == 3
+    assert "call .labels(...) first" in caplog.text
+    assert registry.get_sample_value("call_seconds_count", {"kind": "x"}) is None

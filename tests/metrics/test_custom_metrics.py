@@ -1,6 +1,6 @@
 """The custom-metric API: declared once per registry, adopt-or-error, bounded labels.
 
-The seed's business metrics are declared here exactly as the example app declares them.
+The original service's business metrics are declared here exactly as the example app declares them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from flask_appmetrics import CustomMetric, FlaskMetrics, MetricConflictError
 from tests.support.apps import AppFactory
 
 
-def test_the_seed_business_metrics(metrics: FlaskMetrics, client: FlaskClient) -> None:
+def test_the_example_business_metrics(metrics: FlaskMetrics, client: FlaskClient) -> None:
     subtopics = metrics.counter("subtopics_generated_total", "Subtopics generated")
     explanations = metrics.counter("explanations_generated_total", "Explanations generated")
     images = metrics.counter(

@@ -1,6 +1,6 @@
 """Register once per registry; every app instrumented; conflicts are one clear error.
 
-These are the bugs of the seed (two modules registering ``http_requests_total``) and of the
+These are the bugs of a real service (two modules registering ``http_requests_total``) and of the
 peers (a second app silently un-instrumented, or a crash at init or at request time).
 """
 
@@ -83,8 +83,10 @@ def test_second_init_app_on_one_app_is_a_clear_error(app: Flask, metrics: FlaskM
         FlaskMetrics(registry=CollectorRegistry()).init_app(app)
 
 
-def test_the_seeds_scenario_adopts_the_earlier_module_metrics(registry: CollectorRegistry) -> None:
-    # The seed's prometheus_metrics.py registered these first; flask-appmetrics must not
+def test_module_level_metrics_defined_first_are_adopted(
+    registry: CollectorRegistry,
+) -> None:
+    # The original service's prometheus_metrics.py registered these first; flask-appmetrics must not
     # crash with "Duplicated timeseries" but record into the very same collectors.
     http_requests_total = Counter(
         "http_requests_total",
@@ -98,7 +100,7 @@ def test_the_seeds_scenario_adopts_the_earlier_module_metrics(registry: Collecto
     duration = Histogram(
         "http_request_duration_seconds", "duration", ["method", "endpoint"], registry=registry
     )
-    app = Flask("seed")
+    app = Flask("service")
     add_test_routes(app)
     FlaskMetrics(app, registry=registry)
     app.test_client().get("/items/3")
@@ -282,7 +284,7 @@ def test_an_earlier_histogram_with_other_buckets_is_a_conflict(registry: Collect
 
 def test_under_multiprocess_an_earlier_gauge_must_have_our_mode(tmp_path: Path) -> None:
     # Only across processes does a gauge's mode decide what the page shows (livesum for
-    # in-progress requests): adopting the seed's default "all" there would be wrong.
+    # in-progress requests): adopting the original service's default "all" there would be wrong.
     script = """
 from flask import Flask
 from prometheus_client import CollectorRegistry, Gauge

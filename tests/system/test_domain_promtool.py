@@ -47,6 +47,6 @@ def test_domain_families_lint_clean(app_factory: AppFactory, metrics: FlaskMetri
         "cache_layer_operations",
     } <= sampled
     problems = lint(body)
-    # Only the seed's cache_items_count, as for the core catalog.
+    # Only the original service's cache_items_count, as for the core catalog.
     assert problems, "promtool should flag cache_items_count"
     assert all(line.startswith("cache_items_count") for line in problems), problems

@@ -46,15 +46,15 @@ def test_python_m_example_app_serves_and_drives_traffic(tmp_path: Path) -> None:
             time.sleep(0.2)
         text = log.read_text()
         assert "traffic done" in text, text
-        # The seed's "Expected output" of its start, in its order.
-        seed_lines = (
+        # The original service's "Expected output" of its start, in its order.
+        startup_lines = (
             "All required environment variables validated",
             "Prometheus metrics initialized successfully",
             "Metrics available at /metrics endpoint",
             "Sentry error tracking initialized",
             f"Running on http://127.0.0.1:{port}",
         )
-        positions = [text.index(line) for line in seed_lines]
+        positions = [text.index(line) for line in startup_lines]
         assert positions == sorted(positions), text
         with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
             page = response.read().decode()

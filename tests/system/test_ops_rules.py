@@ -247,9 +247,9 @@ def test_dashboard_is_grafana_json_using_exported_names(exported_names: set[str]
 
 
 @needs_promtool
-def test_example_metrics_page_lints_clean_but_for_the_seeds_cache_items_count() -> None:
+def test_example_metrics_page_lints_clean_but_for_cache_items_count() -> None:
     """The business metrics the example declares follow Prometheus naming too; the one
-    complaint is the seed's ``cache_items_count`` (``_count`` is reserved), kept by design."""
+    complaint is ``cache_items_count`` (``_count`` is reserved), kept by design."""
     registry = CollectorRegistry()
     app = create_app({"TESTING": True}, extension=FlaskMetrics(registry=registry))
     client = app.test_client()

@@ -1,4 +1,4 @@
-"""``promtool check metrics`` on a real /metrics page: clean but for the seed's one name."""
+"""``promtool check metrics`` on a real /metrics page: clean but for one kept name."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def test_metrics_page_lints_clean_except_cache_items_count(
         client.get(path)
     metrics.register_cache_layer("memory", items=lambda: 3)
     problems = lint(client.get("/metrics").data)
-    # DESIGN.md: the seed's cache_items_count is the one name promtool flags (_count is a
+    # cache_items_count is the one name promtool flags (_count is a
     # reserved suffix); it stays because the user's dashboards use it.
     assert problems, "promtool should flag cache_items_count"
     assert all(line.startswith("cache_items_count") for line in problems), problems

@@ -32,7 +32,7 @@ def test_default_format_is_prometheus_text(client: FlaskClient) -> None:
     assert "Accept" in response.headers["Vary"]
 
 
-def test_the_seeds_expected_samples_are_on_the_page(client: FlaskClient) -> None:
+def test_the_original_services_expected_samples_are_on_the_page(client: FlaskClient) -> None:
     client.get("/metrics")
     found = samples(client.get("/metrics").get_data(as_text=True))
     scrape = (("endpoint", "/metrics"), ("method", "GET"), ("status", "200"))

@@ -89,7 +89,9 @@ def flask_source() -> Path:
             )
         except subprocess.TimeoutExpired as exc:
             raise Unavailable(f"pip download flask=={release} timed out") from exc
-        archive = staging / f"flask-{release}.tar.gz"
+        # Older sdists are named "Flask-<version>", newer ones "flask-<version>".
+        archives = sorted(staging.glob("*.tar.gz"))
+        archive = archives[0] if archives else staging / f"flask-{release}.tar.gz"
         if download.returncode != 0 or not archive.exists():
             reason = download.stderr.strip()[-800:]
             if any(marker in reason for marker in _NETWORK_ERRORS):
@@ -102,7 +104,7 @@ def flask_source() -> Path:
             else:  # pragma: no cover - Python < 3.11.4; an sdist from the package index
                 tar.extractall(staging)
         try:
-            (staging / f"flask-{release}").rename(unpacked)
+            (staging / archive.name.removesuffix(".tar.gz")).rename(unpacked)
         except OSError:
             # Another run finished first; its copy is the same.
             if not (unpacked / "examples").is_dir():
