@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -147,4 +148,8 @@ def test_health_says_whose_figures_it_shows(redis_server: RedisServer) -> None:
     assert body["scope"] == "process"
     assert body["checks"]["redis"]["status"] == "fail"
     redis_server.start()
-    assert client.get("/api/health").get_json()["scope"] == "shared"
+    # Back within a few seconds (the first call may still time out on a loaded machine).
+    deadline = time.monotonic() + 5.0
+    while client.get("/api/health").get_json()["scope"] != "shared":
+        assert time.monotonic() < deadline, "the shared windows did not come back"
+        time.sleep(0.1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -60,7 +61,14 @@ def test_redis_killed_under_traffic_loses_no_count(
 
         server.start()  # back: health recovers, traffic goes on
         serve(app, 10)
-        health = json.loads(get(app, "/api/health")[1])
+        # The first call after the restart may still hit the 50 ms timeout on a loaded
+        # machine; recovery is what counts, within a few seconds.
+        deadline = time.monotonic() + 5.0
+        while True:
+            health = json.loads(get(app, "/api/health")[1])
+            if health["checks"]["redis"]["status"] == "pass" or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert health["checks"]["redis"]["status"] == "pass"
         assert registry.get_sample_value("http_requests_total", labels) == 4 * REQUESTS + 10
     finally:
