@@ -142,7 +142,7 @@ CATALOG: tuple[MetricSpec, ...] = (
         "quota_limit",
         "Configured API quota limits (rpm, tpm, rpd, tpd); absent when unlimited",
         ("limit",),
-        multiprocess_mode="max",
+        multiprocess_mode="livemax",
     ),
     MetricSpec(
         "counter",
@@ -189,7 +189,7 @@ CATALOG: tuple[MetricSpec, ...] = (
         "flask_appmetrics_info",
         "flask-appmetrics version serving these metrics (always 1)",
         ("version",),
-        multiprocess_mode="max",
+        multiprocess_mode="livemax",
     ),
 )
 

@@ -21,8 +21,10 @@ definition in the same registry returns the same :class:`CustomMetric`; a collec
 that name already registered by other code is adopted if it has the same type and labels
 (else :class:`~flask_appmetrics.errors.MetricConflictError`). Label values are bounded: a
 label with an allow-list maps every other value to ``"other"``; one without keeps its
-first *max_values* distinct values, then maps new ones to ``"other"``; every value is capped
-at ``APPMETRICS_MAX_LABEL_LENGTH`` bytes (see :func:`flask_appmetrics.metrics.labels.cap_length`).
+first *max_values* distinct values (in each process: under a pre-fork server every worker
+started admits its own, and exited workers' stay on the page), then maps new ones to
+``"other"``; every value is capped at ``APPMETRICS_MAX_LABEL_LENGTH`` bytes (see
+:func:`flask_appmetrics.metrics.labels.cap_length`).
 
 Calls are validated as the ``business_event`` signal validates its payload: a label value
 that is not a non-empty string, an amount that is not a finite number (or is negative for

@@ -470,6 +470,38 @@ def test_a_pid_reused_by_another_program_does_not_keep_a_dead_workers_files(
         other.wait()
 
 
+#: prometheus_client's ``MmapedDict`` opening its file: created and sized, not mapped yet.
+_OPENING_WORKER = """
+import os, sys
+f = open(os.path.join(sys.argv[1], "counter_%d.db" % os.getpid()), "a+b")
+f.truncate(1 << 20)
+print("ready", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_scrape_never_folds_the_file_a_starting_worker_has_not_mapped_yet(
+    tmp_path: Path,
+) -> None:
+    with subprocess.Popen(
+        [sys.executable, "-c", _OPENING_WORKER, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as child:
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline() == "ready\n"
+            name = f"counter_{child.pid}.db"
+            assert process_alive(child.pid, _inodes(tmp_path, child.pid))
+            scrape_registry(str(tmp_path)).collect()
+            assert fold(str(tmp_path)).pids == ()
+            assert (tmp_path / name).exists()  # the worker's values go to this very file
+            assert not (tmp_path / ARCHIVE_NAME).exists()
+        finally:
+            child.kill()
+
+
 def test_the_names_prometheus_client_writes() -> None:
     for name in ("counter_1.db", "histogram_22.db", "summary_3.db", "gauge_livesum_4.db"):
         assert parse_name(name) is not None
@@ -563,3 +595,84 @@ def test_a_corrupt_file_is_skipped_whole_and_reported(
     # Its first entry (5) is not counted either: nothing of a corrupt file is.
     assert _samples(families) == {("jobs_total", frozenset()): 2.0}
     assert any("counter_1.db" in r.getMessage() for r in caplog.records)
+
+
+#: A worker of an app with a requests-per-minute limit (argv[1]); it exits on a line of stdin.
+_CONFIGURED_WORKER = """
+import sys
+from flask import Flask
+from flask_appmetrics import FlaskMetrics
+app = Flask("w")
+app.config["APPMETRICS_QUOTA_RPM"] = int(sys.argv[1])
+FlaskMetrics(app)
+print("ready", flush=True)
+sys.stdin.readline()
+"""
+
+
+def _configured_worker(path: Path, rpm: int) -> subprocess.Popen[str]:
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CONFIGURED_WORKER, str(rpm)],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(path)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline() == "ready\n"
+    return child
+
+
+def test_an_exited_workers_configuration_leaves_the_page(tmp_path: Path) -> None:
+    # A reload lowers the limit: the old worker exits, the new one has the new limit.
+    old = _configured_worker(tmp_path, 30)
+    old.communicate("\n")
+    new = _configured_worker(tmp_path, 15)
+    try:
+        for _ in range(2):  # the scrape that folds the old worker, and the next
+            registry = scrape_registry(str(tmp_path))
+            assert registry.get_sample_value("quota_limit", {"limit": "rpm"}) == 15
+            info = [
+                s.labels
+                for m in registry.collect()
+                if m.name == "flask_appmetrics_info"
+                for s in m.samples
+            ]
+            assert len(info) == 1
+        assert load_archive(str(tmp_path)).values  # the old worker was folded
+    finally:
+        new.communicate("\n")
+    # The last worker gone, no configuration is shown rather than a stale one.
+    registry = scrape_registry(str(tmp_path))
+    assert registry.get_sample_value("quota_limit", {"limit": "rpm"}) is None
+
+
+def test_configuration_an_earlier_version_archived_is_dropped(tmp_path: Path) -> None:
+    # Written with the ``max`` mode, by a worker that has exited, before and after a fold.
+    _write(
+        tmp_path,
+        f"gauge_max_{DEAD_PID}.db",
+        [
+            ("quota_limit", "quota_limit", {"limit": "rpm"}, 30, 0),
+            ("flask_appmetrics_info", "flask_appmetrics_info", {"version": "0.0.1"}, 1, 0),
+            ("peak", "peak", {}, 7, 0),
+        ],
+    )
+    registry = scrape_registry(str(tmp_path))
+    assert registry.get_sample_value("quota_limit", {"limit": "rpm"}) is None
+    assert registry.get_sample_value("flask_appmetrics_info", {"version": "0.0.1"}) is None
+    assert registry.get_sample_value("peak") == 7
+    archive = load_archive(str(tmp_path))
+    archive.values["gauge_max"].update(
+        {(k, ""): [30.0, 0.0] for k in _keys("quota_limit", {"limit": "tpm"})}
+    )
+    (tmp_path / ARCHIVE_NAME).write_bytes(archive.encode())
+    _write(tmp_path, f"counter_{DEAD_PID + 1}.db", [("jobs", "jobs_total", {}, 1, 0)])
+    registry = scrape_registry(str(tmp_path))
+    assert registry.get_sample_value("quota_limit", {"limit": "tpm"}) is None
+    assert registry.get_sample_value("peak") == 7
+    assert registry.get_sample_value("jobs_total") == 1
+
+
+def _keys(metric: str, labels: dict[str, str]) -> list[str]:
+    return [mmap_key(metric, metric, list(labels), list(labels.values()), f"{metric} help")]

@@ -99,6 +99,15 @@ class Archive:
             raise ArchiveError(f"unreadable archive: {exc}") from exc
         return cls(values, sources)
 
+    def forget(self, drop: frozenset[str]) -> None:
+        """Remove the gauge values of the families *drop* (kept by an earlier version)."""
+        if not drop:
+            return
+        for prefix, vals in self.values.items():
+            if prefix.startswith("gauge_"):
+                for slot in [s for s in vals if json.loads(s[0])[0] in drop]:
+                    del vals[slot]
+
     def merge(self, file: MetricFile, data: bytes, drop: frozenset[str] = frozenset()) -> None:
         """Add the entries of one dead process's file, the way the scrape would combine them.
 
@@ -280,6 +289,7 @@ def _fold_locked(path: str, known_dead: set[int], drop: frozenset[str], detect: 
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(path, name))
     archive = load_archive(path)
+    archive.forget(drop)
     files = metric_files(path)
     dead = set(known_dead)
     if detect:

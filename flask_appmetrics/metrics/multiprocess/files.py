@@ -189,13 +189,37 @@ def _maps_any(pid: int, inodes: set[int]) -> bool | None:
     return False
 
 
+def _fds_any(pid: int, inodes: set[int]) -> bool | None:
+    """Whether *pid* has one of *inodes* open; ``None`` when its descriptors cannot be read.
+
+    prometheus_client creates a file with ``open()``, sizes it, and only then maps it: in
+    between, the file is open but not yet in ``/proc/<pid>/maps``.
+    """
+    fd_dir = f"/proc/{pid}/fd"
+    try:
+        fds = os.listdir(fd_dir)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return None
+    for fd in fds:
+        try:
+            if os.stat(os.path.join(fd_dir, fd)).st_ino in inodes:
+                return True
+        except OSError:
+            continue  # closed meanwhile, or not a file (sockets, pipes of other mounts)
+    return False
+
+
 def process_alive(pid: int, inodes: set[int]) -> bool:
     """Whether *pid* is a live process writing the metric files with these inode numbers.
 
     A pid that exists may belong to another process since the worker died (pids are
     reused; here ``kernel.pid_max`` may be 32768). prometheus_client keeps each of its
-    files mapped for the life of the process, so a live owner is one whose
-    ``/proc/<pid>/maps`` holds one of the files. A zombie (exited, not yet reaped) writes
+    files open and mapped for the life of the process, so a live owner is one whose
+    ``/proc/<pid>/maps`` or ``/proc/<pid>/fd`` holds one of the files: the descriptors
+    cover the moment between the file's creation and its mapping, when a scrape must not
+    take a starting worker's new file for a dead one's. A zombie (exited, not yet reaped) writes
     nothing more and counts as dead. Where /proc cannot tell, existence decides: keeping a
     dead process's files costs a scrape some time, folding a live one's would lose counts.
     """
@@ -222,6 +246,10 @@ def process_alive(pid: int, inodes: set[int]) -> bool:
     mapped = _maps_any(pid, inodes)
     if mapped is None:
         return True
+    if not mapped:
+        opened = _fds_any(pid, inodes)
+        if opened is None or opened:
+            return True  # being set up: mapped next, cached as owner once it is
     if mapped:
         if len(_OWNERS) >= _OWNERS_LIMIT:
             _OWNERS.clear()

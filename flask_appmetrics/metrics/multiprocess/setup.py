@@ -24,8 +24,10 @@ value worth reading):
                                      killed worker's share goes with it (at its fold)
 ``circuit_breaker_state``            ``livemax``: each worker has its own breaker; the worst
                                      state among live workers
-``quota_limit``                      ``max``: configuration, the same in every worker
-``flask_appmetrics_info``            ``max``: always 1
+``quota_limit``                      ``livemax``: configuration, as the live workers have it
+                                     (after a reload with new limits, an exited worker's
+                                     old ones are not shown)
+``flask_appmetrics_info``            ``livemax``: always 1, for the versions live workers run
 ``cache_hit_rate``                   derived from the all-workers ``cache_operations_total``;
                                      absent before the first get
 ``cache_size_bytes``,                the scraping worker's reading: exact for a shared cache
@@ -258,6 +260,12 @@ WINDOW_GAUGES = (
 LOCAL_GAUGES = ("cache_size_bytes", "cache_items_count")
 #: The catalog's gauges whose file values no scrape reads: an exited worker's are dropped.
 SCRAPE_TIME_GAUGES = frozenset(("cache_hit_rate", *WINDOW_GAUGES, *LOCAL_GAUGES))
+#: The catalog's configuration gauges (``livemax``): an exited worker's configuration is
+#: not the server's any more. Also dropped from files and archives an earlier version
+#: wrote with ``max``, which would otherwise keep a reloaded limit or version forever.
+CONFIGURATION_GAUGES = frozenset(("quota_limit", "flask_appmetrics_info"))
+#: Gauge families never kept in the archive.
+NOT_ARCHIVED = SCRAPE_TIME_GAUGES | CONFIGURATION_GAUGES
 
 
 def derived_gauges(
@@ -295,7 +303,7 @@ def fold_exited(path: str, dead: Iterable[int] = (), *, wait_seconds: float = 0.
     :returns: the number of processes folded.
     """
     try:
-        return len(fold(path, dead, wait_seconds=wait_seconds, drop=SCRAPE_TIME_GAUGES).pids)
+        return len(fold(path, dead, wait_seconds=wait_seconds, drop=NOT_ARCHIVED).pids)
     except (OSError, ArchiveError) as exc:
         # Nothing is lost: the files stay and are read as they are until a fold succeeds.
         # Every scrape tries again: say so once per cause, not once per scrape.
