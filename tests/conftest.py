@@ -62,6 +62,7 @@ def _log_every_refusal() -> None:
 
     reset_log_limits()
 
+
 #: Set by CI (``.ci/run``): a test skipped for a missing tool or extra fails the run there,
 #: so nothing that should run for real goes untested. Elsewhere such tests skip cleanly.
 REQUIRE_ALL = "APPMETRICS_REQUIRE_SYSTEM_TOOLS"
