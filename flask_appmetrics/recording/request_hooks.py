@@ -1,4 +1,4 @@
-"""Per-request HTTP measurement through Flask's request hooks.
+"""Per-request HTTP measurement through Flask's request hooks and a WSGI backstop.
 
 One :class:`RequestInstrumentation` serves one app. The hot path is a dictionary lookup of
 pre-bound prometheus_client children per (method, endpoint) plus three metric updates;
@@ -6,16 +6,30 @@ everything that depends only on the route is computed once and cached.
 
 Life of a request:
 
+* The backstop (the app's ``wsgi_app``, wrapped) starts the clock and puts a per-request
+  slot (a list) in the WSGI environ. The hooks write into the slot rather than into the
+  environ, so a middleware between the backstop and Flask that copies the environ still
+  shares it with the backstop.
 * ``before_request`` (installed first, so no other hook can short-circuit it) resolves the
-  labels, raises ``http_requests_in_progress`` and stores the start time in the WSGI
-  environ (per request, unlike ``g``, which a test's pushed app context can share).
-* ``after_request`` records status and duration; for a streamed response (a generator,
-  ``stream_with_context``, a file from ``send_file``, ``send_from_directory`` or the static
-  route) it defers that to the end of the body: the WSGI backstop makes closing the body
-  the server receives end the request, so the duration runs to the last chunk sent.
+  labels and raises ``http_requests_in_progress``.
+* ``after_request`` stores the status of the response and whether its body streams (a
+  generator, ``stream_with_context``, a file from ``send_file``, ``send_from_directory`` or
+  the static route, any iterable other than a list, a tuple or werkzeug's
+  ``ClosingIterator`` of an error page). It runs again when Flask replaces the response
+  with a 500 (saving the session failed): the later status wins. It resolves the labels
+  itself when ``before_request`` never ran (a ``url_value_preprocessor`` refused the
+  request).
+* The backstop records the request, once: when ``wsgi_app`` returns, for a body that does
+  not stream; when the server closes the body, for one that does (the duration then runs
+  to the last chunk sent); as a 500 when ``wsgi_app`` raises (a failing
+  ``teardown_request``, an error re-raised under ``TESTING`` or ``PROPAGATE_EXCEPTIONS``).
+  An exception raised while a streamed body is iterated records a 500 and counts in
+  ``application_errors_total``.
 * Flask's ``got_request_exception`` signal counts unhandled exceptions in
-  ``application_errors_total`` and records a 500 for a request whose ``after_request``
-  will never run (``TESTING`` or ``PROPAGATE_EXCEPTIONS`` re-raises the error).
+  ``application_errors_total``.
+
+Flask's test client calls ``wsgi_app`` through the app, so a plain response is recorded
+when the test gets it; a streamed one when the test closes the response.
 
 Nothing here raises into the request: a failure is logged and counted instead.
 """
@@ -28,11 +42,11 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from time import perf_counter
-from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Request, Response, got_request_exception, request
 from flask.globals import request_ctx
+from werkzeug.wsgi import ClosingIterator
 
 from ..errors import count_internal_error
 from ..metrics.labels import (
@@ -54,10 +68,17 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: The environ key of a request being measured: ``(route, start)`` until ``after_request``,
-#: then, for a streamed body, the :class:`_StreamEnd` the backstop attaches to the body.
-#: One key, so that the backstop tests one key per request on the hot path.
-_PENDING = "flask_appmetrics.pending"
+#: The environ key of the per-request slot the backstop creates: a list
+#: ``[route, start, status, streams, user_noted]``. ``route`` is the :class:`_Route`, ``None``
+#: until a hook resolves it, ``False`` for an excluded path; ``status`` is 500 until
+#: ``after_request`` stores the response's; ``streams`` says the body is recorded at its
+#: close. A list (not separate keys) so that a middleware's shallow copy of the environ
+#: shares it, and indexed by literals on the hot path.
+_SLOT = "flask_appmetrics.slot"
+
+#: Body types that are complete when ``wsgi_app`` returns: a plain body, and werkzeug's
+#: ``ClosingIterator``, what Flask makes of an ``HTTPException`` (its error page).
+_COMPLETE_BODIES = frozenset({list, tuple, ClosingIterator})
 
 #: Bytes per chunk when a bare file body is read (werkzeug's and gunicorn's block size).
 _FILE_BLOCK = 8192
@@ -110,44 +131,42 @@ def _excluded(path: str, prefixes: tuple[str, ...]) -> bool:
     )
 
 
-def _streams_body(response: Response) -> bool:
-    """Whether the body is produced while it is sent: a generator (``stream_with_context``
-    included) or a file (``send_file``). Error pages that Flask converts from werkzeug
-    exceptions are also "streamed" iterators, but already complete: deferring those would
-    leave them unrecorded until the response is closed, which test clients never do."""
-    return response.direct_passthrough or isinstance(response.response, GeneratorType)
-
-
 class _StreamEnd:
-    """Ends one streamed request, once: at the first ``close()`` of its body that reaches
-    it (the body the server received, or the response's own close callbacks)."""
+    """Ends one streamed request, once: at the first ``close()`` of its body."""
 
-    __slots__ = ("_instrumentation", "_pending", "status")
+    __slots__ = ("_instrumentation", "_slot")
 
-    def __init__(
-        self, instrumentation: RequestInstrumentation, pending: tuple[_Route, float], status: int
-    ) -> None:
+    def __init__(self, instrumentation: RequestInstrumentation, slot: list[Any]) -> None:
         self._instrumentation = instrumentation
-        self._pending: tuple[_Route, float] | None = pending
-        #: The status recorded; a failure after ``after_request`` replaces it.
-        self.status = status
+        self._slot: list[Any] | None = slot
 
     def __call__(self) -> None:
-        # Both close paths run in the thread that serves the request, one after the other:
-        # clearing before finishing is enough to record once.
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            self._instrumentation._finish(pending, self.status)
+        # The close runs in the thread that serves the request: clearing before finishing
+        # is enough to record once.
+        slot, self._slot = self._slot, None
+        if slot is not None:
+            self._instrumentation._finish(slot[0], slot[1], slot[2])
+
+    def failed(self, exception: BaseException) -> None:
+        """The body raised while it was sent: the client gets a truncated response."""
+        slot = self._slot
+        if slot is not None:
+            slot[2] = 500
+            try:
+                self._instrumentation._count_error(slot[0].endpoint, exception)
+            except Exception:
+                self._instrumentation._internal_error("finish")
 
 
 class _ClosingBody:
     """A response body whose ``close()`` also ends the request it belongs to.
 
-    Iterating it iterates the wrapped body itself (no per-chunk cost), except a bare file
-    (what uWSGI's ``wsgi.file_wrapper`` returns: the file itself), which is read in blocks:
-    iterating a binary file yields "lines", the whole file for one without newlines.
-    ``close()`` closes the wrapped body (the file, the generator) and then ends the
-    request, even if that close fails.
+    Iterating it iterates the wrapped body, or a bare file (what uWSGI's
+    ``wsgi.file_wrapper`` returns: the file itself) in blocks: iterating a binary file
+    yields "lines", the whole file for one without newlines. An exception raised while
+    iterating makes the request a 500 and counts in ``application_errors_total``, then
+    propagates to the server. ``close()`` closes the wrapped body (the file, the
+    generator) and then ends the request, even if that close fails.
     """
 
     __slots__ = ("_body", "_end")
@@ -158,9 +177,12 @@ class _ClosingBody:
 
     def __iter__(self) -> Iterator[bytes]:
         read = getattr(self._body, "read", None)
-        if callable(read):
-            return iter(partial(read, _FILE_BLOCK), b"")
-        return iter(self._body)
+        chunks = iter(partial(read, _FILE_BLOCK), b"") if callable(read) else iter(self._body)
+        try:
+            yield from chunks
+        except Exception as exc:
+            self._end.failed(exc)
+            raise
 
     def close(self) -> None:
         try:
@@ -177,7 +199,8 @@ def _ending_on_close(body: Iterable[bytes], end: _StreamEnd, environ: dict[str, 
     The server's own ``wsgi.file_wrapper`` (what ``send_file`` and the static route return
     under gunicorn) is kept as it is, its ``close`` chained on the instance: the server
     recognises that type to send the file with ``sendfile()``, which a wrapper would
-    defeat. Any other body is wrapped.
+    defeat (the server reads that file itself, so a failure to read it is the server's to
+    report). Any other body is wrapped.
     """
     file_wrapper = environ.get("wsgi.file_wrapper")
     if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
@@ -225,18 +248,19 @@ def _check_workers(environ: dict[str, Any]) -> None:
 
 
 def _with_backstop(wsgi_app: Any, instrumentation: RequestInstrumentation) -> Any:
-    """Wrap the app's WSGI callable to end each request no hook of ours could end.
+    """Wrap the app's WSGI callable to measure each request from the server's side.
 
-    * A streamed body is ended when the server closes it: ``after_request`` leaves a
-      :class:`_StreamEnd` in the environ and the body the server receives is made to call
-      it. ``response.call_on_close`` alone is not enough: for a ``direct_passthrough``
-      body (``send_file``, static files) werkzeug hands the file wrapper to the server
-      as it is, so the response's close callbacks never run.
-    * A request whose ``after_request`` never ran for us ends as a 500: an
-      ``after_request`` hook of the app that fails twice (for the response and again for
-      the error page: Flask then logs it and sends its 500 without running the remaining
-      hooks, ours included), a 500 handler of the app that fails itself, or a
-      ``BaseException`` (``SystemExit`` from a worker timeout) leaving the view.
+    It starts the clock, gives the hooks a slot in the environ (:data:`_SLOT`) and records
+    the request from what they wrote there: when ``wsgi_app`` returns, or, for a streamed
+    body, when the server closes the body (``response.call_on_close`` is not enough: for
+    a ``direct_passthrough`` body, ``send_file`` and static files, werkzeug hands the file
+    wrapper to the server as it is, so the response's close callbacks never run). A
+    request whose ``after_request`` never ran for us keeps the slot's 500: an
+    ``after_request`` hook of the app that fails twice (Flask then logs it and sends its
+    500 without running the remaining hooks, ours included) or a 500 handler of the app
+    that fails itself. When ``wsgi_app`` raises (a failing ``teardown_request``, an error
+    re-raised under ``TESTING``, a ``BaseException`` such as ``SystemExit`` from a worker
+    timeout), the server answers 500 and that is recorded.
 
     The first request also checks the server's worker model (:func:`_check_workers`). A
     closure, not an object with ``__call__``: the call costs less on every request.
@@ -244,16 +268,6 @@ def _with_backstop(wsgi_app: Any, instrumentation: RequestInstrumentation) -> An
     # Weak, like the exception forwarder: the app must stay collectable.
     target = weakref.ref(instrumentation)
     first = True
-
-    def abandon(environ: dict[str, Any]) -> None:
-        pending = environ.pop(_PENDING)
-        if type(pending) is _StreamEnd:
-            pending.status = 500
-            pending()
-            return
-        live = target()
-        if live is not None:
-            live._finish(pending, 500)
 
     def backstop(environ: dict[str, Any], start_response: Any) -> Any:
         nonlocal first
@@ -263,22 +277,26 @@ def _with_backstop(wsgi_app: Any, instrumentation: RequestInstrumentation) -> An
                 _check_workers(environ)
             except Exception:  # pragma: no cover - a warning must never fail a request
                 logger.exception("flask-appmetrics could not check the server's workers")
+        slot = environ[_SLOT] = [None, perf_counter(), 500, False, False]
         try:
             body = wsgi_app(environ, start_response)
         except BaseException:
-            if _PENDING in environ:
-                abandon(environ)
+            route = slot[0]
+            if route:
+                live = target()
+                if live is not None:
+                    live._finish(route, slot[1], 500)
             raise
-        if _PENDING in environ:
-            pending = environ[_PENDING]
-            if type(pending) is _StreamEnd:
-                del environ[_PENDING]
-                try:
-                    return _ending_on_close(body, pending, environ)
-                except Exception:  # pragma: no cover - defensive: the body still goes out
-                    logger.exception("flask-appmetrics could not attach to a streamed body")
-                    return body
-            abandon(environ)
+        route = slot[0]
+        if route:
+            live = target()
+            if live is not None:
+                if slot[3]:
+                    try:
+                        return _ending_on_close(body, _StreamEnd(live, slot), environ)
+                    except Exception:  # pragma: no cover - defensive: the body still goes out
+                        live._internal_error("finish")
+                live._finish(route, slot[1], slot[2])
         return body
 
     return backstop
@@ -369,79 +387,60 @@ class RequestInstrumentation:
         try:
             # One context-variable lookup instead of one per attribute.
             req: Request = request._get_current_object()  # type: ignore[attr-defined]
-            if (
-                self._exclude
-                and req.path.startswith(self._exclude)
-                and _excluded(req.path, self._exclude)
-            ):
-                return
-            rule = req.url_rule
-            key = (
-                METHOD_LABELS.get(req.method, OTHER_METHOD),
-                rule.rule if rule is not None else UNMATCHED_ENDPOINT,
-            )
-            route = self._routes.get(key)
-            if route is None:
-                route = self._route(key, rule)
-            route.in_progress.inc()
-            req.environ[_PENDING] = (route, perf_counter())
+            slot = req.environ.get(_SLOT)
+            if slot is not None:  # None: a request not served through the app's wsgi_app
+                slot[0] = self._resolve(req)
         except Exception:
             self._internal_error("before_request")
 
     def _after_request(self, response: Response) -> Response:
         try:
             ctx: RequestContext = request_ctx._get_current_object()  # type: ignore[attr-defined]
-            environ = ctx.request.environ
-            pending = environ.pop(_PENDING, None)
-            if pending is not None:
-                if type(pending) is _StreamEnd:
-                    # Flask replaced a streamed response after our hook ran (saving the
-                    # session failed) and runs the hooks again for its error page.
-                    pending.status = response.status_code
-                    if _streams_body(response):
-                        self._defer(response, pending, environ)
-                    else:
-                        pending()
-                    return response
-                if _streams_body(response):
-                    # Time a streamed body to its end: the WSGI server closes it after
-                    # sending the last chunk.
-                    end = _StreamEnd(self, pending, response.status_code)
-                    self._defer(response, end, environ)
-                else:
-                    self._finish(pending, response.status_code)
-                if pending[0].in_window and self.user_observer is not None:
-                    self.user_observer(ctx)
+            slot = ctx.request.environ.get(_SLOT)
+            if slot is not None:
+                route = slot[0]
+                if route is None:  # before_request never ran (a url_value_preprocessor)
+                    route = slot[0] = self._resolve(ctx.request)
+                if route:
+                    # Later runs overwrite: Flask runs the hooks again for the 500 it sends
+                    # when saving the session fails.
+                    slot[2] = response.status_code
+                    slot[3] = (
+                        response.direct_passthrough
+                        or type(response.response) not in _COMPLETE_BODIES
+                    )
+                    if not slot[4] and route.in_window and self.user_observer is not None:
+                        slot[4] = True
+                        self.user_observer(ctx)
         except Exception:
             self._internal_error("after_request")
         return response
 
-    @staticmethod
-    def _defer(response: Response, end: _StreamEnd, environ: dict[str, Any]) -> None:
-        # For the backstop, which attaches it to the body the server closes; the close
-        # callback covers a middleware between it and the app that copies the environ.
-        environ[_PENDING] = end
-        response.call_on_close(end)
-
     def _on_exception(self, sender: Flask, exception: BaseException, **_: Any) -> None:
         # Flask's got_request_exception: an unhandled exception in this app's request.
         try:
-            rule = request.url_rule
+            ctx: RequestContext = request_ctx._get_current_object()  # type: ignore[attr-defined]
+            rule = ctx.request.url_rule
             endpoint = rule.rule if rule is not None else UNMATCHED_ENDPOINT
-            self._errors.labels(endpoint, self._error_type(type(exception).__name__)).inc()
-            if _propagates(sender):
-                # TESTING, DEBUG or PROPAGATE_EXCEPTIONS: Flask re-raises and after_request
-                # never runs; the client (or the server) answers 500.
-                ctx: RequestContext = request_ctx._get_current_object()  # type: ignore[attr-defined]
-                pending = ctx.request.environ.pop(_PENDING, None)
-                if type(pending) is _StreamEnd:
-                    # The streamed response is dropped for the error: the client gets a 500.
-                    pending.status = 500
-                    pending()
-                elif pending is not None:
-                    if pending[0].in_window and self.user_observer is not None:
-                        self.user_observer(ctx)
-                    self._finish(pending, 500)
+            self._count_error(endpoint, exception)
+            slot = ctx.request.environ.get(_SLOT)
+            if slot is not None:
+                route = slot[0]
+                if route is None:
+                    route = slot[0] = self._resolve(ctx.request)
+                # The client gets a 500: Flask's error page, or the server's when Flask
+                # re-raises (TESTING, DEBUG or PROPAGATE_EXCEPTIONS), and then no
+                # after_request runs: the user is noted here.
+                slot[2] = 500
+                if (
+                    route
+                    and not slot[4]
+                    and _propagates(sender)
+                    and route.in_window
+                    and self.user_observer is not None
+                ):
+                    slot[4] = True
+                    self.user_observer(ctx)
         except Exception:
             self._internal_error("got_request_exception")
 
@@ -456,9 +455,28 @@ class RequestInstrumentation:
         self._routes[key] = route
         return route
 
-    def _finish(self, pending: tuple[_Route, float], status: int) -> None:
+    def _resolve(self, req: Request) -> _Route | bool:
+        """The route of *req*, its ``http_requests_in_progress`` raised; ``False`` for an
+        excluded path."""
+        if (
+            self._exclude
+            and req.path.startswith(self._exclude)
+            and _excluded(req.path, self._exclude)
+        ):
+            return False
+        rule = req.url_rule
+        key = (
+            METHOD_LABELS.get(req.method, OTHER_METHOD),
+            rule.rule if rule is not None else UNMATCHED_ENDPOINT,
+        )
+        route = self._routes.get(key)
+        if route is None:
+            route = self._route(key, rule)
+        route.in_progress.inc()
+        return route
+
+    def _finish(self, route: _Route, start: float, status: int) -> None:
         try:
-            route, start = pending
             duration = perf_counter() - start
             route.duration.observe(duration)
             route.count(status)
@@ -467,6 +485,9 @@ class RequestInstrumentation:
                 self.observer(duration, status)
         except Exception:
             self._internal_error("finish")
+
+    def _count_error(self, endpoint: str, exception: BaseException) -> None:
+        self._errors.labels(endpoint, self._error_type(type(exception).__name__)).inc()
 
     def _internal_error(self, where: str) -> None:
         logger.exception("flask-appmetrics failed in %s; the request is unaffected", where)
