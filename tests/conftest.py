@@ -65,7 +65,7 @@ def _log_every_refusal() -> None:
 
 #: Set by CI (``.ci/run``): a test skipped for a missing tool or extra fails the run there,
 #: so nothing that should run for real goes untested. Elsewhere such tests skip cleanly.
-REQUIRE_ALL = "APPMETRICS_REQUIRE_SYSTEM_TOOLS"
+REQUIRE_ALL = "TESTS_REQUIRE_SYSTEM_TOOLS"
 
 
 def _skips(config: pytest.Config) -> list[Any]:
