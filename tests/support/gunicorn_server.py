@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -78,17 +79,35 @@ class Server:
         wait_for("gunicorn to answer", answers)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=WAIT_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.sock.close()
+        stop_process(self.proc, self.sock)
 
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse_samples(text: str) -> Samples:
+    """Every sample of a /metrics page, keyed by name and labels; a series twice fails."""
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            key = (s.name, frozenset(s.labels.items()))
+            assert key not in samples, f"duplicate series {key}"
+            samples[key] = s.value
+    return samples
+
+
+def stop_process(proc: subprocess.Popen[bytes], *closing: Any) -> None:
+    """SIGTERM *proc* (a server), SIGKILL it if it outlives the wait, then close *closing*
+    (its socket, its log)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=WAIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for each in closing:
+        each.close()
 
 
 class Gunicorn:
@@ -164,24 +183,10 @@ class Gunicorn:
     def scrape(self) -> Samples:
         response = self.get("/metrics")
         assert response.status_code == 200
-        samples: Samples = {}
-        for family in text_string_to_metric_families(response.text):
-            for s in family.samples:
-                key = (s.name, frozenset(s.labels.items()))
-                assert key not in samples, f"duplicate series {key}"
-                samples[key] = s.value
-        return samples
+        return parse_samples(response.text)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=WAIT_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.sock.close()
-        self.log.close()
+        stop_process(self.proc, self.sock, self.log)
 
 
 class Blocked:

@@ -9,7 +9,6 @@ grow with each dead worker, and the user's own files in that directory left alon
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -19,9 +18,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.gunicorn_cmd import GUNICORN, NO_CONTROL_SOCKET
+from tests.support.gunicorn_server import Samples, parse_samples, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -29,8 +28,6 @@ ROOT = Path(__file__).resolve().parents[2]
 WAIT_SECONDS = 30.0
 APP = "tests.support.hosts.shop:create_app()"
 STATIC = "/static/<path:filename>"
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 class Server:
@@ -76,13 +73,7 @@ class Server:
     def scrape(self) -> Samples:
         response = self.request("GET", "/metrics")
         assert response.status_code == 200
-        samples: Samples = {}
-        for family in text_string_to_metric_families(response.text):
-            for s in family.samples:
-                key = (s.name, frozenset(s.labels.items()))
-                assert key not in samples, f"duplicate series {key}"
-                samples[key] = s.value
-        return samples
+        return parse_samples(response.text)
 
     def log_text(self) -> str:
         if not self.log.closed:
@@ -90,15 +81,7 @@ class Server:
         return self.log_path.read_text()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=WAIT_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.sock.close()
-        self.log.close()
+        stop_process(self.proc, self.sock, self.log)
 
 
 def _value(samples: Samples, name: str, **labels: str) -> float:

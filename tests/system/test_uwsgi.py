@@ -17,14 +17,15 @@ from pathlib import Path
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from flask_appmetrics.metrics.multiprocess.files import parse_name
 from tests.support.gunicorn_server import (
     WAIT_SECONDS,
     Blocked,
     Samples,
+    parse_samples,
     sample_value,
+    stop_process,
     wait_for,
 )
 
@@ -110,13 +111,7 @@ class UWSGI:
     def scrape(self) -> Samples:
         response = self.get("/metrics")
         assert response.status_code == 200
-        samples: Samples = {}
-        for family in text_string_to_metric_families(response.text):
-            for s in family.samples:
-                key = (s.name, frozenset(s.labels.items()))
-                assert key not in samples, f"duplicate series {key}"
-                samples[key] = s.value
-        return samples
+        return parse_samples(response.text)
 
     def metric_pids(self) -> set[int]:
         pids = set()
@@ -127,15 +122,7 @@ class UWSGI:
         return pids
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=WAIT_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.sock.close()
-        self.log.close()
+        stop_process(self.proc, self.sock, self.log)
 
 
 @pytest.fixture
