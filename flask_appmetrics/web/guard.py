@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from flask import Request, Response, current_app, request
+from flask.globals import request_ctx
 from werkzeug.exceptions import HTTPException
 
 from ..settings import AuthSettings
@@ -80,6 +81,30 @@ def _current_request() -> Request:
     return req
 
 
+def _session_state() -> tuple[Any, dict[str, Any], bool] | None:
+    """The request's session, a copy of its items and its ``modified`` flag, read
+    without touching it (``dict.copy`` bypasses the session's own item access, which
+    would mark it accessed and add ``Vary: Cookie``)."""
+    session = getattr(request_ctx._get_current_object(), "session", None)  # type: ignore[attr-defined]
+    if not isinstance(session, dict):
+        return None
+    return session, dict.copy(session), bool(getattr(session, "modified", False))
+
+
+def _restore_session(state: tuple[Any, dict[str, Any], bool]) -> None:
+    """Undo what a refusing decorator wrote into the session (Flask-Login flashes its
+    login message), when its refusal is not the answer the client gets. ``accessed``
+    stays as the decorator left it: the answer does depend on the session (a logged-in
+    client sees details), so ``Vary: Cookie`` is right."""
+    session, items, modified = state
+    try:
+        dict.clear(session)
+        dict.update(session, items)
+        session.modified = modified
+    except Exception:  # a session class of the app's own that refuses: keep it as it is
+        logger.debug("flask-appmetrics could not restore the session", exc_info=True)
+
+
 def _probe() -> _Allowed:
     # Marked on the request rather than judged by the return value: a decorator may
     # post-process what the view returns (make_response, headers) and still have let the
@@ -102,6 +127,8 @@ class Decision:
     allowed: bool
     returned: Any = None
     raised: Exception | None = None
+    #: The session as it was before the decorator ran (see :func:`_session_state`).
+    session_before: tuple[Any, dict[str, Any], bool] | None = None
 
 
 def _equal(given: str, expected: str) -> bool:
@@ -160,15 +187,20 @@ class Guard:
         if isinstance(known, Decision):
             return known
         setattr(req, _PROBE_RAN_ATTR, False)
+        before = _session_state()
         try:
             result = self._probe()
         except Exception as exc:
             # A refusal, unless the probe had run: then the decorator failed while
             # post-processing the view's result, after letting the request through.
-            decided = Decision(allowed=bool(getattr(req, _PROBE_RAN_ATTR, False)), raised=exc)
+            decided = Decision(
+                allowed=bool(getattr(req, _PROBE_RAN_ATTR, False)),
+                raised=exc,
+                session_before=before,
+            )
         else:
             ran = bool(getattr(req, _PROBE_RAN_ATTR, False)) or result is _ALLOWED
-            decided = Decision(allowed=ran, returned=None if ran else result)
+            decided = Decision(allowed=ran, returned=None if ran else result, session_before=before)
         setattr(req, _DECISION_ATTR, decided)
         return decided
 
@@ -209,8 +241,18 @@ class Guard:
 
     def sees_details(self) -> bool:
         """Whether the current request may read health details (checks, reasons,
-        breakers, the status page) rather than the summary only."""
-        return not self.protects("details") or self.authorized()
+        breakers, the status page) rather than the summary only.
+
+        The client of a public probe gets the summary, not the decorator's refusal, so
+        what the refusing decorator wrote into the session (Flask-Login's flashed login
+        message) is undone: an anonymous probe gets no session cookie from it.
+        """
+        if not self.protects("details") or self.authorized():
+            return True
+        known = getattr(_current_request(), _DECISION_ATTR, None)
+        if isinstance(known, Decision) and known.session_before is not None:
+            _restore_session(known.session_before)
+        return False
 
     def visible(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """*body* as the current request may see it: the summary only, unless authorised."""

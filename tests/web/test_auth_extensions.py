@@ -338,3 +338,25 @@ def test_jwt_with_a_static_scrape_token_refuses_with_our_challenge() -> None:
     assert (health.status, set(health.json())) == (200, SUMMARY)
     jwt_headers = host.authorise(client)
     assert _families(host.get(client, "/metrics", **jwt_headers))
+
+
+@pytest.mark.parametrize("accept", ["application/json", "text/html"])
+def test_a_public_probe_leaves_no_login_flash_in_the_session(accept: str) -> None:
+    """Flask-Login's refusal flashes its login message into the session. On a public probe
+    the client gets the summary, not that refusal, so the session is left as it was: no
+    cookie. Where the refusal is the answer (the status page), the flash stays with it."""
+    app, manager = _login_app("flash_host", "login_form")
+    manager.login_message = "Please log in to access this page."
+    FlaskMetrics(app, registry=CollectorRegistry(), auth=login_required)
+    client = app.test_client()
+    for path in ("/api/health", "/readyz"):
+        probe = client.get(path, headers={"Accept": accept})
+        assert probe.status_code == 200, path
+        assert probe.json is not None
+        assert probe.json["status"] in ("healthy", "pass")
+        assert "Set-Cookie" not in probe.headers, path
+    refused = client.get("/status")
+    assert refused.status_code == 302
+    assert "Set-Cookie" in refused.headers
+    with client.session_transaction() as session:
+        assert session["_flashes"] == [("message", "Please log in to access this page.")]
