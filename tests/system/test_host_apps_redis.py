@@ -3,25 +3,12 @@ window, another service on the same Redis keeps its own."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.support.hosts import assistant, shop
 from tests.support.redis_server import RedisServer
 from tests.support.wsgi import serve
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 @pytest.mark.slow

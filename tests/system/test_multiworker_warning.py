@@ -8,7 +8,6 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -117,16 +116,6 @@ def test_a_single_process_server_is_not_warned_about(caplog: pytest.LogCaptureFi
     for _ in range(3):
         _serve(app, multiprocess=False)
     assert not [r for r in caplog.records if WARNING.search(r.getMessage())]
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 def test_health_says_whose_figures_it_shows(redis_server: RedisServer) -> None:

@@ -11,7 +11,6 @@ import dataclasses
 import logging
 import signal
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +32,6 @@ from tests.support.redis_server import RedisServer, free_port
 pytestmark = pytest.mark.slow
 
 WAIT_SECONDS = 20.0
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 def _app(url: str, registry: CollectorRegistry, **config: Any) -> Flask:
