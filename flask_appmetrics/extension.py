@@ -138,8 +138,7 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
             metric_set,
             settings.http,
             own_blueprints=own_blueprints,
-            observer=health.observe,
-            user_observer=health.note_user,
+            health=health,
             on_internal_error=metric_set.count_internal_error,
             label_length=shared_state.label_length,
         )

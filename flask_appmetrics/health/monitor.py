@@ -3,11 +3,16 @@
 Pure Python, like the windows and checks: no Flask, no metrics. One :class:`HealthMonitor`
 per app, built by ``init_app`` (:func:`flask_appmetrics.health_wiring.build_monitor` hands it
 the app's context, user identity and circuit breaker states) and kept in the app's state.
-The request instrumentation reports each finished request that counts for health (the
-extension's own endpoints do not) to :meth:`HealthMonitor.observe`, and its request
-context to :meth:`HealthMonitor.note_user`, which notes the user behind it. Both are O(1)
-per request into bounded windows (:mod:`~flask_appmetrics.health.windows`). Health is
-judged when asked:
+The request instrumentation keeps the requests that count for health (the extension's own
+endpoints do not) in a log of its own, with the identity of each one's user
+(:attr:`HealthMonitor.identify`), and hands them over in batches
+(:meth:`HealthMonitor.observe_many`, :meth:`HealthMonitor.note_users`): when its log is
+long or a second old, and whenever the windows are read, since every read
+(:meth:`HealthMonitor.evaluate`, :meth:`HealthMonitor.sync`) first calls the hooks given to
+:meth:`HealthMonitor.add_pending`. Recording is O(1) per request into bounded windows
+(:mod:`~flask_appmetrics.health.windows`), and a read costs the same after a million
+requests as after ten. :meth:`HealthMonitor.observe` and :meth:`HealthMonitor.note_user`
+record one request at once. Health is judged when asked:
 
 * ``unhealthy``: the 5xx ratio over the error window reached
   ``APPMETRICS_HEALTH_UNHEALTHY_ERROR_RATIO``, or a critical check failed;
@@ -38,7 +43,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -47,12 +52,15 @@ from .checks import CheckFunc, CheckRegistry, CheckResult, CheckRunner, HealthCh
 from .windows import (
     BucketedCounter,
     Clock,
+    LatencyBatches,
     LatencyRing,
     LatencyStats,
     LatencyWindow,
     RecentUsers,
+    RequestBatches,
     RequestCounts,
     RequestWindow,
+    UserBatches,
     UserWindow,
 )
 
@@ -163,11 +171,11 @@ class HealthMonitor:
         #: of the same name replaces the shared check for this app.
         self.own_checks = CheckRegistry()
         self.clock = clock
-        self.latency: LatencyWindow = latency or LatencyRing(settings.latency_window)
-        self.requests: RequestWindow = requests or BucketedCounter(
+        self._latency: LatencyWindow = latency or LatencyRing(settings.latency_window)
+        self._requests: RequestWindow = requests or BucketedCounter(
             settings.error_window_seconds, clock=clock
         )
-        self.users: UserWindow = users or RecentUsers(
+        self._users: UserWindow = users or RecentUsers(
             settings.users_window_seconds, max_tracked=settings.users_max_tracked, clock=clock
         )
         self._identify = identify
@@ -175,13 +183,89 @@ class HealthMonitor:
         self._runner = CheckRunner(settings.check_timeout_seconds, context=context)
         self._on_internal_error = on_internal_error
         self._started = clock()
+        self._pending: list[Callable[[], None]] = []
 
-    # -- recording (request path) ---------------------------------------------------------
+    # -- the windows, brought up to date when read -----------------------------------------
+
+    @property
+    def latency(self) -> LatencyWindow:
+        """The latency window, holding every request finished so far."""
+        self.sync()
+        return self._latency
+
+    @latency.setter
+    def latency(self, window: LatencyWindow) -> None:
+        self._latency = window
+
+    @property
+    def requests(self) -> RequestWindow:
+        """The request/error window, holding every request finished so far."""
+        self.sync()
+        return self._requests
+
+    @requests.setter
+    def requests(self, window: RequestWindow) -> None:
+        self._requests = window
+
+    @property
+    def users(self) -> UserWindow:
+        """The users window, holding every request finished so far."""
+        self.sync()
+        return self._users
+
+    @users.setter
+    def users(self, window: UserWindow) -> None:
+        self._users = window
+
+    # -- recording ------------------------------------------------------------------------
+
+    @property
+    def identify(self) -> Identify | None:
+        """The user identity of a request context, ``None`` when users are not counted."""
+        return self._identify
 
     def observe(self, duration_seconds: float, status_code: int) -> None:
-        """Record one finished request: the instrumentation's observer."""
-        self.latency.record(duration_seconds)
-        self.requests.record(status_code >= 500)
+        """Record one request that finished now."""
+        self._latency.record(duration_seconds)
+        self._requests.record(status_code >= 500)
+
+    def observe_many(
+        self, ages: Sequence[float], durations: Sequence[float], errors: Sequence[bool]
+    ) -> None:
+        """Record finished requests, oldest first: each one's age (seconds since it
+        finished), duration and whether it failed (a 5xx), in three sequences of one
+        length."""
+        latency, requests = self._latency, self._requests
+        if isinstance(latency, LatencyBatches):
+            latency.record_many(durations)
+        else:  # a window of another kind: one call per request
+            for duration in durations:
+                latency.record(duration)
+        if isinstance(requests, RequestBatches):
+            requests.record_many(ages, errors)
+        else:
+            for error in errors:
+                requests.record(error)
+
+    def note_users(self, sightings: Iterable[tuple[str, float]]) -> None:
+        """Note each ``(identity, age)``: that user made a request *age* seconds ago."""
+        users = self._users
+        if isinstance(users, UserBatches):
+            users.touch_many(sightings)
+        else:
+            for identity, _ in sightings:
+                users.touch(identity)
+
+    def add_pending(self, hand_over: Callable[[], None]) -> None:
+        """Call *hand_over* before the windows are read: it records what is still waiting
+        (the instrumentation's log) through :meth:`observe_many` and :meth:`note_users`."""
+        self._pending.append(hand_over)
+
+    def sync(self) -> None:
+        """Record every request finished so far into the windows: done before every read
+        (:meth:`evaluate`, and reading :attr:`latency`, :attr:`requests` or :attr:`users`)."""
+        for hand_over in self._pending:
+            hand_over()
 
     def note_user(self, ctx: object) -> None:
         """Note the user of the request of *ctx* (its request context) in the users
@@ -192,7 +276,7 @@ class HealthMonitor:
         try:
             identity = self._identify(ctx)
             if identity is not None:
-                self.users.touch(str(identity))
+                self._users.touch(str(identity))
         except Exception:
             logger.exception("flask-appmetrics could not note the request's user")
             count_internal_error("user_identity", self._on_internal_error)
@@ -234,9 +318,10 @@ class HealthMonitor:
 
     def evaluate(self) -> HealthReport:
         """Judge the app's health now: windows, checks and circuit breakers."""
+        self.sync()
         settings = self.settings
-        counts = self.requests.counts()
-        latency = self.latency.stats()
+        counts = self._requests.counts()
+        latency = self._latency.stats()
         checks = self.run_checks()
         breakers = self.breaker_states()
         status: Status = "healthy"
@@ -271,12 +356,12 @@ class HealthMonitor:
             if state == "open":
                 worsen("degraded", f"circuit breaker {service!r} is open")
         return HealthReport(
-            scope=_scope_of(self.requests),
+            scope=_scope_of(self._requests),
             min_requests=settings.min_requests,
             status=status,
             requests=counts,
             latency=latency,
-            concurrent_users=self.users.count(),
+            concurrent_users=self._users.count(),
             uptime_seconds=self.clock() - self._started,
             checks=checks,
             breakers=breakers,

@@ -19,7 +19,14 @@ in-process one without touching the health logic:
 The request and user windows guard their state with a lock each; every critical section is
 a handful of constant-time operations, so contention stays low even with many threads. The
 latency ring takes no lock to record: ``deque.append`` on a bounded deque is one atomic
-operation under the GIL, and readers copy the deque, retrying if an append lands mid-copy.
+operation (under the GIL, and under a free-threaded build's per-object lock), and readers
+copy the deque, retrying if an append lands mid-copy.
+
+Each window also records in batches (:meth:`LatencyRing.record_many`,
+:meth:`BucketedCounter.record_many`, :meth:`RecentUsers.touch_many`): the request
+instrumentation keeps finished requests in a log and hands them over in one call, each with
+its *age* (seconds since it finished), so a request lands in the time bucket of its end
+whenever it is handed over, and whatever clock the window keeps.
 """
 
 from __future__ import annotations
@@ -28,9 +35,11 @@ import math
 import os
 import threading
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from operator import floordiv, sub
 from typing import Protocol, runtime_checkable
 
 #: A monotonic clock in seconds; ``time.monotonic`` unless a test injects its own.
@@ -92,6 +101,14 @@ class LatencyWindow(Protocol):
 
 
 @runtime_checkable
+class LatencyBatches(Protocol):
+    """A latency window that takes many durations in one call."""
+
+    def record_many(self, durations: Iterable[float]) -> None:
+        """Add *durations*, oldest first."""
+
+
+@runtime_checkable
 class RequestWindow(Protocol):
     """Exact request and error counts over a sliding time window."""
 
@@ -104,6 +121,15 @@ class RequestWindow(Protocol):
 
 
 @runtime_checkable
+class RequestBatches(Protocol):
+    """A request window that takes many finished requests in one call."""
+
+    def record_many(self, ages: Sequence[float], errors: Sequence[bool]) -> None:
+        """Count requests that finished *ages* seconds ago, errors where *errors* says so
+        (two sequences of the same length)."""
+
+
+@runtime_checkable
 class UserWindow(Protocol):
     """Distinct user identities seen recently."""
 
@@ -112,6 +138,15 @@ class UserWindow(Protocol):
 
     def count(self) -> int:
         """Distinct identities seen within the window (capped by the implementation)."""
+
+
+@runtime_checkable
+class UserBatches(Protocol):
+    """A users window that takes many sightings in one call."""
+
+    def touch_many(self, sightings: Iterable[tuple[str, float]]) -> None:
+        """Note each ``(identity, age)``: *identity* made a request *age* seconds ago;
+        oldest first."""
 
 
 # -- implementations ----------------------------------------------------------------------
@@ -137,6 +172,10 @@ class LatencyRing:
         # No lock: appending to a bounded deque (dropping the oldest) is one atomic C call
         # under the GIL, and this runs on every request.
         self._values.append(seconds)
+
+    def record_many(self, durations: Iterable[float]) -> None:
+        # One C call: appends every value, dropping the oldest beyond the size.
+        self._values.extend(durations)
 
     def _copy(self) -> list[float]:
         # Copying iterates the deque: an append from another thread in the middle raises
@@ -222,6 +261,29 @@ class BucketedCounter:
             if error:
                 self._errors[slot] += 1
 
+    def record_many(self, ages: Sequence[float], errors: Sequence[bool]) -> None:
+        now = self.clock()
+        current = int(now // self.width)
+        oldest = current - self.buckets + 1
+        # Counted per (interval, error) in C (map and Counter), then one update per
+        # interval: a batch of a thousand requests mostly falls into one or two intervals.
+        intervals = map(floordiv, map(sub, repeat(now), ages), repeat(self.width))
+        tally = Counter(zip(intervals, errors, strict=True))
+        with self._lock:
+            for (at, error), count in tally.items():
+                # An age below zero (a clock that went back) counts as now.
+                interval = min(int(at), current)
+                if interval < oldest:
+                    continue
+                slot = interval % self.buckets
+                if self._stamps[slot] != interval:
+                    self._stamps[slot] = interval
+                    self._requests[slot] = 0
+                    self._errors[slot] = 0
+                self._requests[slot] += count
+                if error:
+                    self._errors[slot] += count
+
     def counts(self) -> RequestCounts:
         interval = int(self.clock() // self.width)
         oldest = interval - self.buckets + 1
@@ -300,6 +362,23 @@ class RecentUsers:
             seen[digest] = now
             seen.move_to_end(digest)
             if len(seen) > self.max_tracked:
+                seen.popitem(last=False)
+
+    def touch_many(self, sightings: Iterable[tuple[str, float]]) -> None:
+        now = self.clock()
+        salt = self._salt
+        refresh = self.REFRESH_SECONDS
+        with self._lock:
+            seen = self._seen
+            for identity, age in sightings:
+                when = now - age
+                digest = hash((salt, identity))
+                last = seen.get(digest)
+                if last is not None and when - last < refresh:
+                    continue
+                seen[digest] = when
+                seen.move_to_end(digest)
+            while len(seen) > self.max_tracked:
                 seen.popitem(last=False)
 
     def count(self) -> int:

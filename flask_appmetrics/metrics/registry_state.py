@@ -10,7 +10,10 @@ into that registry shares:
 - the cache layers registered, before or after the first ``init_app``;
 - from the first ``init_app`` on: the catalog's :class:`~.catalog.MetricSet`, the
   scrape-time gauges, the users gauge (the users windows of its apps) and the
-  :class:`SharedSeries` (bounded labels, quota, breakers).
+  :class:`SharedSeries` (bounded labels, quota, breakers);
+- the :class:`PendingRecords`: the request logs of its apps, folded into the HTTP
+  families whenever one of those is collected, so that a scrape sees every request that
+  finished before it began.
 
 Apps sharing a registry must agree, on every setting that shapes its series:
 ``APPMETRICS_BUCKETS``, ``APPMETRICS_MAX_LABEL_VALUES``, ``APPMETRICS_MAX_LABEL_LENGTH``,
@@ -29,7 +32,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
@@ -47,7 +50,7 @@ from .catalog import (
     duration_spec,
 )
 from .labels import LabelLength, PinnedLabel
-from .registration import declare, register_collector
+from .registration import Metric, declare, register_collector
 from .scrape_time import ScrapeTimeGauges, UsersGauge, UsersSource, ValueFunction
 
 logger = logging.getLogger("flask_appmetrics")
@@ -210,6 +213,57 @@ class SharedSeries:
         return label
 
 
+#: The families the request log is handed over to (:class:`PendingRecords`).
+HTTP_FAMILIES = (
+    "http_requests_total",
+    "http_request_duration_seconds",
+    "http_requests_in_progress",
+)
+
+
+class Pending(Protocol):
+    """Something that holds records not yet in the registry's metrics (a request log)."""
+
+    def fold(self) -> None:
+        """Record everything held so far into the metrics; never raises."""
+
+
+class PendingRecords:
+    """The request logs of a registry's apps (held weakly), folded into the HTTP families
+    before any of them is collected.
+
+    The families stay prometheus_client's collectors, so the only hook a collection offers
+    is their ``collect`` method: :meth:`fold_before_collect` wraps it on the collector
+    itself. Every way of collecting then folds first: the whole registry (``/metrics``,
+    ``generate_latest``, ``get_sample_value``), a ``name[]``-filtered page (prometheus_client
+    collects those in no particular order) and a direct ``collect()`` call.
+    """
+
+    def __init__(self) -> None:
+        self._pending: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def add(self, pending: Pending) -> None:
+        """Fold *pending* before each collection while it is alive."""
+        self._pending.add(pending)
+
+    def fold(self) -> None:
+        """Fold every registered log now."""
+        for pending in list(self._pending):
+            pending.fold()
+
+    def fold_before_collect(self, metric: Metric) -> None:
+        """Make *metric*'s ``collect`` fold the logs first (once per collector)."""
+        if "collect" in vars(metric):
+            return
+        collect = metric.collect
+
+        def folded() -> Iterable[Any]:
+            self.fold()
+            return collect()
+
+        metric.collect = folded  # type: ignore[method-assign]
+
+
 class RegistryState:
     """What flask-appmetrics keeps for one registry (see the module docstring).
 
@@ -231,6 +285,8 @@ class RegistryState:
         self._gauges: ScrapeTimeGauges | None = None
         self._users: UsersGauge | None = None
         self._series: SharedSeries | None = None
+        #: Request logs to fold before the HTTP families are collected.
+        self.pending = PendingRecords()
         # The settings in force (see agreed_values), and the apps using them, held weakly.
         self._agreed: dict[str, object] | None = None
         self._apps: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -309,6 +365,8 @@ class RegistryState:
                 except BaseException:
                     registry.unregister(gauges)
                     raise
+                for name in HTTP_FAMILIES:
+                    self.pending.fold_before_collect(metric_set.metrics[name])
                 gauges.count_hits(metric_set.counter("cache_operations_total"))
                 self._users = UsersGauge(
                     metric_set.gauge("concurrent_users"), metric_set.count_internal_error
@@ -365,6 +423,7 @@ class RegistryState:
             registry.unregister(metric_set.metrics["http_request_duration_seconds"])
             duration = declare(registry, duration_spec(buckets))
             metric_set.metrics["http_request_duration_seconds"] = duration
+            self.pending.fold_before_collect(duration)
             metric_set.buckets = buckets
         self.label_length.max_length = settings.max_label_length
         if self._series is not None:

@@ -1,8 +1,11 @@
 """Per-request HTTP measurement through Flask's request hooks and a WSGI backstop.
 
 One :class:`RequestInstrumentation` serves one app. The hot path is a dictionary lookup of
-pre-bound prometheus_client children per (method, endpoint) plus three metric updates;
-everything that depends only on the route is computed once and cached.
+the route per (method, endpoint), two appends to the app's
+:class:`~flask_appmetrics.recording.request_log.RequestLog` and, for requests that count
+for health, the identity of the user; the log is folded into the metrics and the health
+windows when they are read (see that module). Everything that depends only on the route
+is computed once and cached.
 
 Life of a request:
 
@@ -11,17 +14,17 @@ Life of a request:
   environ, so a middleware between the backstop and Flask that copies the environ still
   shares it with the backstop.
 * ``before_request`` (installed first, so no other hook can short-circuit it) resolves the
-  labels and raises ``http_requests_in_progress``.
+  labels and logs the start (``http_requests_in_progress``).
 * ``after_request`` stores the status of the response and whether its body streams (a
   generator, ``stream_with_context``, a file from ``send_file``, ``send_from_directory`` or
   the static route, any iterable other than a list, a tuple or werkzeug's
-  ``ClosingIterator`` of an error page). It runs again when Flask replaces the response
-  with a 500 (saving the session failed): the later status wins. It resolves the labels
-  itself when ``before_request`` never ran (a ``url_value_preprocessor`` refused the
-  request).
-* The backstop records the request, once: when ``wsgi_app`` returns, for a body that does
-  not stream; when the server closes the body, for one that does (the duration then runs
-  to the last chunk sent); as a 500 when ``wsgi_app`` raises (a failing
+  ``ClosingIterator`` of an error page), and the user's identity. It runs again when Flask
+  replaces the response with a 500 (saving the session failed): the later status wins. It
+  resolves the labels itself when ``before_request`` never ran (a
+  ``url_value_preprocessor`` refused the request).
+* The backstop logs the end of the request, once: when ``wsgi_app`` returns, for a body
+  that does not stream; when the server closes the body, for one that does (the duration
+  then runs to the last chunk sent); as a 500 when ``wsgi_app`` raises (a failing
   ``teardown_request``, an error re-raised under ``TESTING`` or ``PROPAGATE_EXCEPTIONS``).
   An exception raised while a streamed body is iterated records a 500 and counts in
   ``application_errors_total``.
@@ -46,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Request, Response, got_request_exception, request
 from flask.globals import request_ctx
+from prometheus_client import values
 from werkzeug.wsgi import ClosingIterator
 
 from ..errors import count_internal_error
@@ -58,22 +62,28 @@ from ..metrics.labels import (
 )
 from ..metrics.multiprocess.setup import ENV_VAR
 from ..metrics.registration import value_class_is_multiprocess
+from ..metrics.registry_state import registry_state
+from ..metrics.value_writes import FileWrites
+from .request_log import RequestLog, Route
 
 if TYPE_CHECKING:
     from flask.ctx import RequestContext
     from werkzeug.routing import Rule
 
+    from ..health.monitor import HealthMonitor
     from ..metrics.catalog import MetricSet
     from ..settings import HttpSettings
 
 logger = logging.getLogger(__name__)
 
 #: The environ key of the per-request slot the backstop creates: a list
-#: ``[route, start, status, streams, user_noted]``. ``route`` is the :class:`_Route`, ``None``
-#: until a hook resolves it, ``False`` for an excluded path; ``status`` is 500 until
-#: ``after_request`` stores the response's; ``streams`` says the body is recorded at its
-#: close. A list (not separate keys) so that a middleware's shallow copy of the environ
-#: shares it, and indexed by literals on the hot path.
+#: ``[route, start, status, streams, user_noted, user]``. ``route`` is the
+#: :class:`~flask_appmetrics.recording.request_log.Route`, ``None`` until a hook resolves
+#: it, ``False`` for an excluded path; ``status`` is 500 until ``after_request`` stores the
+#: response's; ``streams`` says the body is recorded at its close; ``user`` is the identity
+#: of the request's user (``None``: not counted). A list (not separate keys) so that a
+#: middleware's shallow copy of the environ shares it, and indexed by literals on the hot
+#: path.
 _SLOT = "flask_appmetrics.slot"
 
 #: Body types that are complete when ``wsgi_app`` returns: a plain body, and werkzeug's
@@ -83,42 +93,8 @@ _COMPLETE_BODIES = frozenset({list, tuple, ClosingIterator})
 #: Bytes per chunk when a bare file body is read (werkzeug's and gunicorn's block size).
 _FILE_BLOCK = 8192
 
-#: Called when a request that counts for health ends: ``(duration_seconds, status_code)``.
-RequestObserver = Callable[[float, int], None]
-#: Called, in the request context, once per request that counts for health: to note its user.
-UserObserver = Callable[["RequestContext"], None]
-
-
-class _Route:
-    """Pre-bound metric children for one (method, endpoint) pair."""
-
-    __slots__ = (
-        "by_status",
-        "duration",
-        "endpoint",
-        "in_progress",
-        "in_window",
-        "method",
-        "requests",
-    )
-
-    def __init__(self, metric_set: MetricSet, method: str, endpoint: str, in_window: bool) -> None:
-        self.method = method
-        self.endpoint = endpoint
-        self.in_window = in_window
-        self.requests = metric_set.counter("http_requests_total")
-        self.duration = metric_set.histogram("http_request_duration_seconds").labels(
-            method, endpoint
-        )
-        self.in_progress = metric_set.gauge("http_requests_in_progress").labels(method, endpoint)
-        self.by_status: dict[int, Any] = {}
-
-    def count(self, status: int) -> None:
-        child = self.by_status.get(status)
-        if child is None:
-            child = self.requests.labels(self.method, self.endpoint, str(status))
-            self.by_status[status] = child
-        child.inc()
+#: The identity of a request's user from its request context (``None``: not counted).
+Identify = Callable[["RequestContext"], "str | None"]
 
 
 def _excluded(path: str, prefixes: tuple[str, ...]) -> bool:
@@ -145,7 +121,7 @@ class _StreamEnd:
         # is enough to record once.
         slot, self._slot = self._slot, None
         if slot is not None:
-            self._instrumentation._finish(slot[0], slot[1], slot[2])
+            self._instrumentation._finish(slot[0], slot[1], slot[2], slot[5])
 
     def failed(self, exception: BaseException) -> None:
         """The body raised while it was sent: the client gets a truncated response."""
@@ -250,12 +226,12 @@ def _check_workers(environ: dict[str, Any]) -> None:
 def _with_backstop(wsgi_app: Any, instrumentation: RequestInstrumentation) -> Any:
     """Wrap the app's WSGI callable to measure each request from the server's side.
 
-    It starts the clock, gives the hooks a slot in the environ (:data:`_SLOT`) and records
-    the request from what they wrote there: when ``wsgi_app`` returns, or, for a streamed
-    body, when the server closes the body (``response.call_on_close`` is not enough: for
-    a ``direct_passthrough`` body, ``send_file`` and static files, werkzeug hands the file
-    wrapper to the server as it is, so the response's close callbacks never run). A
-    request whose ``after_request`` never ran for us keeps the slot's 500: an
+    It starts the clock, gives the hooks a slot in the environ (:data:`_SLOT`) and logs the
+    end of the request from what they wrote there: when ``wsgi_app`` returns, or, for a
+    streamed body, when the server closes the body (``response.call_on_close`` is not
+    enough: for a ``direct_passthrough`` body, ``send_file`` and static files, werkzeug
+    hands the file wrapper to the server as it is, so the response's close callbacks never
+    run). A request whose ``after_request`` never ran for us keeps the slot's 500: an
     ``after_request`` hook of the app that fails twice (Flask then logs it and sends its
     500 without running the remaining hooks, ours included) or a 500 handler of the app
     that fails itself. When ``wsgi_app`` raises (a failing ``teardown_request``, an error
@@ -277,7 +253,7 @@ def _with_backstop(wsgi_app: Any, instrumentation: RequestInstrumentation) -> An
                 _check_workers(environ)
             except Exception:  # pragma: no cover - a warning must never fail a request
                 logger.exception("flask-appmetrics could not check the server's workers")
-        slot = environ[_SLOT] = [None, perf_counter(), 500, False, False]
+        slot = environ[_SLOT] = [None, perf_counter(), 500, False, False, None]
         try:
             body = wsgi_app(environ, start_response)
         except BaseException:
@@ -285,7 +261,7 @@ def _with_backstop(wsgi_app: Any, instrumentation: RequestInstrumentation) -> An
             if route:
                 live = target()
                 if live is not None:
-                    live._finish(route, slot[1], 500)
+                    live._finish(route, slot[1], 500, slot[5])
             raise
         route = slot[0]
         if route:
@@ -296,7 +272,7 @@ def _with_backstop(wsgi_app: Any, instrumentation: RequestInstrumentation) -> An
                         return _ending_on_close(body, _StreamEnd(live, slot), environ)
                     except Exception:  # pragma: no cover - defensive: the body still goes out
                         live._internal_error("finish")
-                live._finish(route, slot[1], slot[2])
+                live._finish(route, slot[1], slot[2], slot[5])
         return body
 
     return backstop
@@ -328,10 +304,10 @@ class RequestInstrumentation:
     :param metric_set: the registry's metrics.
     :param settings: the app's HTTP settings.
     :param own_blueprints: names of the extension's blueprints, kept out of the health window.
-    :param observer: told about each finished request that counts for health.
-    :param user_observer: given the request context of each request that counts for
-        health, at ``after_request`` (after every ``before_request`` hook ran, so an
-        identity another hook sets is there), or when an exception propagates.
+    :param health: the app's health monitor: given the requests that count for health, and
+        their users (identified by its :attr:`~HealthMonitor.identify` at
+        ``after_request``, after every ``before_request`` hook ran, so an identity another
+        hook sets is there; or when an exception propagates).
     :param on_internal_error: told about each failure of the instrumentation itself.
     :param label_length: the length cap of ``error_type`` values (the registry's
         ``APPMETRICS_MAX_LABEL_LENGTH``).
@@ -343,20 +319,29 @@ class RequestInstrumentation:
         settings: HttpSettings,
         *,
         own_blueprints: frozenset[str],
-        observer: RequestObserver | None = None,
-        user_observer: UserObserver | None = None,
+        health: HealthMonitor | None = None,
         on_internal_error: Callable[[str], None] | None = None,
         label_length: LabelLength | None = None,
     ) -> None:
         self._metric_set = metric_set
         self._exclude = settings.exclude_paths
         self._own_blueprints = own_blueprints
-        self._routes: dict[tuple[str, str], _Route] = {}
+        self._routes: dict[tuple[str, str], Route] = {}
         self._errors = metric_set.counter("application_errors_total")
         self._error_type = BoundedLabel(settings.max_error_types, length=label_length)
-        self.observer = observer
-        self.user_observer = user_observer
         self._on_internal_error = on_internal_error
+        # In multiprocess mode each request is written to this process's files as it
+        # starts and ends; in-process, the log is folded when read.
+        self._writes = FileWrites(values.ValueClass) if value_class_is_multiprocess() else None
+        #: The requests not yet in the metrics and health windows.
+        self.log = RequestLog(health, writes=self._writes, on_error=on_internal_error)
+        #: The identity of a request's user (``None``: users are not counted).
+        self.identify: Identify | None = health.identify if health is not None else None
+        self._start = self.log.start
+        self._finish_logged = self.log.finish
+        registry_state(metric_set.registry).pending.add(self.log)
+        if health is not None:
+            health.add_pending(self.log.fold)
 
     def install(self, app: Flask) -> None:
         # Through Flask's setup methods (they refuse an app that already served requests),
@@ -409,9 +394,9 @@ class RequestInstrumentation:
                         response.direct_passthrough
                         or type(response.response) not in _COMPLETE_BODIES
                     )
-                    if not slot[4] and route.in_window and self.user_observer is not None:
+                    if not slot[4] and route.in_window and self.identify is not None:
                         slot[4] = True
-                        self.user_observer(ctx)
+                        slot[5] = self._user_of(ctx)
         except Exception:
             self._internal_error("after_request")
         return response
@@ -437,27 +422,30 @@ class RequestInstrumentation:
                     and not slot[4]
                     and _propagates(sender)
                     and route.in_window
-                    and self.user_observer is not None
+                    and self.identify is not None
                 ):
                     slot[4] = True
-                    self.user_observer(ctx)
+                    slot[5] = self._user_of(ctx)
         except Exception:
             self._internal_error("got_request_exception")
 
     # -- internals ----------------------------------------------------------------------
 
-    def _route(self, key: tuple[str, str], rule: Rule | None) -> _Route:
+    def _route(self, key: tuple[str, str], rule: Rule | None) -> Route:
         blueprint = rule.endpoint.partition(".")[0] if rule is not None else ""
-        route = _Route(
-            self._metric_set, key[0], key[1], in_window=blueprint not in self._own_blueprints
+        route = Route(
+            self._metric_set,
+            key[0],
+            key[1],
+            in_window=blueprint not in self._own_blueprints,
+            writes=self._writes,
         )
         # Bounded: ten method labels times the app's URL rules, plus one unmatched endpoint.
         self._routes[key] = route
         return route
 
-    def _resolve(self, req: Request) -> _Route | bool:
-        """The route of *req*, its ``http_requests_in_progress`` raised; ``False`` for an
-        excluded path."""
+    def _resolve(self, req: Request) -> Route | bool:
+        """The route of *req*, its start logged; ``False`` for an excluded path."""
         if (
             self._exclude
             and req.path.startswith(self._exclude)
@@ -472,17 +460,23 @@ class RequestInstrumentation:
         route = self._routes.get(key)
         if route is None:
             route = self._route(key, rule)
-        route.in_progress.inc()
+        self._start(route)
         return route
 
-    def _finish(self, route: _Route, start: float, status: int) -> None:
+    def _user_of(self, ctx: RequestContext) -> str | None:
+        """The identity of the user of *ctx*'s request; ``None`` if it cannot be told."""
+        identify = self.identify
         try:
-            duration = perf_counter() - start
-            route.duration.observe(duration)
-            route.count(status)
-            route.in_progress.dec()
-            if route.in_window and self.observer is not None:
-                self.observer(duration, status)
+            identity = identify(ctx) if identify is not None else None
+            return None if identity is None else str(identity)
+        except Exception:
+            logger.exception("flask-appmetrics could not note the request's user")
+            count_internal_error("user_identity", self._on_internal_error)
+            return None
+
+    def _finish(self, route: Route, start: float, status: int, user: str | None) -> None:
+        try:
+            self._finish_logged(route, start, status, user)
         except Exception:
             self._internal_error("finish")
 

@@ -104,9 +104,24 @@ def test_module_level_metrics_defined_first_are_adopted(
     add_test_routes(app)
     FlaskMetrics(app, registry=registry)
     app.test_client().get("/items/3")
-    assert http_requests_total.labels("GET", "/items/<int:item_id>", "200")._value.get() == 1.0
-    assert in_progress.labels("GET", "/items/<int:item_id>")._value.get() == 0.0
-    assert duration.labels("GET", "/items/<int:item_id>")._sum.get() > 0.0
+    # Read from the app's own collectors: collecting them shows what the extension recorded.
+    route = {"method": "GET", "endpoint": "/items/<int:item_id>"}
+    assert _sample(http_requests_total, "http_requests_total", **route, status="200") == 1.0
+    assert _sample(in_progress, "http_requests_in_progress", **route) == 0.0
+    assert _sample(duration, "http_request_duration_seconds_sum", **route) > 0.0
+    assert _sample(duration, "http_request_duration_seconds_count", **route) == 1.0
+
+
+def _sample(collector: Counter | Gauge | Histogram, name: str, **labels: str) -> float:
+    """The value of the sample *name* with *labels* among *collector*'s own samples."""
+    found = [
+        sample.value
+        for family in collector.collect()
+        for sample in family.samples
+        if sample.name == name and sample.labels == labels
+    ]
+    assert len(found) == 1, found
+    return found[0]
 
 
 @pytest.mark.parametrize(
