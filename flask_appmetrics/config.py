@@ -59,6 +59,10 @@ DEFAULTS: dict[str, Any] = {
     "APPMETRICS_BUCKETS": DEFAULT_BUCKETS,
     "APPMETRICS_EXCLUDE_PATHS": (),
     "APPMETRICS_MAX_ERROR_TYPES": 50,
+    # Exemplars (trace ids) on the duration buckets; opt-in sizes and queue time.
+    "APPMETRICS_EXEMPLARS": True,
+    "APPMETRICS_BODY_SIZES": False,
+    "APPMETRICS_QUEUE_TIME": False,
     # -- behaviour ------------------------------------------------------------------
     "APPMETRICS_STRICT": False,
     # -- Gemini, quota and input-fed labels (see SharedSettings) ---------------------------
@@ -466,6 +470,9 @@ def load_settings(config: MutableMapping[str, Any]) -> Settings:
         buckets=_buckets(reader),
         exclude_paths=reader.strings("APPMETRICS_EXCLUDE_PATHS"),
         max_error_types=reader.integer("APPMETRICS_MAX_ERROR_TYPES", minimum=1),
+        exemplars=reader.boolean("APPMETRICS_EXEMPLARS"),
+        body_sizes=reader.boolean("APPMETRICS_BODY_SIZES"),
+        queue_time=reader.boolean("APPMETRICS_QUEUE_TIME"),
     )
     endpoints = EndpointSettings(
         metrics_path=reader.path("APPMETRICS_METRICS_PATH"),

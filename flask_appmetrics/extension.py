@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from .app_state import EXTENSION_KEY, AppState, set_latest, state_of, strict_now
 from .config import DEFAULT_BUCKETS, load_settings
@@ -16,6 +16,7 @@ from .metrics.cache_layers import CacheLayersMixin
 from .metrics.custom import CustomMetricsMixin
 from .metrics.multiprocess.setup import check_setup as check_multiprocess_setup
 from .metrics.registry_state import registry_state
+from .recording.exclusions import Exclusions
 from .recording.identity import UserIdentity
 from .recording.receivers import install as install_receivers
 from .recording.request_hooks import RequestInstrumentation
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from .settings import Settings
 
 logger = logging.getLogger("flask_appmetrics")
+
+T = TypeVar("T")
 
 
 class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
@@ -77,6 +80,8 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         # Extension-wide on purpose: checks apply to every app this instance initialises.
         self._checks = CheckRegistry()
         self._user_identity = user_identity
+        # Extension-wide too: views and blueprints are left out in every app.
+        self._exclusions = Exclusions()
         if app is not None:
             self.init_app(app)
 
@@ -141,8 +146,11 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
             health=health,
             on_internal_error=metric_set.count_internal_error,
             label_length=shared_state.label_length,
+            exclusions=self._exclusions,
         )
-        receivers = install_receivers(app, series, settings.shared, strict=settings.strict)
+        receivers = install_receivers(
+            app, series, settings.shared, strict=settings.strict, exemplars=settings.http.exemplars
+        )
         state = AppState(
             settings=settings,
             registry=self.registry,
@@ -193,6 +201,26 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
             app.register_blueprint(health_views)
         if page is not None:
             app.register_blueprint(status_blueprint(page, guard, count_internal_error))
+
+    def exclude(self, target: T) -> T:
+        """Leave *target* out of every HTTP family and the health windows, in every app.
+
+        *target* is a view function (as a decorator, above or below ``@app.route``), a
+        ``View`` class, a :class:`~flask.Blueprint` (its views and those of blueprints
+        nested in it) or a blueprint's name::
+
+            @app.get("/internal/ping")
+            @metrics.exclude
+            def ping():
+                return "pong"
+
+            metrics.exclude(admin_blueprint)
+
+        Call it while the app is set up: a route is judged at its first request.
+
+        :raises TypeError: *target* is none of these.
+        """
+        return self._exclusions.add(target)
 
     def health_check(
         self, name: str, *, critical: bool = True, timeout: float | None = None

@@ -25,6 +25,12 @@ class HttpSettings:
     exclude_paths: tuple[str, ...]
     #: Distinct ``error_type`` values kept before the rest are counted as ``other``.
     max_error_types: int
+    #: Duration buckets carry the trace id of their latest request as an exemplar.
+    exemplars: bool = True
+    #: ``http_request_size_bytes`` and ``http_response_size_bytes`` are measured.
+    body_sizes: bool = False
+    #: ``http_request_queue_seconds`` is measured from ``X-Request-Start``.
+    queue_time: bool = False
 
 
 @dataclass(frozen=True)

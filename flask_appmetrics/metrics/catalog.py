@@ -194,6 +194,52 @@ CATALOG: tuple[MetricSpec, ...] = (
 )
 
 
+#: Bounds of the body size histograms, in bytes: powers of four from 64 B to 16 MiB.
+SIZE_BUCKETS: tuple[float, ...] = tuple(float(4**power) for power in range(3, 13))
+#: Bounds of ``http_request_queue_seconds``: a proxy's queue is milliseconds when healthy,
+#: seconds when the workers are saturated.
+QUEUE_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+#: ``reason`` values of ``http_request_queue_start_ignored_total``.
+QUEUE_START_IGNORED = ("malformed", "negative", "too_large")
+
+#: Families registered only for apps that turn them on (``APPMETRICS_BODY_SIZES``).
+BODY_SIZE_SPECS: tuple[MetricSpec, ...] = (
+    MetricSpec(
+        "histogram",
+        "http_request_size_bytes",
+        "HTTP request body size in bytes: its Content-Length, or the bytes the app read of "
+        "a chunked body",
+        ("method", "endpoint"),
+        buckets=SIZE_BUCKETS,
+    ),
+    MetricSpec(
+        "histogram",
+        "http_response_size_bytes",
+        "HTTP response body size in bytes, as sent (a streamed body: the bytes it yielded)",
+        ("method", "endpoint"),
+        buckets=SIZE_BUCKETS,
+    ),
+)
+#: Families registered only for apps that turn them on (``APPMETRICS_QUEUE_TIME``).
+QUEUE_TIME_SPECS: tuple[MetricSpec, ...] = (
+    MetricSpec(
+        "histogram",
+        "http_request_queue_seconds",
+        "Seconds between the proxy's X-Request-Start and the app starting the request",
+        buckets=QUEUE_BUCKETS,
+    ),
+    MetricSpec(
+        "counter",
+        "http_request_queue_start_ignored_total",
+        "X-Request-Start values ignored: malformed, in the future (negative queue time, "
+        "clocks apart) or too old to be a queue",
+        ("reason",),
+    ),
+)
+
+
 @dataclass(frozen=True)
 class ScrapeTimeFamily:
     """A gauge family whose samples are computed when the registry is collected.

@@ -24,6 +24,7 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from .exemplars import exemplar_key, note_exemplar
 from .value_writes import FileWrites
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ class RouteSeries:
         "__weakref__",
         "_buckets",
         "_by_status",
+        "_duration",
+        "_exemplar_keys",
         "_in_progress",
         "_progress_value",
         "_requests",
@@ -67,6 +70,8 @@ class RouteSeries:
         self.bounds: tuple[float, ...] = tuple(duration._upper_bounds)
         self._sum: Any = duration._sum
         self._buckets: tuple[Any, ...] = tuple(duration._buckets)
+        self._duration = duration
+        self._exemplar_keys: dict[int, str] = {}
         self._in_progress = metric_set.gauge("http_requests_in_progress").labels(method, endpoint)
         self._progress_value: Any = self._in_progress._value
         self._by_status: dict[int, Any] = {}
@@ -117,3 +122,16 @@ class RouteSeries:
                 (self._progress_value, -1.0),
             )
         )
+
+    # -- exemplars (both modes) -----------------------------------------------------------
+
+    def note_exemplar(self, trace: str, duration: float) -> None:
+        """Make *trace* (a trace id, or a header holding one) the exemplar of the bucket
+        *duration* falls in."""
+        index = bisect_left(self.bounds, duration)
+        key = None
+        if self._writes is not None:
+            key = self._exemplar_keys.get(index)
+            if key is None:
+                key = self._exemplar_keys[index] = exemplar_key(self._duration, self.bounds[index])
+        note_exemplar(self._duration, trace, duration, index=index, key=key)

@@ -28,7 +28,9 @@ from ..llm.pricing import PriceTable
 from ..llm.tokens import TokenUsage
 from ..metrics.catalog import BREAKER_STATES, GEMINI_STATUSES
 from ..metrics.custom import CustomMetric, declared_metric
+from ..metrics.exemplars import note_exemplar
 from . import validation as check
+from .trace_context import current_trace
 
 if TYPE_CHECKING:
     from blinker import NamedSignal
@@ -202,6 +204,7 @@ class SignalReceivers:
     :param series: the series the registry's apps share (bounded labels, quota, breakers).
     :param settings: the app's settings of the signal-fed metrics.
     :param strict: raise bad input to the sender instead of logging it.
+    :param exemplars: give Gemini call durations the caller's trace as an exemplar.
     """
 
     def __init__(
@@ -211,10 +214,12 @@ class SignalReceivers:
         settings: SharedSettings,
         *,
         strict: bool,
+        exemplars: bool = False,
     ) -> None:
         self._app = weakref.ref(app)
         self.series = series
         self.strict = strict
+        self.exemplars = exemplars
         self.prices = PriceTable(settings.gemini_prices)
         self._cache_children: dict[tuple[str, str | None, bool], tuple[Any, ...]] = {}
         series.pin_gemini(settings.gemini_endpoints, settings.gemini_models)
@@ -311,9 +316,11 @@ class SignalReceivers:
         endpoint, model = state.endpoint(call.endpoint), state.model(call.model)
         ms.counter("gemini_api_calls_total").labels(endpoint, model, call.status).inc()
         if call.duration is not None:
-            ms.histogram("gemini_api_duration_seconds").labels(endpoint, model).observe(
-                call.duration
-            )
+            duration = ms.histogram("gemini_api_duration_seconds").labels(endpoint, model)
+            duration.observe(call.duration)
+            trace = current_trace() if self.exemplars else None
+            if trace is not None:
+                note_exemplar(duration, trace, call.duration)
         usage = call.usage
         total = usage.total_tokens()
         if total is not None:
@@ -403,9 +410,14 @@ def _disconnect(pairs: tuple[tuple[NamedSignal, Callable[..., None]], ...]) -> N
 
 
 def install(
-    app: Flask, series: SharedSeries, settings: SharedSettings, *, strict: bool
+    app: Flask,
+    series: SharedSeries,
+    settings: SharedSettings,
+    *,
+    strict: bool,
+    exemplars: bool = False,
 ) -> SignalReceivers:
     """Create *app*'s receivers and connect them."""
-    receivers = SignalReceivers(app, series, settings, strict=strict)
+    receivers = SignalReceivers(app, series, settings, strict=strict, exemplars=exemplars)
     receivers.connect(app)
     return receivers

@@ -47,7 +47,7 @@ from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Request, Response, got_request_exception, request
+from flask import Flask, Request, Response, current_app, got_request_exception, request
 from flask.globals import request_ctx
 from prometheus_client import values
 from werkzeug.wsgi import ClosingIterator
@@ -64,7 +64,10 @@ from ..metrics.multiprocess.setup import ENV_VAR
 from ..metrics.registration import value_class_is_multiprocess
 from ..metrics.registry_state import registry_state
 from ..metrics.value_writes import FileWrites
+from .exclusions import Exclusions
 from .request_log import RequestLog, Route
+from .request_measures import Measured, RequestMeasures
+from .trace_context import TRACEPARENT, RequestTraceReader, request_trace_reader
 
 if TYPE_CHECKING:
     from flask.ctx import RequestContext
@@ -77,13 +80,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: The environ key of the per-request slot the backstop creates: a list
-#: ``[route, start, status, streams, user_noted, user]``. ``route`` is the
+#: ``[route, start, status, streams, user_noted, user, trace, measured]``. ``route`` is the
 #: :class:`~flask_appmetrics.recording.request_log.Route`, ``None`` until a hook resolves
-#: it, ``False`` for an excluded path; ``status`` is 500 until ``after_request`` stores the
-#: response's; ``streams`` says the body is recorded at its close; ``user`` is the identity
-#: of the request's user (``None``: not counted). A list (not separate keys) so that a
-#: middleware's shallow copy of the environ shares it, and indexed by literals on the hot
-#: path.
+#: it, ``False`` for an excluded path or view; ``status`` is 500 until ``after_request``
+#: stores the response's; ``streams`` says the body is recorded at its close; ``user`` is
+#: the identity of the request's user (``None``: not counted); ``trace`` its trace id or
+#: ``traceparent`` header, for the exemplar (``None``: none); ``measured`` the opt-in
+#: measurements (:class:`~flask_appmetrics.recording.request_measures.Measured`, ``None``
+#: when off). A list (not separate keys) so that a middleware's shallow copy of the environ
+#: shares it, and indexed by literals on the hot path.
 _SLOT = "flask_appmetrics.slot"
 
 #: Body types that are complete when ``wsgi_app`` returns: a plain body, and werkzeug's
@@ -121,7 +126,13 @@ class _StreamEnd:
         # is enough to record once.
         slot, self._slot = self._slot, None
         if slot is not None:
-            self._instrumentation._finish(slot[0], slot[1], slot[2], slot[5])
+            self._instrumentation._finish_request(slot)
+
+    @property
+    def measured(self) -> Measured | None:
+        """The opt-in measurements of the request, if any."""
+        slot = self._slot
+        return slot[7] if slot is not None else None
 
     def failed(self, exception: BaseException) -> None:
         """The body raised while it was sent: the client gets a truncated response."""
@@ -169,6 +180,24 @@ class _ClosingBody:
             self._end()
 
 
+class _CountingBody(_ClosingBody):
+    """A :class:`_ClosingBody` that counts the bytes it yields (``APPMETRICS_BODY_SIZES``):
+    what the server was given to send, however the stream ends."""
+
+    __slots__ = ("_measured",)
+
+    def __init__(self, body: Iterable[bytes], end: _StreamEnd, measured: Measured) -> None:
+        super().__init__(body, end)
+        self._measured = measured
+        measured.counted = True
+
+    def __iter__(self) -> Iterator[bytes]:
+        measured = self._measured
+        for chunk in super().__iter__():
+            measured.sent += len(chunk)
+            yield chunk
+
+
 def _ending_on_close(body: Iterable[bytes], end: _StreamEnd, environ: dict[str, Any]) -> Any:
     """*body*, made to end its request when the server closes it.
 
@@ -195,6 +224,9 @@ def _ending_on_close(body: Iterable[bytes], end: _StreamEnd, environ: dict[str, 
             pass
         else:
             return body
+    measured = end.measured
+    if measured is not None:
+        return _CountingBody(body, end, measured)
     return _ClosingBody(body, end)
 
 
@@ -253,7 +285,10 @@ def _with_backstop(wsgi_app: Any, instrumentation: RequestInstrumentation) -> An
                 _check_workers(environ)
             except Exception:  # pragma: no cover - a warning must never fail a request
                 logger.exception("flask-appmetrics could not check the server's workers")
-        slot = environ[_SLOT] = [None, perf_counter(), 500, False, False, None]
+            live = target()
+            if live is not None:
+                live._decide_trace_sources()
+        slot = environ[_SLOT] = [None, perf_counter(), 500, False, False, None, None, None]
         try:
             body = wsgi_app(environ, start_response)
         except BaseException:
@@ -261,7 +296,8 @@ def _with_backstop(wsgi_app: Any, instrumentation: RequestInstrumentation) -> An
             if route:
                 live = target()
                 if live is not None:
-                    live._finish(route, slot[1], 500, slot[5])
+                    slot[2] = 500
+                    live._finish_request(slot)
             raise
         route = slot[0]
         if route:
@@ -272,7 +308,7 @@ def _with_backstop(wsgi_app: Any, instrumentation: RequestInstrumentation) -> An
                         return _ending_on_close(body, _StreamEnd(live, slot), environ)
                     except Exception:  # pragma: no cover - defensive: the body still goes out
                         live._internal_error("finish")
-                live._finish(route, slot[1], slot[2], slot[5])
+                live._finish_request(slot)
         return body
 
     return backstop
@@ -311,6 +347,7 @@ class RequestInstrumentation:
     :param on_internal_error: told about each failure of the instrumentation itself.
     :param label_length: the length cap of ``error_type`` values (the registry's
         ``APPMETRICS_MAX_LABEL_LENGTH``).
+    :param exclusions: the views and blueprints left out (``metrics.exclude``).
     """
 
     def __init__(
@@ -322,9 +359,32 @@ class RequestInstrumentation:
         health: HealthMonitor | None = None,
         on_internal_error: Callable[[str], None] | None = None,
         label_length: LabelLength | None = None,
+        exclusions: Exclusions | None = None,
     ) -> None:
         self._metric_set = metric_set
         self._exclude = settings.exclude_paths
+        self._exclusions = exclusions if exclusions is not None else Exclusions()
+        #: Route keys of excluded views, decided at their first request.
+        self._excluded_keys: set[tuple[str, str]] = set()
+        #: Whether requests give their trace to the duration's exemplar.
+        self._exemplars = settings.exemplars
+        #: The reader of the trace beyond the ``traceparent`` header (``None``: the header
+        #: alone), decided at the app's first request.
+        self._trace_reader: RequestTraceReader | None = None
+        #: The opt-in measurements, when the app turns any on.
+        self._measures = (
+            RequestMeasures(
+                metric_set, body_sizes=settings.body_sizes, queue_time=settings.queue_time
+            )
+            if settings.body_sizes or settings.queue_time
+            else None
+        )
+        #: ``finish(slot)``: a request ended; with its sizes when they are measured.
+        self._finish_request: Callable[[list[Any]], None] = (
+            self._finish_measured
+            if self._measures is not None and self._measures.body_sizes
+            else self._finish
+        )
         self._own_blueprints = own_blueprints
         self._routes: dict[tuple[str, str], Route] = {}
         self._errors = metric_set.counter("application_errors_total")
@@ -350,14 +410,18 @@ class RequestInstrumentation:
         # request unmeasured; our after_request at the head of the list, which Flask runs
         # last, so that we record the response the client gets, even when an earlier hook
         # replaced it or failed into a 500.
-        app.before_request(self._before_request)
-        app.after_request(self._after_request)
+        # The hooks of the opt-in measurements when the app turns any on: the plain ones
+        # then cost nothing for them.
+        before_hook = self._before_request if self._measures is None else self._before_measured
+        after_hook = self._after_request if self._measures is None else self._after_measured
+        app.before_request(before_hook)
+        app.after_request(after_hook)
         before = app.before_request_funcs[None]
-        before.remove(self._before_request)
-        before.insert(0, self._before_request)
+        before.remove(before_hook)
+        before.insert(0, before_hook)
         after = app.after_request_funcs[None]
-        after.remove(self._after_request)
-        after.insert(0, self._after_request)
+        after.remove(after_hook)
+        after.insert(0, after_hook)
         app.wsgi_app = _with_backstop(app.wsgi_app, self)  # type: ignore[method-assign]
         forwarder = _ExceptionForwarder(self)
         got_request_exception.connect(forwarder, sender=app, weak=False)
@@ -397,6 +461,33 @@ class RequestInstrumentation:
                     if not slot[4] and route.in_window and self.identify is not None:
                         slot[4] = True
                         slot[5] = self._user_of(ctx)
+                    if self._exemplars:
+                        reader = self._trace_reader
+                        environ = ctx.request.environ
+                        slot[6] = environ.get(TRACEPARENT) if reader is None else reader(environ)
+        except Exception:
+            self._internal_error("after_request")
+        return response
+
+    def _before_measured(self) -> None:
+        self._before_request()
+        try:
+            measures = self._measures
+            req: Request = request._get_current_object()  # type: ignore[attr-defined]
+            slot = req.environ.get(_SLOT)
+            if slot is not None and slot[0] and measures is not None:
+                measures.started(req.environ, slot)
+        except Exception:
+            self._internal_error("before_request")
+
+    def _after_measured(self, response: Response) -> Response:
+        response = self._after_request(response)
+        try:
+            measures = self._measures
+            req: Request = request._get_current_object()  # type: ignore[attr-defined]
+            slot = req.environ.get(_SLOT)
+            if slot is not None and slot[0] and measures is not None:
+                measures.responded(response, slot, req.method)
         except Exception:
             self._internal_error("after_request")
         return response
@@ -407,12 +498,20 @@ class RequestInstrumentation:
             ctx: RequestContext = request_ctx._get_current_object()  # type: ignore[attr-defined]
             rule = ctx.request.url_rule
             endpoint = rule.rule if rule is not None else UNMATCHED_ENDPOINT
-            self._count_error(endpoint, exception)
             slot = ctx.request.environ.get(_SLOT)
-            if slot is not None:
+            if slot is None:
+                self._count_error(endpoint, exception)
+            else:
                 route = slot[0]
                 if route is None:
                     route = slot[0] = self._resolve(ctx.request)
+                if route is False:  # an excluded path or view: in no family
+                    return
+                self._count_error(endpoint, exception)
+                if self._exemplars and slot[6] is None:
+                    reader = self._trace_reader
+                    environ = ctx.request.environ
+                    slot[6] = environ.get(TRACEPARENT) if reader is None else reader(environ)
                 # The client gets a 500: Flask's error page, or the server's when Flask
                 # re-raises (TESTING, DEBUG or PROPAGATE_EXCEPTIONS), and then no
                 # after_request runs: the user is noted here.
@@ -431,7 +530,25 @@ class RequestInstrumentation:
 
     # -- internals ----------------------------------------------------------------------
 
-    def _route(self, key: tuple[str, str], rule: Rule | None) -> Route:
+    def _decide_trace_sources(self) -> None:
+        """Find, once, where traces come from besides the ``traceparent`` header."""
+        if self._exemplars:
+            try:
+                self._trace_reader = request_trace_reader()
+            except Exception:
+                self._internal_error("before_request")
+
+    def _route(self, key: tuple[str, str], rule: Rule | None) -> Route | bool:
+        """The route of *key*, made and kept; ``False`` (not kept) for an excluded view."""
+        if key in self._excluded_keys:
+            return False
+        if (
+            rule is not None
+            and self._exclusions
+            and self._exclusions.excludes(current_app, rule.endpoint)
+        ):
+            self._excluded_keys.add(key)  # bounded: the app's URL rules times ten methods
+            return False
         blueprint = rule.endpoint.partition(".")[0] if rule is not None else ""
         route = Route(
             self._metric_set,
@@ -459,7 +576,10 @@ class RequestInstrumentation:
         )
         route = self._routes.get(key)
         if route is None:
-            route = self._route(key, rule)
+            made = self._route(key, rule)
+            if not isinstance(made, Route):
+                return False
+            route = made
         self._start(route)
         return route
 
@@ -474,9 +594,18 @@ class RequestInstrumentation:
             count_internal_error("user_identity", self._on_internal_error)
             return None
 
-    def _finish(self, route: Route, start: float, status: int, user: str | None) -> None:
+    def _finish(self, slot: list[Any]) -> None:
         try:
-            self._finish_logged(route, start, status, user)
+            self._finish_logged(slot[0], slot[1], slot[2], slot[5], slot[6])
+        except Exception:
+            self._internal_error("finish")
+
+    def _finish_measured(self, slot: list[Any]) -> None:
+        self._finish(slot)
+        try:
+            measures = self._measures
+            if measures is not None:
+                measures.finished(slot[0], slot[7])
         except Exception:
             self._internal_error("finish")
 

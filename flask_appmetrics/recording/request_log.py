@@ -136,9 +136,10 @@ class RequestLog:
         self._written = writes is not None
         #: ``start(route)``: a request of *route* started (its route just resolved).
         self.start: Callable[[Route], None]
-        #: ``finish(route, started, status, user)``: a request ended now; *started* is the
-        #: ``perf_counter()`` of its start.
-        self.finish: Callable[[Route, float, int, str | None], None]
+        #: ``finish(route, started, status, user, trace)``: a request ended now; *started*
+        #: is the ``perf_counter()`` of its start, *trace* its trace id or a header holding
+        #: one (``None``: none), noted at once as the exemplar of its duration's bucket.
+        self.finish: Callable[[Route, float, int, str | None, str | None], None]
         if writes is None:
             # The deque's own method: the cheapest call there is.
             self.start = self._starts.append
@@ -147,17 +148,25 @@ class RequestLog:
             self.start = RouteSeries.write_started
             self.finish = self._finish_written
 
-    def _finish(self, route: Route, started: float, status: int, user: str | None) -> None:
+    def _finish(
+        self, route: Route, started: float, status: int, user: str | None, trace: str | None
+    ) -> None:
         end = perf_counter()
         finished = self._finished
         finished.append((route, end - started, status, end, user))
+        if trace is not None:
+            route.note_exemplar(trace, end - started)
         if len(finished) >= FOLD_SIZE or end >= self._due:
             self.fold(wait=False)
 
-    def _finish_written(self, route: Route, started: float, status: int, user: str | None) -> None:
+    def _finish_written(
+        self, route: Route, started: float, status: int, user: str | None, trace: str | None
+    ) -> None:
         end = perf_counter()
         duration = end - started
         route.write_finished(duration, status)
+        if trace is not None:
+            route.note_exemplar(trace, duration)
         if route.in_window and self.health is not None:
             finished = self._finished
             finished.append((route, duration, status, end, user))

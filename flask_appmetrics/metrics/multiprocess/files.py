@@ -2,9 +2,10 @@
 
 prometheus_client writes, per process, ``counter_<pid>.db``, ``histogram_<pid>.db``,
 ``summary_<pid>.db`` and ``gauge_<mode>_<pid>.db`` (``prometheus_client/values.py``); our
-own files are the archive of dead processes, its temporary file while it is rewritten and
-a lock file. Nothing else in the directory is ever read, folded or deleted: an
-application's ``app.db`` that happens to live there is someone else's.
+own files are the archive of dead processes, its temporary file while it is rewritten, a
+lock file and each process's latest exemplars. Nothing else in the directory is ever read,
+folded or deleted: an application's ``app.db`` that happens to live there is someone
+else's.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ LOCK_NAME = "flask_appmetrics.lock"
 #: The archive being written, renamed over :data:`ARCHIVE_NAME` once complete.
 TMP_PREFIX = "flask_appmetrics.archive."
 TMP_SUFFIX = ".tmp"
+#: A process's latest exemplars (:mod:`.exemplar_file`): this prefix and its pid.
+EXEMPLARS_PREFIX = "flask_appmetrics.exemplars."
 
 _METRIC_FILE = re.compile(
     r"(?P<prefix>counter|histogram|summary|gauge_(?P<mode>"
@@ -91,8 +94,10 @@ def parse_name(name: str) -> MetricFile | None:
 
 def is_own_file(name: str) -> bool:
     """Whether *name* is one of flask-appmetrics' own files in the directory."""
-    return name in (ARCHIVE_NAME, LOCK_NAME) or (
-        name.startswith(TMP_PREFIX) and name.endswith(TMP_SUFFIX)
+    return (
+        name in (ARCHIVE_NAME, LOCK_NAME)
+        or (name.startswith(TMP_PREFIX) and name.endswith(TMP_SUFFIX))
+        or name.startswith(EXEMPLARS_PREFIX)
     )
 
 

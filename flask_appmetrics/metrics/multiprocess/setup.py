@@ -57,9 +57,11 @@ from prometheus_client.registry import Collector
 
 from ...errors import ConfigurationError
 from ..catalog import hit_rate
+from ..exemplars import attach_exemplars
 from ..registration import value_class_is_multiprocess
 from ..registry_state import registry_state
 from .archive import ArchiveError, dead_pids, fold, metric_files
+from .exemplar_file import read_exemplars
 from .files import LOCK_NAME, foreign_files, is_own_file, parse_name
 from .reader import read_directory
 
@@ -351,6 +353,8 @@ class AggregatingCollector:
         for name in self._derived_names:
             families.pop(name, None)
         out = list(families.values())
+        # prometheus_client's files hold no exemplar: each process keeps its own.
+        attach_exemplars(out, read_exemplars(self._path))
         for gauge in self._derived:
             metric = gauge.compute(families)
             if metric is not None:
