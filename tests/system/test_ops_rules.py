@@ -246,6 +246,28 @@ def test_dashboard_is_grafana_json_using_exported_names(exported_names: set[str]
     assert {"circuit_breaker_state", "gemini_api_cost_usd_total"} <= promql_names(rule_exprs)
 
 
+def test_latency_panels_show_exemplars_from_the_raw_buckets() -> None:
+    """A latency panel's exemplars come from the series its query reads: each latency panel
+    reads a duration histogram's buckets with exemplars on, and every target that does has
+    them on (a recording rule's series carries none)."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    latency = {
+        "Latency p50 / p95 / p99": "http_request_duration_seconds_bucket",
+        "p95 latency by endpoint": "http_request_duration_seconds_bucket",
+        "Call duration p95 by model": "gemini_api_duration_seconds_bucket",
+    }
+    panels = {panel["title"]: panel for panel in dashboard["panels"]}
+    for title, family in latency.items():
+        targets = panels[title]["targets"]
+        raw = [target for target in targets if family in promql_names(target["expr"])]
+        assert raw, title
+        assert all(target.get("exemplar") is True for target in raw), title
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            if target.get("exemplar"):
+                assert promql_names(target["expr"]) & set(latency.values()), panel["title"]
+
+
 @needs_promtool
 def test_example_metrics_page_lints_clean_but_for_cache_items_count() -> None:
     """The business metrics the example declares follow Prometheus naming too; the one

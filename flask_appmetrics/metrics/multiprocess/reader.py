@@ -133,7 +133,12 @@ class _Aggregate:
                         {**dict(labels), "le": floatToGoString(le)},  # type: ignore[no-untyped-call]
                         acc,
                     )
-                family.samples[(metric_name + "_count", labels)] = acc
+                # Each series' samples together, as OpenMetrics requires.
+                family.samples.pop((metric_name + "_count", labels), None)
+                metric.add_sample(metric_name + "_count", dict(labels), acc)
+                total = family.samples.pop((metric_name + "_sum", labels), None)
+                if total is not None:
+                    metric.add_sample(metric_name + "_sum", dict(labels), total)
             for (name, labels), value in family.samples.items():
                 metric.add_sample(name, dict(labels), value)
             out.append(metric)

@@ -28,6 +28,13 @@ def item(item_id: int) -> dict[str, int]:
     return {"id": item_id, "pid": os.getpid()}
 
 
+@app.get("/slow/<int:ms>")
+def slow(ms: int) -> dict[str, int]:
+    # Lands in a slower duration bucket than /items: exemplars of two buckets.
+    time.sleep(ms / 1000)
+    return {"pid": os.getpid()}
+
+
 @app.get("/block/<name>")
 def block(name: str) -> dict[str, int]:
     breaker_state = request.args.get("breaker")
