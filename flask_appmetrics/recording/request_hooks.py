@@ -371,6 +371,7 @@ class RequestInstrumentation:
         #: The reader of the trace beyond the ``traceparent`` header (``None``: the header
         #: alone), decided at the app's first request.
         self._trace_reader: RequestTraceReader | None = None
+        self._app: weakref.ref[Flask] | None = None
         #: The opt-in measurements, when the app turns any on.
         self._measures = (
             RequestMeasures(
@@ -423,6 +424,8 @@ class RequestInstrumentation:
         after.remove(after_hook)
         after.insert(0, after_hook)
         app.wsgi_app = _with_backstop(app.wsgi_app, self)  # type: ignore[method-assign]
+        # Weakly: the trace sources are decided from the app at its first request.
+        self._app = weakref.ref(app)
         forwarder = _ExceptionForwarder(self)
         got_request_exception.connect(forwarder, sender=app, weak=False)
         # The signal is process-global and holds its receiver strongly (weakly held bound
@@ -534,7 +537,8 @@ class RequestInstrumentation:
         """Find, once, where traces come from besides the ``traceparent`` header."""
         if self._exemplars:
             try:
-                self._trace_reader = request_trace_reader()
+                app = self._app() if self._app is not None else None
+                self._trace_reader = request_trace_reader(app)
             except Exception:
                 self._internal_error("before_request")
 

@@ -52,9 +52,12 @@ def request_start(header: str) -> float:
     value = header.strip()
     if value[:2] in ("t=", "T="):
         value = value[2:]
-    number = float(value)
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
     if not math.isfinite(number) or number <= 0:
-        raise ValueError(header)
+        raise ValueError(f"not a request start time: {header!r}")
     # Unix times since 1973 told apart by magnitude: seconds are below 1e11 until the
     # year 5138, milliseconds below 1e14, microseconds below 1e17.
     if number < 1e11:

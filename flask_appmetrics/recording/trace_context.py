@@ -1,9 +1,10 @@
 """The trace a request or an LLM call belongs to, for exemplars.
 
-Sources, in order: the active OpenTelemetry span (when ``opentelemetry-api`` is installed
-and a span of a real SDK is active and sampled), Sentry's current trace (when Sentry is
-initialised: the active span's, else the trace Sentry links the request's errors to), and
-the request's W3C ``traceparent`` header (sampled).
+Sources, in order: the active OpenTelemetry span (when OpenTelemetry traces the app: an
+SDK's tracer provider set globally, or the app instrumented by
+opentelemetry-instrumentation-flask; and the span is sampled), Sentry's current trace
+(when Sentry is initialised: the active span's, else the trace Sentry links the
+request's errors to), and the request's W3C ``traceparent`` header (sampled).
 
 Which of the first two exist is decided once per app, at its first request
 (:func:`request_trace_reader`): without them a request costs one ``environ.get`` of the
@@ -16,7 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from flask import has_request_context, request
+from flask import Flask, current_app, has_app_context, has_request_context, request
 
 logger = logging.getLogger(__name__)
 
@@ -27,10 +28,19 @@ TRACEPARENT = "HTTP_TRACEPARENT"
 TraceSource = Callable[[], "str | None"]
 
 
-def _opentelemetry() -> TraceSource | None:
+def _opentelemetry(app: Flask | None) -> TraceSource | None:
+    """The active span's trace, when OpenTelemetry traces this process: a tracer provider
+    of an SDK set globally, or *app* instrumented by opentelemetry-instrumentation-flask
+    (which may be given a provider of its own). opentelemetry-api alone (installed as a
+    dependency of something else) makes no source: reading its no-op span would cost every
+    request for nothing."""
     try:
         from opentelemetry import trace
     except ImportError:
+        return None
+    provider = trace.get_tracer_provider()
+    traced = not isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
+    if not traced and not getattr(app, "_is_instrumented_by_opentelemetry", False):
         return None
     get_current_span = trace.get_current_span
 
@@ -58,19 +68,19 @@ def _sentry() -> TraceSource | None:
     return current
 
 
-def trace_sources() -> tuple[TraceSource, ...]:
-    """The sources of this process besides the request's header, in order."""
-    return tuple(source for source in (_opentelemetry(), _sentry()) if source is not None)
+def trace_sources(app: Flask | None = None) -> tuple[TraceSource, ...]:
+    """The sources of this process (and of *app*) besides the request's header, in order."""
+    return tuple(source for source in (_opentelemetry(app), _sentry()) if source is not None)
 
 
 #: Reads the trace of the request whose WSGI environ it is given.
 RequestTraceReader = Callable[[dict[str, Any]], "str | None"]
 
 
-def request_trace_reader() -> RequestTraceReader | None:
-    """The reader of a request's trace from the sources present now; ``None`` when only the
-    ``traceparent`` header is one (the caller then reads it itself)."""
-    sources = trace_sources()
+def request_trace_reader(app: Flask | None) -> RequestTraceReader | None:
+    """The reader of the trace of *app*'s requests from the sources present now; ``None``
+    when only the ``traceparent`` header is one (the caller then reads it itself)."""
+    sources = trace_sources(app)
     if not sources:
         return None
 
@@ -91,7 +101,7 @@ def request_trace_reader() -> RequestTraceReader | None:
 def current_trace() -> str | None:
     """The trace of the code running now (an LLM call): the sources in order, then the
     ``traceparent`` header of the request in context, if any."""
-    for source in trace_sources():
+    for source in trace_sources(current_app if has_app_context() else None):
         try:
             trace = source()
         except Exception:

@@ -27,6 +27,7 @@ from sentry_sdk.transport import Transport
 from flask_appmetrics import FlaskMetrics
 from flask_appmetrics.helpers import record_gemini_usage
 from flask_appmetrics.metrics.exemplars import parse_trace_id
+from flask_appmetrics.recording.trace_context import request_trace_reader
 from tests.support.apps import AppFactory
 from tests.support.wsgi import serve
 
@@ -271,3 +272,14 @@ def test_an_app_of_its_own_extension_keeps_its_exemplars(registry: Any) -> None:
     assert list(exemplar_traces(buckets(app, "http_request_duration_seconds")).values()) == [
         trace_id
     ]
+
+
+def test_opentelemetry_installed_but_not_tracing_is_no_source(app: Flask) -> None:
+    """opentelemetry-api alone (here, beside an SDK no one configured): no tracer provider
+    set, the app not instrumented, so requests pay only the header's lookup."""
+    assert request_trace_reader(app) is None
+    FlaskInstrumentor().instrument_app(app, tracer_provider=TracerProvider())
+    try:
+        assert request_trace_reader(app) is not None
+    finally:
+        FlaskInstrumentor().uninstrument_app(app)

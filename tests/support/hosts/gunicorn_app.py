@@ -7,11 +7,12 @@ knows exactly which worker serves which request, without timing assumptions.
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from pathlib import Path
 
-from flask import Flask, request
+from flask import Flask, Response, request, send_file
 
 from flask_appmetrics import FlaskMetrics
 from flask_appmetrics.helpers import record_quota_usage
@@ -68,6 +69,15 @@ def _set_breaker(state: int) -> None:
     app_state.metric_set.gauge("circuit_breaker_state").labels("gemini").set(state)
 
 
+@app.get("/file/<int:size>")
+def file(size: int) -> Response:
+    # Under gunicorn: its wsgi.file_wrapper, sent with sendfile().
+    return send_file(io.BytesIO(b"f" * size), mimetype="application/octet-stream")
+
+
+if os.environ.get("TEST_MEASURES"):
+    app.config["APPMETRICS_BODY_SIZES"] = True
+    app.config["APPMETRICS_QUEUE_TIME"] = True
 if os.environ.get("TEST_REDIS_URL"):
     app.config["APPMETRICS_REDIS_URL"] = os.environ["TEST_REDIS_URL"]
     # Write-through: the test checks exact shared values right after the requests.

@@ -1,9 +1,10 @@
-"""Exemplars under gunicorn's workers, on the OpenMetrics page and in a real Prometheus.
+"""Exemplars and the opt-in measurements under gunicorn's workers (multiprocess mode).
 
 prometheus_client's multiprocess mode keeps no exemplar; each worker keeps the latest of
 each bucket in a file of its own, and the scrape merges them: the page shows the trace of
 the latest request of each bucket, whichever worker served it. Prometheus, started with
-exemplar storage, scrapes the page and answers ``query_exemplars`` with the trace id.
+exemplar storage, scrapes the page and answers ``query_exemplars`` with the trace id. The
+opt-in sizes and queue time of every worker add up on the page too.
 """
 
 from __future__ import annotations
@@ -154,3 +155,22 @@ def test_prometheus_stores_the_exemplar_and_answers_query_exemplars(
         wait_for("Prometheus to store the exemplar", stored)
     finally:
         stop_process(proc)
+
+
+def test_sizes_and_queue_time_of_every_worker(tmp_path: Path) -> None:
+    """The opt-in families under gunicorn: a file sent with sendfile() counts its length,
+    and the queue time of each worker's requests lands in the shared page."""
+    server = Gunicorn(tmp_path, workers=2, env={"TEST_MEASURES": "1"})
+    try:
+        for _ in range(6):
+            assert len(server.get("/file/5000").content) == 5000
+            start = {"X-Request-Start": f"t={time.time() - 0.2:.3f}"}
+            assert server.get("/items/1", headers=start).status_code == 200
+        samples = server.scrape()
+    finally:
+        server.stop()
+    file_labels = frozenset({("method", "GET"), ("endpoint", "/file/<int:size>")})
+    assert samples[("http_response_size_bytes_count", file_labels)] == 6
+    assert samples[("http_response_size_bytes_sum", file_labels)] == 6 * 5000
+    assert samples[("http_request_queue_seconds_count", frozenset())] == 6
+    assert samples[("http_request_queue_seconds_sum", frozenset())] >= 6 * 0.2
