@@ -229,12 +229,21 @@ class HealthMonitor:
         self._latency.record(duration_seconds)
         self._requests.record(status_code >= 500)
 
+    @property
+    def latency_size(self) -> int:
+        """How many of the latest durations the latency window keeps."""
+        return self.settings.latency_window
+
     def observe_many(
-        self, ages: Sequence[float], durations: Sequence[float], errors: Sequence[bool]
+        self,
+        ended: Sequence[float],
+        failed: Sequence[float],
+        durations: Sequence[float],
+        now: float,
     ) -> None:
-        """Record finished requests, oldest first: each one's age (seconds since it
-        finished), duration and whether it failed (a 5xx), in three sequences of one
-        length."""
+        """Record finished requests: when each ended, when each failed one (5xx) ended,
+        and their durations (the latest ones at least), oldest first; times on a clock
+        that reads *now* at this call."""
         latency, requests = self._latency, self._requests
         if isinstance(latency, LatencyBatches):
             latency.record_many(durations)
@@ -242,16 +251,18 @@ class HealthMonitor:
             for duration in durations:
                 latency.record(duration)
         if isinstance(requests, RequestBatches):
-            requests.record_many(ages, errors)
+            requests.record_many(ended, failed, now)
         else:
-            for error in errors:
-                requests.record(error)
+            failures = len(failed)
+            for index in range(len(ended)):
+                requests.record(index < failures)
 
-    def note_users(self, sightings: Iterable[tuple[str, float]]) -> None:
-        """Note each ``(identity, age)``: that user made a request *age* seconds ago."""
+    def note_users(self, sightings: Iterable[tuple[str, float]], now: float) -> None:
+        """Note each ``(identity, when)``, oldest first: that user made a request at the
+        time *when*, on a clock that reads *now* at this call."""
         users = self._users
         if isinstance(users, UserBatches):
-            users.touch_many(sightings)
+            users.touch_many(sightings, now)
         else:
             for identity, _ in sightings:
                 users.touch(identity)

@@ -42,12 +42,13 @@ from __future__ import annotations
 import logging
 import os
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Request, Response, got_request_exception, request
+from flask import Flask, Request, Response, got_request_exception
+from flask import globals as flask_globals
 from flask.globals import request_ctx
 from prometheus_client import values
 from werkzeug.wsgi import ClosingIterator
@@ -64,6 +65,7 @@ from ..metrics.multiprocess.setup import ENV_VAR
 from ..metrics.registration import value_class_is_multiprocess
 from ..metrics.registry_state import registry_state
 from ..metrics.value_writes import FileWrites
+from .identity import identity_key, identity_of
 from .request_log import RequestLog, Route
 
 if TYPE_CHECKING:
@@ -89,6 +91,18 @@ _SLOT = "flask_appmetrics.slot"
 #: Body types that are complete when ``wsgi_app`` returns: a plain body, and werkzeug's
 #: ``ClosingIterator``, what Flask makes of an ``HTTPException`` (its error page).
 _COMPLETE_BODIES = frozenset({list, tuple, ClosingIterator})
+
+
+def _proxied_request_context() -> RequestContext:
+    return request_ctx._get_current_object()  # type: ignore[attr-defined,no-any-return]
+
+
+#: The current request context. Flask private API: the context variable behind its
+#: ``request_ctx`` proxy (Flask >= 2.2), read directly, as each lookup through the proxy
+#: is a Python call; through the proxy where it is not found.
+_request_context: Callable[[], RequestContext] = getattr(
+    getattr(flask_globals, "_cv_request", None), "get", _proxied_request_context
+)
 
 #: Bytes per chunk when a bare file body is read (werkzeug's and gunicorn's block size).
 _FILE_BLOCK = 8192
@@ -121,7 +135,7 @@ class _StreamEnd:
         # is enough to record once.
         slot, self._slot = self._slot, None
         if slot is not None:
-            self._instrumentation._finish(slot[0], slot[1], slot[2], slot[5])
+            self._instrumentation.log.finish(slot[0], slot[1], slot[2], slot[5])
 
     def failed(self, exception: BaseException) -> None:
         """The body raised while it was sent: the client gets a truncated response."""
@@ -241,8 +255,11 @@ def _with_backstop(wsgi_app: Any, instrumentation: RequestInstrumentation) -> An
     The first request also checks the server's worker model (:func:`_check_workers`). A
     closure, not an object with ``__call__``: the call costs less on every request.
     """
-    # Weak, like the exception forwarder: the app must stay collectable.
+    # Weak, like the exception forwarder: the app must stay collectable. The log's
+    # finish is held as it is: it never raises, and holds nothing of the app but its
+    # health monitor.
     target = weakref.ref(instrumentation)
+    finish = instrumentation.log.finish
     first = True
 
     def backstop(environ: dict[str, Any], start_response: Any) -> Any:
@@ -259,20 +276,18 @@ def _with_backstop(wsgi_app: Any, instrumentation: RequestInstrumentation) -> An
         except BaseException:
             route = slot[0]
             if route:
-                live = target()
-                if live is not None:
-                    live._finish(route, slot[1], 500, slot[5])
+                finish(route, slot[1], 500, slot[5])
             raise
         route = slot[0]
         if route:
-            live = target()
-            if live is not None:
-                if slot[3]:
+            if slot[3]:
+                live = target()
+                if live is not None:
                     try:
                         return _ending_on_close(body, _StreamEnd(live, slot), environ)
                     except Exception:  # pragma: no cover - defensive: the body still goes out
                         live._internal_error("finish")
-                live._finish(route, slot[1], slot[2], slot[5])
+            finish(route, slot[1], slot[2], slot[5])
         return body
 
     return backstop
@@ -335,10 +350,10 @@ class RequestInstrumentation:
         self._writes = FileWrites(values.ValueClass) if value_class_is_multiprocess() else None
         #: The requests not yet in the metrics and health windows.
         self.log = RequestLog(health, writes=self._writes, on_error=on_internal_error)
-        #: The identity of a request's user (``None``: users are not counted).
+        #: The identity of a request's user (``None``: users are not counted). The default
+        #: one is taken as a cheaper key, made text when the log is folded.
         self.identify: Identify | None = health.identify if health is not None else None
         self._start = self.log.start
-        self._finish_logged = self.log.finish
         registry_state(metric_set.registry).pending.add(self.log)
         if health is not None:
             health.add_pending(self.log.fold)
@@ -370,17 +385,32 @@ class RequestInstrumentation:
 
     def _before_request(self) -> None:
         try:
-            # One context-variable lookup instead of one per attribute.
-            req: Request = request._get_current_object()  # type: ignore[attr-defined]
+            # The request context itself: a context-local proxy costs a Python call per
+            # lookup.
+            req: Request = _request_context().request
             slot = req.environ.get(_SLOT)
-            if slot is not None:  # None: a request not served through the app's wsgi_app
+            if slot is None:  # a request not served through the app's wsgi_app
+                return
+            if self._exclude:
                 slot[0] = self._resolve(req)
+                return
+            # _resolve without its exclusions, inline: this runs on every request.
+            rule = req.url_rule
+            key = (
+                METHOD_LABELS.get(req.method, OTHER_METHOD),
+                rule.rule if rule is not None else UNMATCHED_ENDPOINT,
+            )
+            route = self._routes.get(key)
+            if route is None:
+                route = self._route(key, rule)
+            self._start(route)
+            slot[0] = route
         except Exception:
             self._internal_error("before_request")
 
     def _after_request(self, response: Response) -> Response:
         try:
-            ctx: RequestContext = request_ctx._get_current_object()  # type: ignore[attr-defined]
+            ctx = _request_context()
             slot = ctx.request.environ.get(_SLOT)
             if slot is not None:
                 route = slot[0]
@@ -404,7 +434,7 @@ class RequestInstrumentation:
     def _on_exception(self, sender: Flask, exception: BaseException, **_: Any) -> None:
         # Flask's got_request_exception: an unhandled exception in this app's request.
         try:
-            ctx: RequestContext = request_ctx._get_current_object()  # type: ignore[attr-defined]
+            ctx = _request_context()
             rule = ctx.request.url_rule
             endpoint = rule.rule if rule is not None else UNMATCHED_ENDPOINT
             self._count_error(endpoint, exception)
@@ -437,12 +467,15 @@ class RequestInstrumentation:
             self._metric_set,
             key[0],
             key[1],
-            in_window=blueprint not in self._own_blueprints,
+            in_window=blueprint not in self._own_blueprints and self.log.health is not None,
             writes=self._writes,
         )
         # Bounded: ten method labels times the app's URL rules, plus one unmatched endpoint.
-        self._routes[key] = route
-        return route
+        # Two threads may build the same route: the first one stored is the one used.
+        found = self._routes.setdefault(key, route)
+        if found is route:
+            self.log.add_route(route)
+        return found
 
     def _resolve(self, req: Request) -> Route | bool:
         """The route of *req*, its start logged; ``False`` for an excluded path."""
@@ -463,22 +496,19 @@ class RequestInstrumentation:
         self._start(route)
         return route
 
-    def _user_of(self, ctx: RequestContext) -> str | None:
-        """The identity of the user of *ctx*'s request; ``None`` if it cannot be told."""
+    def _user_of(self, ctx: RequestContext) -> Hashable | None:
+        """The identity of the user of *ctx*'s request, or a key of it (see
+        :func:`~.identity.identity_key`); ``None`` if it cannot be told."""
         identify = self.identify
         try:
+            if identify is identity_of:
+                return identity_key(ctx)
             identity = identify(ctx) if identify is not None else None
             return None if identity is None else str(identity)
         except Exception:
             logger.exception("flask-appmetrics could not note the request's user")
             count_internal_error("user_identity", self._on_internal_error)
             return None
-
-    def _finish(self, route: Route, start: float, status: int, user: str | None) -> None:
-        try:
-            self._finish_logged(route, start, status, user)
-        except Exception:
-            self._internal_error("finish")
 
     def _count_error(self, endpoint: str, exception: BaseException) -> None:
         self._errors.labels(endpoint, self._error_type(type(exception).__name__)).inc()
