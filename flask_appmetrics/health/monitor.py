@@ -245,13 +245,13 @@ class HealthMonitor:
         and their durations (the latest ones at least), oldest first; times on a clock
         that reads *now* at this call."""
         latency, requests = self._latency, self._requests
-        if isinstance(latency, LatencyBatches):
-            latency.record_many(durations)
+        if _batches(latency, LatencyBatches):
+            latency.record_many(durations)  # type: ignore[attr-defined]
         else:  # a window of another kind: one call per request
             for duration in durations:
                 latency.record(duration)
-        if isinstance(requests, RequestBatches):
-            requests.record_many(ended, failed, now)
+        if _batches(requests, RequestBatches):
+            requests.record_many(ended, failed, now)  # type: ignore[attr-defined]
         else:
             failures = len(failed)
             for index in range(len(ended)):
@@ -261,8 +261,8 @@ class HealthMonitor:
         """Note each ``(identity, when)``, oldest first: that user made a request at the
         time *when*, on a clock that reads *now* at this call."""
         users = self._users
-        if isinstance(users, UserBatches):
-            users.touch_many(sightings, now)
+        if _batches(users, UserBatches):
+            users.touch_many(sightings, now)  # type: ignore[attr-defined]
         else:
             for identity, _ in sightings:
                 users.touch(identity)
@@ -380,6 +380,20 @@ class HealthMonitor:
             error_status=error_status,
             latency_status=latency_status,
         )
+
+
+#: (window type, protocol) -> whether the type implements it: a runtime-checkable
+#: protocol's isinstance() walks the protocol's members on every call.
+_BATCHES: dict[tuple[type, type], bool] = {}
+
+
+def _batches(window: object, protocol: type) -> bool:
+    """Whether *window* takes batches through *protocol*'s method."""
+    key = (type(window), protocol)
+    found = _BATCHES.get(key)
+    if found is None:
+        found = _BATCHES[key] = isinstance(window, protocol)
+    return found
 
 
 def _scope_of(window: RequestWindow) -> Scope:

@@ -12,6 +12,7 @@ from typing import Any, cast
 
 from flask import g
 from flask.globals import request_ctx
+from flask.sessions import NullSession, SecureCookieSession
 
 #: Returns the identity of the current request's user, or ``None`` not to count it.
 UserIdentity = Callable[[], "str | None"]
@@ -33,22 +34,30 @@ def default_user_identity() -> str | None:
 
 #: Looked up on every request: a module global costs less than ``sys.modules``.
 _modules = sys.modules
+#: Flask's own session classes: they carry no server-side session id.
+_PLAIN_SESSIONS = frozenset({SecureCookieSession, NullSession})
 
 
 def identity_key(ctx: Any) -> Hashable | None:
     """:func:`identity_of` *ctx*, or a key :func:`identity_text` turns into it later.
 
-    The request path's version: most requests carry no session, no ``Authorization`` and
-    no Flask-Login user, and are identified by client address and User-Agent. For those
-    the key is the pair itself, made text (``client:...``) once per user when the
-    request log is folded, instead of once per request here; any other request gets
-    :func:`identity_of`'s text.
+    The request path's version: most requests carry no user (no Flask-Login, an empty
+    session or none, no ``Authorization``) and are identified by client address and
+    User-Agent. For those the key is the pair itself, made text (``client:...``) once per
+    user when the request log is folded, instead of once per request here; any other
+    request gets :func:`identity_of`'s text.
     """
-    if "flask_login" not in _modules and getattr(ctx, "_session", _NOT_LAZY) is None:
-        # Flask >= 3.1 and a session the app did not open (a request without a cookie
-        # has none to read): what identity_of would find is in the environ.
+    if "flask_login" not in _modules:
+        opened = getattr(ctx, "_session", _NOT_LAZY)
         environ = ctx.request.environ
-        if "HTTP_COOKIE" not in environ and "HTTP_AUTHORIZATION" not in environ:
+        if opened is None:
+            # A session the app did not open (Flask >= 3.1 opens it lazily): without a
+            # cookie there is nothing to read.
+            userless = "HTTP_COOKIE" not in environ
+        else:
+            # Flask's own session, empty: no user id, no server-side session id.
+            userless = type(opened) in _PLAIN_SESSIONS and not opened
+        if userless and "HTTP_AUTHORIZATION" not in environ:
             return (environ.get("REMOTE_ADDR"), environ.get("HTTP_USER_AGENT", ""))
     return identity_of(ctx)
 

@@ -111,6 +111,12 @@ _FILE_BLOCK = 8192
 Identify = Callable[["RequestContext"], "str | None"]
 
 
+def _text_identity(identify: Identify, ctx: RequestContext) -> str | None:
+    """*identify*'s identity for *ctx*, as text."""
+    identity = identify(ctx)
+    return None if identity is None else str(identity)
+
+
 def _excluded(path: str, prefixes: tuple[str, ...]) -> bool:
     """Whether *path* is one of *prefixes* or below one, by whole path segments:
     ``/metrics`` excludes ``/metrics`` and ``/metrics/x``, not ``/metricsfoo``."""
@@ -350,9 +356,7 @@ class RequestInstrumentation:
         self._writes = FileWrites(values.ValueClass) if value_class_is_multiprocess() else None
         #: The requests not yet in the metrics and health windows.
         self.log = RequestLog(health, writes=self._writes, on_error=on_internal_error)
-        #: The identity of a request's user (``None``: users are not counted). The default
-        #: one is taken as a cheaper key, made text when the log is folded.
-        self.identify: Identify | None = health.identify if health is not None else None
+        self.identify = health.identify if health is not None else None
         self._start = self.log.start
         registry_state(metric_set.registry).pending.add(self.log)
         if health is not None:
@@ -424,9 +428,14 @@ class RequestInstrumentation:
                         response.direct_passthrough
                         or type(response.response) not in _COMPLETE_BODIES
                     )
-                    if not slot[4] and route.in_window and self.identify is not None:
-                        slot[4] = True
-                        slot[5] = self._user_of(ctx)
+                    if not slot[4] and route.in_window:
+                        key_of = self._key_of
+                        if key_of is not None:
+                            slot[4] = True
+                            try:
+                                slot[5] = key_of(ctx)
+                            except Exception:
+                                self._unidentified()
         except Exception:
             self._internal_error("after_request")
         return response
@@ -447,15 +456,19 @@ class RequestInstrumentation:
                 # re-raises (TESTING, DEBUG or PROPAGATE_EXCEPTIONS), and then no
                 # after_request runs: the user is noted here.
                 slot[2] = 500
+                key_of = self._key_of
                 if (
                     route
                     and not slot[4]
                     and _propagates(sender)
                     and route.in_window
-                    and self.identify is not None
+                    and key_of is not None
                 ):
                     slot[4] = True
-                    slot[5] = self._user_of(ctx)
+                    try:
+                        slot[5] = key_of(ctx)
+                    except Exception:
+                        self._unidentified()
         except Exception:
             self._internal_error("got_request_exception")
 
@@ -496,19 +509,26 @@ class RequestInstrumentation:
         self._start(route)
         return route
 
-    def _user_of(self, ctx: RequestContext) -> Hashable | None:
-        """The identity of the user of *ctx*'s request, or a key of it (see
-        :func:`~.identity.identity_key`); ``None`` if it cannot be told."""
-        identify = self.identify
-        try:
-            if identify is identity_of:
-                return identity_key(ctx)
-            identity = identify(ctx) if identify is not None else None
-            return None if identity is None else str(identity)
-        except Exception:
-            logger.exception("flask-appmetrics could not note the request's user")
-            count_internal_error("user_identity", self._on_internal_error)
-            return None
+    @property
+    def identify(self) -> Identify | None:
+        """The identity of a request's user (``None``: users are not counted)."""
+        return self._identify
+
+    @identify.setter
+    def identify(self, identify: Identify | None) -> None:
+        self._identify = identify
+        # The default identity as a cheaper key, made text when the log is folded.
+        self._key_of: Callable[[RequestContext], Hashable | None] | None = (
+            None
+            if identify is None
+            else identity_key
+            if identify is identity_of
+            else partial(_text_identity, identify)
+        )
+
+    def _unidentified(self) -> None:
+        logger.exception("flask-appmetrics could not note the request's user")
+        count_internal_error("user_identity", self._on_internal_error)
 
     def _count_error(self, endpoint: str, exception: BaseException) -> None:
         self._errors.labels(endpoint, self._error_type(type(exception).__name__)).inc()
