@@ -90,8 +90,8 @@ def appmetrics_without_health() -> Flask:
     splits the cost between the metrics and the health windows."""
     app = appmetrics()
     instrumentation = app.extensions["appmetrics"].instrumentation
-    instrumentation.observer = None
-    instrumentation.user_observer = None
+    instrumentation.log.health = None
+    instrumentation.identify = None
     return app
 
 

@@ -229,29 +229,40 @@ class HealthMonitor:
         self._latency.record(duration_seconds)
         self._requests.record(status_code >= 500)
 
+    @property
+    def latency_size(self) -> int:
+        """How many of the latest durations the latency window keeps."""
+        return self.settings.latency_window
+
     def observe_many(
-        self, ages: Sequence[float], durations: Sequence[float], errors: Sequence[bool]
+        self,
+        ended: Sequence[float],
+        failed: Sequence[float],
+        durations: Sequence[float],
+        now: float,
     ) -> None:
-        """Record finished requests, oldest first: each one's age (seconds since it
-        finished), duration and whether it failed (a 5xx), in three sequences of one
-        length."""
+        """Record finished requests: when each ended, when each failed one (5xx) ended,
+        and their durations (the latest ones at least), oldest first; times on a clock
+        that reads *now* at this call."""
         latency, requests = self._latency, self._requests
-        if isinstance(latency, LatencyBatches):
-            latency.record_many(durations)
+        if _batches(latency, LatencyBatches):
+            latency.record_many(durations)  # type: ignore[attr-defined]
         else:  # a window of another kind: one call per request
             for duration in durations:
                 latency.record(duration)
-        if isinstance(requests, RequestBatches):
-            requests.record_many(ages, errors)
+        if _batches(requests, RequestBatches):
+            requests.record_many(ended, failed, now)  # type: ignore[attr-defined]
         else:
-            for error in errors:
-                requests.record(error)
+            failures = len(failed)
+            for index in range(len(ended)):
+                requests.record(index < failures)
 
-    def note_users(self, sightings: Iterable[tuple[str, float]]) -> None:
-        """Note each ``(identity, age)``: that user made a request *age* seconds ago."""
+    def note_users(self, sightings: Iterable[tuple[str, float]], now: float) -> None:
+        """Note each ``(identity, when)``, oldest first: that user made a request at the
+        time *when*, on a clock that reads *now* at this call."""
         users = self._users
-        if isinstance(users, UserBatches):
-            users.touch_many(sightings)
+        if _batches(users, UserBatches):
+            users.touch_many(sightings, now)  # type: ignore[attr-defined]
         else:
             for identity, _ in sightings:
                 users.touch(identity)
@@ -369,6 +380,20 @@ class HealthMonitor:
             error_status=error_status,
             latency_status=latency_status,
         )
+
+
+#: (window type, protocol) -> whether the type implements it: a runtime-checkable
+#: protocol's isinstance() walks the protocol's members on every call.
+_BATCHES: dict[tuple[type, type], bool] = {}
+
+
+def _batches(window: object, protocol: type) -> bool:
+    """Whether *window* takes batches through *protocol*'s method."""
+    key = (type(window), protocol)
+    found = _BATCHES.get(key)
+    if found is None:
+        found = _BATCHES[key] = isinstance(window, protocol)
+    return found
 
 
 def _scope_of(window: RequestWindow) -> Scope:

@@ -24,9 +24,9 @@ copy the deque, retrying if an append lands mid-copy.
 
 Each window also records in batches (:meth:`LatencyRing.record_many`,
 :meth:`BucketedCounter.record_many`, :meth:`RecentUsers.touch_many`): the request
-instrumentation keeps finished requests in a log and hands them over in one call, each with
-its *age* (seconds since it finished), so a request lands in the time bucket of its end
-whenever it is handed over, and whatever clock the window keeps.
+instrumentation logs finished requests and hands them over in one call, with their end
+times on its own clock and that clock's present (``now``), so that each request lands in
+the time bucket of its end whenever it is handed over, whatever clock the window keeps.
 """
 
 from __future__ import annotations
@@ -38,8 +38,6 @@ import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from itertools import repeat
-from operator import floordiv, sub
 from typing import Protocol, runtime_checkable
 
 #: A monotonic clock in seconds; ``time.monotonic`` unless a test injects its own.
@@ -124,9 +122,9 @@ class RequestWindow(Protocol):
 class RequestBatches(Protocol):
     """A request window that takes many finished requests in one call."""
 
-    def record_many(self, ages: Sequence[float], errors: Sequence[bool]) -> None:
-        """Count requests that finished *ages* seconds ago, errors where *errors* says so
-        (two sequences of the same length)."""
+    def record_many(self, ended: Sequence[float], failed: Sequence[float], now: float) -> None:
+        """Count requests that ended at the times *ended*, of which those at the times
+        *failed* were errors; the times are on a clock that reads *now* at this call."""
 
 
 @runtime_checkable
@@ -144,9 +142,9 @@ class UserWindow(Protocol):
 class UserBatches(Protocol):
     """A users window that takes many sightings in one call."""
 
-    def touch_many(self, sightings: Iterable[tuple[str, float]]) -> None:
-        """Note each ``(identity, age)``: *identity* made a request *age* seconds ago;
-        oldest first."""
+    def touch_many(self, sightings: Iterable[tuple[str, float]], now: float) -> None:
+        """Note each ``(identity, when)``, oldest first: *identity* made a request at the
+        time *when*, on a clock that reads *now* at this call."""
 
 
 # -- implementations ----------------------------------------------------------------------
@@ -261,28 +259,26 @@ class BucketedCounter:
             if error:
                 self._errors[slot] += 1
 
-    def record_many(self, ages: Sequence[float], errors: Sequence[bool]) -> None:
-        now = self.clock()
-        current = int(now // self.width)
+    def record_many(self, ended: Sequence[float], failed: Sequence[float], now: float) -> None:
+        # Their clock to ours: what it reads now, we read now.
+        offset = self.clock() - now
+        requests = _per_interval(ended, offset, self.width)
+        errors = _per_interval(failed, offset, self.width)
+        current = int((now + offset) // self.width)
         oldest = current - self.buckets + 1
-        # Counted per (interval, error) in C (map and Counter), then one update per
-        # interval: a batch of a thousand requests mostly falls into one or two intervals.
-        intervals = map(floordiv, map(sub, repeat(now), ages), repeat(self.width))
-        tally = Counter(zip(intervals, errors, strict=True))
         with self._lock:
-            for (at, error), count in tally.items():
-                # An age below zero (a clock that went back) counts as now.
-                interval = min(int(at), current)
-                if interval < oldest:
-                    continue
-                slot = interval % self.buckets
-                if self._stamps[slot] != interval:
-                    self._stamps[slot] = interval
-                    self._requests[slot] = 0
-                    self._errors[slot] = 0
-                self._requests[slot] += count
-                if error:
-                    self._errors[slot] += count
+            for counts, cells in ((requests, self._requests), (errors, self._errors)):
+                for at, count in counts.items():
+                    # A time after now (a clock that went back) counts as now.
+                    interval = min(at, current)
+                    if interval < oldest:
+                        continue
+                    slot = interval % self.buckets
+                    if self._stamps[slot] != interval:
+                        self._stamps[slot] = interval
+                        self._requests[slot] = 0
+                        self._errors[slot] = 0
+                    cells[slot] += count
 
     def counts(self) -> RequestCounts:
         interval = int(self.clock() // self.width)
@@ -309,6 +305,16 @@ class BucketedCounter:
             requests, errors = slots.get(stamp, (0, 0))
             out.append(RequestCounts(requests=requests, errors=errors, window_seconds=self.width))
         return tuple(out)
+
+
+def _per_interval(times: Sequence[float], offset: float, width: float) -> dict[int, int]:
+    """How many of *times* (plus *offset*) fall in each *width*-wide interval."""
+    if not times:
+        return {}
+    first, last = int((min(times) + offset) // width), int((max(times) + offset) // width)
+    if first == last:  # the usual batch: less than a second of requests
+        return {first: len(times)}
+    return Counter(int((t + offset) // width) for t in times)
 
 
 class RecentUsers:
@@ -364,14 +370,14 @@ class RecentUsers:
             if len(seen) > self.max_tracked:
                 seen.popitem(last=False)
 
-    def touch_many(self, sightings: Iterable[tuple[str, float]]) -> None:
-        now = self.clock()
+    def touch_many(self, sightings: Iterable[tuple[str, float]], now: float) -> None:
+        offset = self.clock() - now
         salt = self._salt
         refresh = self.REFRESH_SECONDS
         with self._lock:
             seen = self._seen
-            for identity, age in sightings:
-                when = now - age
+            for identity, then in sightings:
+                when = then + offset
                 digest = hash((salt, identity))
                 last = seen.get(digest)
                 if last is not None and when - last < refresh:

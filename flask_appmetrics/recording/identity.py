@@ -7,11 +7,12 @@ sends: no session is opened for the app, no user is loaded from the database.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, cast
 
 from flask import g
 from flask.globals import request_ctx
+from flask.sessions import NullSession, SecureCookieSession
 
 #: Returns the identity of the current request's user, or ``None`` not to count it.
 UserIdentity = Callable[[], "str | None"]
@@ -31,11 +32,49 @@ def default_user_identity() -> str | None:
     return identity_of(cast("Any", request_ctx)._get_current_object())
 
 
+#: Looked up on every request: a module global costs less than ``sys.modules``.
+_modules = sys.modules
+#: Flask's own session classes: they carry no server-side session id.
+_PLAIN_SESSIONS = frozenset({SecureCookieSession, NullSession})
+
+
+def identity_key(ctx: Any) -> Hashable | None:
+    """:func:`identity_of` *ctx*, or a key :func:`identity_text` turns into it later.
+
+    The request path's version: most requests carry no user (no Flask-Login, an empty
+    session or none, no ``Authorization``) and are identified by client address and
+    User-Agent. For those the key is the pair itself, made text (``client:...``) once per
+    user when the request log is folded, instead of once per request here; any other
+    request gets :func:`identity_of`'s text.
+    """
+    if "flask_login" not in _modules:
+        opened = getattr(ctx, "_session", _NOT_LAZY)
+        environ = ctx.request.environ
+        if opened is None:
+            # A session the app did not open (Flask >= 3.1 opens it lazily): without a
+            # cookie there is nothing to read.
+            userless = "HTTP_COOKIE" not in environ
+        else:
+            # Flask's own session, empty: no user id, no server-side session id.
+            userless = type(opened) in _PLAIN_SESSIONS and not opened
+        if userless and "HTTP_AUTHORIZATION" not in environ:
+            return (environ.get("REMOTE_ADDR"), environ.get("HTTP_USER_AGENT", ""))
+    return identity_of(ctx)
+
+
+def identity_text(key: Hashable) -> str:
+    """The identity a key of :func:`identity_key` stands for (a text is its own)."""
+    if isinstance(key, tuple):
+        address, agent = key
+        return f"client:{address}|{agent}"
+    return str(key)
+
+
 def identity_of(ctx: Any) -> str | None:
     """:func:`default_user_identity` for the request context *ctx*. Runs on every request,
     where each context-local proxy lookup costs most of a microsecond: the context is
     resolved once by the caller and the WSGI environ is read directly."""
-    if "flask_login" in sys.modules:  # no Flask-Login, no logged-in user to look for
+    if "flask_login" in _modules:  # no Flask-Login, no logged-in user to look for
         user = g.get("_login_user")
         if user is not None and getattr(user, "is_authenticated", False):
             return f"user:{user.get_id()}"

@@ -42,12 +42,13 @@ from __future__ import annotations
 import logging
 import os
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Request, Response, current_app, got_request_exception, request
+from flask import Flask, Request, Response, current_app, got_request_exception
+from flask import globals as flask_globals
 from flask.globals import request_ctx
 from prometheus_client import values
 from werkzeug.wsgi import ClosingIterator
@@ -65,6 +66,7 @@ from ..metrics.registration import value_class_is_multiprocess
 from ..metrics.registry_state import registry_state
 from ..metrics.value_writes import FileWrites
 from .exclusions import Exclusions
+from .identity import identity_key, identity_of
 from .request_log import RequestLog, Route
 from .request_measures import Measured, RequestMeasures
 from .trace_context import TRACEPARENT, RequestTraceReader, request_trace_reader
@@ -83,23 +85,42 @@ logger = logging.getLogger(__name__)
 #: ``[route, start, status, streams, user_noted, user, trace, measured]``. ``route`` is the
 #: :class:`~flask_appmetrics.recording.request_log.Route`, ``None`` until a hook resolves
 #: it, ``False`` for an excluded path or view; ``status`` is 500 until ``after_request``
-#: stores the response's; ``streams`` says the body is recorded at its close; ``user`` is
-#: the identity of the request's user (``None``: not counted); ``trace`` its trace id or
-#: ``traceparent`` header, for the exemplar (``None``: none); ``measured`` the opt-in
-#: measurements (:class:`~flask_appmetrics.recording.request_measures.Measured`, ``None``
-#: when off). A list (not separate keys) so that a middleware's shallow copy of the environ
-#: shares it, and indexed by literals on the hot path.
+#: stores the response's; ``trace`` is its trace id or ``traceparent`` header, for the
+#: exemplar (``None``: none); ``measured`` the opt-in measurements
+#: (:class:`~flask_appmetrics.recording.request_measures.Measured`, ``None`` when off);
+#: ``streams`` says the body is recorded at its close; ``user`` is the identity
+#: of the request's user (``None``: not counted). A list (not separate keys) so that a
+#: middleware's shallow copy of the environ shares it, and indexed by literals on the hot
+#: path.
 _SLOT = "flask_appmetrics.slot"
 
 #: Body types that are complete when ``wsgi_app`` returns: a plain body, and werkzeug's
 #: ``ClosingIterator``, what Flask makes of an ``HTTPException`` (its error page).
 _COMPLETE_BODIES = frozenset({list, tuple, ClosingIterator})
 
+
+def _proxied_request_context() -> RequestContext:
+    return request_ctx._get_current_object()  # type: ignore[attr-defined,no-any-return]
+
+
+#: The current request context. Flask private API: the context variable behind its
+#: ``request_ctx`` proxy (Flask >= 2.2), read directly, as each lookup through the proxy
+#: is a Python call; through the proxy where it is not found.
+_request_context: Callable[[], RequestContext] = getattr(
+    getattr(flask_globals, "_cv_request", None), "get", _proxied_request_context
+)
+
 #: Bytes per chunk when a bare file body is read (werkzeug's and gunicorn's block size).
 _FILE_BLOCK = 8192
 
 #: The identity of a request's user from its request context (``None``: not counted).
 Identify = Callable[["RequestContext"], "str | None"]
+
+
+def _text_identity(identify: Identify, ctx: RequestContext) -> str | None:
+    """*identify*'s identity for *ctx*, as text."""
+    identity = identify(ctx)
+    return None if identity is None else str(identity)
 
 
 def _excluded(path: str, prefixes: tuple[str, ...]) -> bool:
@@ -126,13 +147,15 @@ class _StreamEnd:
         # is enough to record once.
         slot, self._slot = self._slot, None
         if slot is not None:
-            self._instrumentation._finish_request(slot)
+            self._instrumentation.log.finish(slot[0], slot[1], slot[2], slot[5], slot[6])
 
-    @property
-    def measured(self) -> Measured | None:
-        """The opt-in measurements of the request, if any."""
+    def measured(self) -> tuple[Measured, Callable[[], None]] | None:
+        """The request's opt-in measurements and how to record them, if any."""
         slot = self._slot
-        return slot[7] if slot is not None else None
+        measures = self._instrumentation._measures
+        if slot is None or slot[7] is None or measures is None:
+            return None
+        return slot[7], partial(measures.finished, slot[0], slot[7])
 
     def failed(self, exception: BaseException) -> None:
         """The body raised while it was sent: the client gets a truncated response."""
@@ -181,14 +204,22 @@ class _ClosingBody:
 
 
 class _CountingBody(_ClosingBody):
-    """A :class:`_ClosingBody` that counts the bytes it yields (``APPMETRICS_BODY_SIZES``):
-    what the server was given to send, however the stream ends."""
+    """A :class:`_ClosingBody` that counts the bytes it yields (``APPMETRICS_BODY_SIZES``),
+    what the server was given to send however the stream ends, and records the request's
+    sizes when it is closed."""
 
-    __slots__ = ("_measured",)
+    __slots__ = ("_measured", "_record")
 
-    def __init__(self, body: Iterable[bytes], end: _StreamEnd, measured: Measured) -> None:
+    def __init__(
+        self,
+        body: Iterable[bytes],
+        end: _StreamEnd,
+        measured: Measured,
+        record: Callable[[], None],
+    ) -> None:
         super().__init__(body, end)
         self._measured = measured
+        self._record = record
         measured.counted = True
 
     def __iter__(self) -> Iterator[bytes]:
@@ -196,6 +227,12 @@ class _CountingBody(_ClosingBody):
         for chunk in super().__iter__():
             measured.sent += len(chunk)
             yield chunk
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._record()
 
 
 def _ending_on_close(body: Iterable[bytes], end: _StreamEnd, environ: dict[str, Any]) -> Any:
@@ -224,9 +261,9 @@ def _ending_on_close(body: Iterable[bytes], end: _StreamEnd, environ: dict[str, 
             pass
         else:
             return body
-    measured = end.measured
+    measured = end.measured()
     if measured is not None:
-        return _CountingBody(body, end, measured)
+        return _CountingBody(body, end, *measured)
     return _ClosingBody(body, end)
 
 
@@ -273,8 +310,11 @@ def _with_backstop(wsgi_app: Any, instrumentation: RequestInstrumentation) -> An
     The first request also checks the server's worker model (:func:`_check_workers`). A
     closure, not an object with ``__call__``: the call costs less on every request.
     """
-    # Weak, like the exception forwarder: the app must stay collectable.
+    # Weak, like the exception forwarder: the app must stay collectable. The log's
+    # finish is held as it is: it never raises, and holds nothing of the app but its
+    # health monitor.
     target = weakref.ref(instrumentation)
+    finish = instrumentation.log.finish
     first = True
 
     def backstop(environ: dict[str, Any], start_response: Any) -> Any:
@@ -294,24 +334,46 @@ def _with_backstop(wsgi_app: Any, instrumentation: RequestInstrumentation) -> An
         except BaseException:
             route = slot[0]
             if route:
-                live = target()
-                if live is not None:
-                    slot[2] = 500
-                    live._finish_request(slot)
+                finish(route, slot[1], 500, slot[5], slot[6])
             raise
         route = slot[0]
         if route:
-            live = target()
-            if live is not None:
-                if slot[3]:
+            if slot[3]:
+                live = target()
+                if live is not None:
                     try:
                         return _ending_on_close(body, _StreamEnd(live, slot), environ)
                     except Exception:  # pragma: no cover - defensive: the body still goes out
                         live._internal_error("finish")
-                live._finish_request(slot)
+            finish(route, slot[1], slot[2], slot[5], slot[6])
         return body
 
     return backstop
+
+
+def _measuring(backstop: Any, measures: RequestMeasures) -> Any:
+    """Wrap the backstop to record the opt-in sizes of each request (``measured``, the
+    slot's last item, filled by the hooks) once it has ended: when the backstop returns,
+    unless the body is counted as it is sent (then at its close, by
+    :class:`_CountingBody`), or when ``wsgi_app`` raised (the server's own 500 page is
+    not ours to measure)."""
+
+    def measuring(environ: dict[str, Any], start_response: Any) -> Any:
+        try:
+            body = backstop(environ, start_response)
+        except BaseException:
+            slot = environ.get(_SLOT)
+            if slot is not None and slot[0] and slot[7] is not None:
+                slot[7].response_bytes = None
+                slot[7].counted = False
+                measures.finished(slot[0], slot[7])
+            raise
+        slot = environ.get(_SLOT)
+        if slot is not None and slot[0] and slot[7] is not None and not slot[7].counted:
+            measures.finished(slot[0], slot[7])
+        return body
+
+    return measuring
 
 
 class _ExceptionForwarder:
@@ -380,12 +442,6 @@ class RequestInstrumentation:
             if settings.body_sizes or settings.queue_time
             else None
         )
-        #: ``finish(slot)``: a request ended; with its sizes when they are measured.
-        self._finish_request: Callable[[list[Any]], None] = (
-            self._finish_measured
-            if self._measures is not None and self._measures.body_sizes
-            else self._finish
-        )
         self._own_blueprints = own_blueprints
         self._routes: dict[tuple[str, str], Route] = {}
         self._errors = metric_set.counter("application_errors_total")
@@ -396,10 +452,8 @@ class RequestInstrumentation:
         self._writes = FileWrites(values.ValueClass) if value_class_is_multiprocess() else None
         #: The requests not yet in the metrics and health windows.
         self.log = RequestLog(health, writes=self._writes, on_error=on_internal_error)
-        #: The identity of a request's user (``None``: users are not counted).
-        self.identify: Identify | None = health.identify if health is not None else None
+        self.identify = health.identify if health is not None else None
         self._start = self.log.start
-        self._finish_logged = self.log.finish
         registry_state(metric_set.registry).pending.add(self.log)
         if health is not None:
             health.add_pending(self.log.fold)
@@ -411,10 +465,11 @@ class RequestInstrumentation:
         # request unmeasured; our after_request at the head of the list, which Flask runs
         # last, so that we record the response the client gets, even when an earlier hook
         # replaced it or failed into a 500.
-        # The hooks of the opt-in measurements when the app turns any on: the plain ones
-        # then cost nothing for them.
-        before_hook = self._before_request if self._measures is None else self._before_measured
-        after_hook = self._after_request if self._measures is None else self._after_measured
+        # The hooks of the opt-in measurements only when the app turns some on: the plain
+        # ones then cost nothing for them.
+        measures = self._measures
+        before_hook = self._before_request if measures is None else self._before_measured
+        after_hook = self._after_request if measures is None else self._after_measured
         app.before_request(before_hook)
         app.after_request(after_hook)
         before = app.before_request_funcs[None]
@@ -423,7 +478,10 @@ class RequestInstrumentation:
         after = app.after_request_funcs[None]
         after.remove(after_hook)
         after.insert(0, after_hook)
-        app.wsgi_app = _with_backstop(app.wsgi_app, self)  # type: ignore[method-assign]
+        backstop = _with_backstop(app.wsgi_app, self)
+        if measures is not None and measures.body_sizes:
+            backstop = _measuring(backstop, measures)
+        app.wsgi_app = backstop  # type: ignore[method-assign]
         # Weakly: the trace sources are decided from the app at its first request.
         self._app = weakref.ref(app)
         forwarder = _ExceptionForwarder(self)
@@ -437,17 +495,36 @@ class RequestInstrumentation:
 
     def _before_request(self) -> None:
         try:
-            # One context-variable lookup instead of one per attribute.
-            req: Request = request._get_current_object()  # type: ignore[attr-defined]
+            # The request context itself: a context-local proxy costs a Python call per
+            # lookup.
+            req: Request = _request_context().request
             slot = req.environ.get(_SLOT)
-            if slot is not None:  # None: a request not served through the app's wsgi_app
+            if slot is None:  # a request not served through the app's wsgi_app
+                return
+            if self._exclude:
                 slot[0] = self._resolve(req)
+                return
+            # _resolve without its exclusions, inline: this runs on every request.
+            rule = req.url_rule
+            key = (
+                METHOD_LABELS.get(req.method, OTHER_METHOD),
+                rule.rule if rule is not None else UNMATCHED_ENDPOINT,
+            )
+            route = self._routes.get(key)
+            if route is None:
+                made = self._route(key, rule)
+                if not isinstance(made, Route):  # an excluded view
+                    slot[0] = False
+                    return
+                route = made
+            self._start(route)
+            slot[0] = route
         except Exception:
             self._internal_error("before_request")
 
     def _after_request(self, response: Response) -> Response:
         try:
-            ctx: RequestContext = request_ctx._get_current_object()  # type: ignore[attr-defined]
+            ctx = _request_context()
             slot = ctx.request.environ.get(_SLOT)
             if slot is not None:
                 route = slot[0]
@@ -461,9 +538,14 @@ class RequestInstrumentation:
                         response.direct_passthrough
                         or type(response.response) not in _COMPLETE_BODIES
                     )
-                    if not slot[4] and route.in_window and self.identify is not None:
-                        slot[4] = True
-                        slot[5] = self._user_of(ctx)
+                    if not slot[4] and route.in_window:
+                        key_of = self._key_of
+                        if key_of is not None:
+                            slot[4] = True
+                            try:
+                                slot[5] = key_of(ctx)
+                            except Exception:
+                                self._unidentified()
                     if self._exemplars:
                         reader = self._trace_reader
                         environ = ctx.request.environ
@@ -476,7 +558,7 @@ class RequestInstrumentation:
         self._before_request()
         try:
             measures = self._measures
-            req: Request = request._get_current_object()  # type: ignore[attr-defined]
+            req: Request = _request_context().request
             slot = req.environ.get(_SLOT)
             if slot is not None and slot[0] and measures is not None:
                 measures.started(req.environ, slot)
@@ -487,7 +569,7 @@ class RequestInstrumentation:
         response = self._after_request(response)
         try:
             measures = self._measures
-            req: Request = request._get_current_object()  # type: ignore[attr-defined]
+            req: Request = _request_context().request
             slot = req.environ.get(_SLOT)
             if slot is not None and slot[0] and measures is not None:
                 measures.responded(response, slot, req.method)
@@ -498,7 +580,7 @@ class RequestInstrumentation:
     def _on_exception(self, sender: Flask, exception: BaseException, **_: Any) -> None:
         # Flask's got_request_exception: an unhandled exception in this app's request.
         try:
-            ctx: RequestContext = request_ctx._get_current_object()  # type: ignore[attr-defined]
+            ctx = _request_context()
             rule = ctx.request.url_rule
             endpoint = rule.rule if rule is not None else UNMATCHED_ENDPOINT
             slot = ctx.request.environ.get(_SLOT)
@@ -519,15 +601,19 @@ class RequestInstrumentation:
                 # re-raises (TESTING, DEBUG or PROPAGATE_EXCEPTIONS), and then no
                 # after_request runs: the user is noted here.
                 slot[2] = 500
+                key_of = self._key_of
                 if (
                     route
                     and not slot[4]
                     and _propagates(sender)
                     and route.in_window
-                    and self.identify is not None
+                    and key_of is not None
                 ):
                     slot[4] = True
-                    slot[5] = self._user_of(ctx)
+                    try:
+                        slot[5] = key_of(ctx)
+                    except Exception:
+                        self._unidentified()
         except Exception:
             self._internal_error("got_request_exception")
 
@@ -558,12 +644,15 @@ class RequestInstrumentation:
             self._metric_set,
             key[0],
             key[1],
-            in_window=blueprint not in self._own_blueprints,
+            in_window=blueprint not in self._own_blueprints and self.log.health is not None,
             writes=self._writes,
         )
         # Bounded: ten method labels times the app's URL rules, plus one unmatched endpoint.
-        self._routes[key] = route
-        return route
+        # Two threads may build the same route: the first one stored is the one used.
+        found = self._routes.setdefault(key, route)
+        if found is route:
+            self.log.add_route(route)
+        return found
 
     def _resolve(self, req: Request) -> Route | bool:
         """The route of *req*, its start logged; ``False`` for an excluded path."""
@@ -587,31 +676,26 @@ class RequestInstrumentation:
         self._start(route)
         return route
 
-    def _user_of(self, ctx: RequestContext) -> str | None:
-        """The identity of the user of *ctx*'s request; ``None`` if it cannot be told."""
-        identify = self.identify
-        try:
-            identity = identify(ctx) if identify is not None else None
-            return None if identity is None else str(identity)
-        except Exception:
-            logger.exception("flask-appmetrics could not note the request's user")
-            count_internal_error("user_identity", self._on_internal_error)
-            return None
+    @property
+    def identify(self) -> Identify | None:
+        """The identity of a request's user (``None``: users are not counted)."""
+        return self._identify
 
-    def _finish(self, slot: list[Any]) -> None:
-        try:
-            self._finish_logged(slot[0], slot[1], slot[2], slot[5], slot[6])
-        except Exception:
-            self._internal_error("finish")
+    @identify.setter
+    def identify(self, identify: Identify | None) -> None:
+        self._identify = identify
+        # The default identity as a cheaper key, made text when the log is folded.
+        self._key_of: Callable[[RequestContext], Hashable | None] | None = (
+            None
+            if identify is None
+            else identity_key
+            if identify is identity_of
+            else partial(_text_identity, identify)
+        )
 
-    def _finish_measured(self, slot: list[Any]) -> None:
-        self._finish(slot)
-        try:
-            measures = self._measures
-            if measures is not None:
-                measures.finished(slot[0], slot[7])
-        except Exception:
-            self._internal_error("finish")
+    def _unidentified(self) -> None:
+        logger.exception("flask-appmetrics could not note the request's user")
+        count_internal_error("user_identity", self._on_internal_error)
 
     def _count_error(self, endpoint: str, exception: BaseException) -> None:
         self._errors.labels(endpoint, self._error_type(type(exception).__name__)).inc()

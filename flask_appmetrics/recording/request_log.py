@@ -1,36 +1,41 @@
 """The log of an app's requests, folded into the HTTP families and the health windows.
 
-A request costs two appends to a :class:`collections.deque` (one when it starts, one when
-it ends) instead of one locked prometheus_client update per family and request plus the
-health windows' own locks. The log is folded, under one lock, when something reads what it
-feeds and when it gets long:
+A request costs a few appends to :class:`collections.deque` objects instead of one locked
+prometheus_client update per family plus the health windows' own locks: when it starts,
+its route goes to the log of starts; when it ends, its duration goes to the log of its
+route and status, and, if it counts for health, its end time (and again if it failed),
+its duration and its user's sighting to the health logs. Floats and flat tuples only, so
+the garbage collector has nothing to walk.
+
+The logs are folded, under one lock, when something reads what they feed and when they
+get long:
 
 * before any HTTP family is collected
   (:class:`~flask_appmetrics.metrics.registry_state.PendingRecords`): a scrape sees every
   request that finished before it began;
 * before the health windows are read (``HealthMonitor.sync``: ``/api/health``,
   ``/readyz``, the status page, ``get_health_status``, the ``concurrent_users`` gauge);
-* when it holds :data:`FOLD_SIZE` finished requests, or its last fold is
+* when a route's log holds :data:`FOLD_SIZE` requests, or the last fold is
   :data:`FOLD_SECONDS` old: memory stays bounded with nobody reading, and windows shared
   through Redis hear from this process at least that often.
 
-Folding counts in plain Python, mostly in C loops (``map``, ``zip``,
-:class:`collections.Counter`, :func:`bisect.bisect_left`): requests per (route, status),
-durations per (route, bucket), their sum per route, starts minus ends per route, then
-makes one update per changed series; the health windows get every request with its age
-(seconds since it ended) and the users their latest sighting, one call each.
+Folding is a handful of C loops per route and status (the count is the log's length, the
+sum ``sum()``, the buckets a :class:`collections.Counter` of :func:`bisect.bisect_left`)
+and one update per changed series; the health windows get the batch in one call each.
 
-Exact whatever the threads: appending and popping a deque are atomic (one C call under the
-GIL; a critical section per deque in free-threaded builds), nothing else is shared on the
-request path, and only the fold, under its lock, takes entries out: it takes as many as the
-log held when it began. Ends are taken before starts, and every request's start is appended
-before its end, so in-progress (starts minus ends) is never below zero.
+Exact whatever the threads: appending to and popping from a deque are atomic (one C call
+under the GIL; a critical section per deque in free-threaded builds), the route and status
+tables only grow (``dict.setdefault``, copied before they are walked), nothing on the
+request path reads and then writes shared state, and only the fold, under its lock, takes
+entries out: as many as a log held when the fold reached it. Ends are taken before starts,
+and every request's start is logged before its end, so in-progress (starts minus ends) is
+never below zero.
 
-In multiprocess mode another process cannot fold this one's log, and a request whose
+In multiprocess mode another process cannot fold this one's logs, and a request whose
 response went out must be in this process's files even if it dies the next moment: the
 HTTP families are written at once when a request starts and ends
 (:meth:`~flask_appmetrics.metrics.route_series.RouteSeries.write_finished`), and only the
-health windows are fed from the log.
+health windows are fed from the logs.
 """
 
 from __future__ import annotations
@@ -39,13 +44,14 @@ import logging
 import threading
 from bisect import bisect_left
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
-from itertools import compress, repeat
-from operator import attrgetter, itemgetter, le, sub
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from itertools import repeat
+from operator import itemgetter
 from time import perf_counter
 from typing import TYPE_CHECKING, Protocol
 
 from ..metrics.route_series import RouteSeries
+from .identity import identity_text
 
 if TYPE_CHECKING:
     from ..metrics.catalog import MetricSet
@@ -53,22 +59,26 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Finished requests the log holds before a request folds it.
+#: Requests a route's log (one per status) holds before a request folds the logs.
 FOLD_SIZE = 1024
-#: Seconds after its last fold a request folds the log, whatever its length.
+#: Seconds after the last fold a request folds the logs, whatever their length.
 FOLD_SECONDS = 1.0
 
 _popleft = deque.popleft
-_bounds = attrgetter("bounds")
-_in_window = attrgetter("in_window")
-_age = itemgetter(1)
+_when = itemgetter(1)
+
+
+def _drain(log: deque[float]) -> list[float]:
+    """The entries *log* holds now, taken out (appends meanwhile stay for the next time)."""
+    return list(map(_popleft, repeat(log, len(log))))
 
 
 class Route(RouteSeries):
-    """The series of one (method, endpoint) pair, and whether its requests count for health
-    (the extension's own endpoints do not)."""
+    """The series of one (method, endpoint) pair, whether its requests count for health
+    (the extension's own endpoints do not), and the durations of its requests not yet
+    folded, by status."""
 
-    __slots__ = ("in_window",)
+    __slots__ = ("in_window", "logs")
 
     def __init__(
         self,
@@ -81,21 +91,26 @@ class Route(RouteSeries):
     ) -> None:
         super().__init__(metric_set, method, endpoint, writes)
         self.in_window = in_window
-
-
-#: One finished request: its route, duration, status, ``perf_counter()`` at its end, and
-#: its user's identity (``None``: not counted).
-Finished = tuple[Route, float, int, float, "str | None"]
+        #: Durations of the requests answered with each status, oldest first.
+        self.logs: dict[int, deque[float]] = {}
 
 
 class HealthSink(Protocol):
-    """Where the log hands requests that count for health (the app's health monitor)."""
+    """Where the logs hand the requests that count for health (the app's health monitor)."""
+
+    @property
+    def latency_size(self) -> int:
+        """How many of the latest durations the latency window keeps."""
 
     def observe_many(
-        self, ages: Sequence[float], durations: Sequence[float], errors: Sequence[bool]
+        self,
+        ended: Sequence[float],
+        failed: Sequence[float],
+        durations: Sequence[float],
+        now: float,
     ) -> None: ...
 
-    def note_users(self, sightings: Iterable[tuple[str, float]]) -> None: ...
+    def note_users(self, sightings: Iterable[tuple[str, float]], now: float) -> None: ...
 
 
 class RequestLog:
@@ -104,16 +119,20 @@ class RequestLog:
     :param health: where requests that count for health go (``None``: nowhere).
     :param writes: this process's file writes in multiprocess mode, where the HTTP
         families are written per request; ``None`` in-process.
-    :param on_error: told (``"finish"``) when a fold fails; the failure is logged.
+    :param on_error: told (``"finish"``) when recording fails; the failure is logged.
     """
 
     __slots__ = (
         "__weakref__",
         "_due",
-        "_finished",
+        "_ended",
+        "_failed",
+        "_latencies",
         "_lock",
         "_on_error",
+        "_routes",
         "_starts",
+        "_users",
         "_written",
         "finish",
         "health",
@@ -129,127 +148,132 @@ class RequestLog:
     ) -> None:
         self.health = health
         self._on_error = on_error
+        self._routes: list[Route] = []
         self._starts: deque[Route] = deque()
-        self._finished: deque[Finished] = deque()
+        # perf_counter() at the end of each request that counts for health, and again for
+        # each one that failed (5xx).
+        self._ended: deque[float] = deque()
+        self._failed: deque[float] = deque()
+        # Only the latest ones matter to the latency window: bounded by its size.
+        size = health.latency_size if health is not None else 1
+        self._latencies: deque[float] = deque(maxlen=max(size, 1))
+        # (user identity or its key, perf_counter() at the end of the request)
+        self._users: deque[tuple[Hashable, float]] = deque()
         self._lock = threading.Lock()
         self._due = perf_counter() + FOLD_SECONDS
         self._written = writes is not None
-        #: ``start(route)``: a request of *route* started (its route just resolved).
+        #: ``start(route)``: a request of *route* started.
         self.start: Callable[[Route], None]
-        #: ``finish(route, started, status, user, trace)``: a request ended now; *started*
-        #: is the ``perf_counter()`` of its start, *trace* its trace id or a header holding
-        #: one (``None``: none), noted at once as the exemplar of its duration's bucket.
-        self.finish: Callable[[Route, float, int, str | None, str | None], None]
         if writes is None:
             # The deque's own method: the cheapest call there is.
             self.start = self._starts.append
-            self.finish = self._finish
         else:
             self.start = RouteSeries.write_started
-            self.finish = self._finish_written
+        #: ``finish(route, started, status, user, trace)``: a request of *route* ended now,
+        #: with *status*; *started* is the ``perf_counter()`` of its start, *user* its
+        #: user's identity (or a key of it, see :func:`~.identity.identity_key`), ``None``
+        #: for none; *trace* its trace id or a header holding one, noted at once as the
+        #: exemplar of its duration's bucket (``None``: none). Never raises.
+        self.finish = self._finish
+
+    def add_route(self, route: Route) -> None:
+        """Fold *route*'s logs from now on."""
+        self._routes.append(route)
 
     def _finish(
-        self, route: Route, started: float, status: int, user: str | None, trace: str | None
+        self,
+        route: Route,
+        started: float,
+        status: int,
+        user: Hashable | None,
+        trace: str | None = None,
     ) -> None:
-        end = perf_counter()
-        finished = self._finished
-        finished.append((route, end - started, status, end, user))
-        if trace is not None:
-            route.note_exemplar(trace, end - started)
-        if len(finished) >= FOLD_SIZE or end >= self._due:
-            self.fold(wait=False)
-
-    def _finish_written(
-        self, route: Route, started: float, status: int, user: str | None, trace: str | None
-    ) -> None:
-        end = perf_counter()
-        duration = end - started
-        route.write_finished(duration, status)
-        if trace is not None:
-            route.note_exemplar(trace, duration)
-        if route.in_window and self.health is not None:
-            finished = self._finished
-            finished.append((route, duration, status, end, user))
-            if len(finished) >= FOLD_SIZE or end >= self._due:
+        try:
+            end = perf_counter()
+            duration = end - started
+            if trace is not None:
+                route.note_exemplar(trace, duration)
+            log: deque[float] | None
+            if self._written:
+                route.write_finished(duration, status)
+                # Only the health logs grow: bounded by the length of the ends.
+                log = self._ended
+            else:
+                log = route.logs.get(status)
+                if log is None:
+                    log = route.logs.setdefault(status, deque())
+                log.append(duration)
+            if route.in_window:
+                self._ended.append(end)
+                if status >= 500:
+                    self._failed.append(end)
+                self._latencies.append(duration)
+                if user is not None:
+                    self._users.append((user, end))
+            # The health logs grow no faster than the routes' logs together, and no
+            # longer than FOLD_SECONDS.
+            if len(log) >= FOLD_SIZE or end >= self._due:
                 self.fold(wait=False)
+        except Exception:
+            self._failure()
 
     def fold(self, wait: bool = True) -> None:
         """Record every request logged so far into the metrics and the health windows.
+        Never raises.
 
         :param wait: wait for a fold in progress in another thread, then fold (a reader
             must see everything finished before it asked); ``False`` (a request that found
-            the log long): leave it to that fold.
+            a log long): leave it to that fold.
         """
         if not self._lock.acquire(blocking=wait):
             return
         try:
             self._due = perf_counter() + FOLD_SECONDS
-            # As many as there are now, ends before starts (see the module docstring).
-            finished = self._finished
-            entries = list(map(_popleft, repeat(finished, len(finished))))
-            starts = self._starts
-            started = Counter(map(_popleft, repeat(starts, len(starts))))
-            if entries or started:
-                self._fold(entries, started)
+            if not self._written:
+                self._fold_families()
+            self._fold_health()
         except Exception:
-            logger.exception("flask-appmetrics could not record the logged requests")
-            if self._on_error is not None:
-                self._on_error("finish")
+            self._failure()
         finally:
             self._lock.release()
 
-    def _fold(self, entries: list[Finished], started: Counter[Route]) -> None:
-        if entries:
-            routes, durations, statuses, ends, users = zip(*entries, strict=True)
-        else:
-            routes = durations = statuses = ends = users = ()
-        if not self._written:  # in-process: the families too
-            _add_to_families(routes, durations, statuses, started)
+    def _fold_families(self) -> None:
+        ended: dict[Route, int] = {}
+        for route in self._routes.copy():
+            for status, log in route.logs.copy().items():
+                if not log:
+                    continue
+                durations = _drain(log)
+                count = len(durations)
+                ended[route] = ended.get(route, 0) + count
+                route.add_requests(status, count)
+                buckets = Counter(map(bisect_left, repeat(route.bounds), durations))
+                route.add_durations(sum(durations), buckets.items())
+        # After the ends (see the module docstring).
+        started = Counter(map(_popleft, repeat(self._starts, len(self._starts))))
+        for route in started.keys() | ended.keys():
+            delta = started[route] - ended.get(route, 0)
+            if delta:
+                route.add_in_progress(delta)
+
+    def _fold_health(self) -> None:
+        ended = _drain(self._ended)
+        failed = _drain(self._failed)
+        durations = _drain(self._latencies)
+        users = list(map(_popleft, repeat(self._users, len(self._users))))
+        now = perf_counter()  # after the drains: no entry ended later
         health = self.health
-        if health is None or not entries:
+        if health is None:
             return
-        counted = list(map(_in_window, routes))
-        if not all(counted):
-            durations = tuple(compress(durations, counted))
-            statuses = tuple(compress(statuses, counted))
-            ends = tuple(compress(ends, counted))
-            users = tuple(compress(users, counted))
-            if not durations:
-                return
-        now = perf_counter()
-        ages = list(map(sub, repeat(now), ends))
-        health.observe_many(ages, durations, list(map(le, repeat(500), statuses)))
-        # The latest sighting of each user, oldest first.
-        latest = dict(zip(users, ages, strict=True))
-        latest.pop(None, None)
-        if latest:
-            health.note_users(sorted(latest.items(), key=_age, reverse=True))
+        if ended or durations:
+            health.observe_many(ended, failed, durations, now)
+        if users:
+            # Each user's latest sighting (a dict keeps the last value of a key), oldest
+            # first; keys made text once per user, not once per request.
+            latest = sorted(dict(users).items(), key=_when)
+            health.note_users([(identity_text(key), when) for key, when in latest], now)
 
-
-def _add_to_families(
-    routes: Sequence[Route],
-    durations: Sequence[float],
-    statuses: Sequence[int],
-    started: Counter[Route],
-) -> None:
-    """One update per changed series for these finished requests and starts."""
-    for (route, status), count in Counter(zip(routes, statuses, strict=True)).items():
-        route.add_requests(status, count)
-    per_route = Counter(routes)
-    if per_route:
-        buckets: dict[Route, list[tuple[int, int]]] = {route: [] for route in per_route}
-        indexes = map(bisect_left, map(_bounds, routes), durations)
-        for (route, index), count in Counter(zip(routes, indexes, strict=True)).items():
-            buckets[route].append((index, count))
-        if len(per_route) == 1:
-            sums = {routes[0]: sum(durations)}
-        else:
-            sums = dict.fromkeys(per_route, 0.0)
-            for route, duration in zip(routes, durations, strict=True):
-                sums[route] += duration
-        for route, pairs in buckets.items():
-            route.add_durations(sums[route], pairs)
-    for route in per_route.keys() | started.keys():
-        delta = started[route] - per_route[route]
-        if delta:
-            route.add_in_progress(delta)
+    def _failure(self) -> None:
+        logger.exception("flask-appmetrics could not record a request; the request is unaffected")
+        if self._on_error is not None:
+            self._on_error("finish")
