@@ -22,6 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigurationError
+from .llm.conventions import LLM_FAMILIES
 from .llm.pricing import DEFAULT_GEMINI_PRICES, parse_prices
 from .llm.quota import DEFAULT_TIMEZONE, QuotaLimits
 from .metrics.labels import DEFAULT_MAX_LABEL_LENGTH, MIN_MAX_LABEL_LENGTH
@@ -31,6 +32,7 @@ from .settings import (
     EndpointSettings,
     HealthSettings,
     HttpSettings,
+    LlmSettings,
     RedisSettings,
     SentrySettings,
     Settings,
@@ -66,6 +68,12 @@ DEFAULTS: dict[str, Any] = {
     "APPMETRICS_GEMINI_ENDPOINTS": (),
     "APPMETRICS_GEMINI_MODELS": (),
     "APPMETRICS_GEMINI_PRICES": DEFAULT_GEMINI_PRICES,
+    # The endpoint label of an instrumented client's calls made outside any request.
+    "APPMETRICS_GEMINI_DEFAULT_ENDPOINT": "<background>",
+    # USD per day; None: no budget (spend today is still exported).
+    "APPMETRICS_GEMINI_DAILY_BUDGET_USD": None,
+    # Which LLM family sets are registered: "gemini" (gemini_api_*), "gen_ai" (OpenTelemetry).
+    "APPMETRICS_LLM_FAMILIES": LLM_FAMILIES,
     "APPMETRICS_MAX_LABEL_VALUES": 20,
     "APPMETRICS_MAX_LABEL_LENGTH": DEFAULT_MAX_LABEL_LENGTH,
     "APPMETRICS_QUOTA_RPM": None,
@@ -425,7 +433,22 @@ def _shared(reader: ConfigReader) -> SharedSettings:
             tpd=_optional_limit(reader, "APPMETRICS_QUOTA_TPD"),
         ),
         quota_timezone=zone,
+        gemini_daily_budget=reader.number(
+            "APPMETRICS_GEMINI_DAILY_BUDGET_USD", maximum=1e12, optional=True
+        ),
+        llm_families=_llm_families(reader),
     )
+
+
+def _llm_families(reader: ConfigReader) -> frozenset[str]:
+    key = "APPMETRICS_LLM_FAMILIES"
+    families = reader.strings(key)
+    unknown = sorted(set(families) - set(LLM_FAMILIES))
+    if unknown:
+        raise ConfigurationError(
+            key, f"unknown family set {unknown[0]!r}: expected some of {list(LLM_FAMILIES)}"
+        )
+    return frozenset(families)
 
 
 _PATH_KEYS = (
@@ -484,4 +507,11 @@ def load_settings(config: MutableMapping[str, Any]) -> Settings:
         health=_health(reader),
         shared=_shared(reader),
         status=_status(reader),
+        llm=LlmSettings(default_endpoint=_label_text(reader, "APPMETRICS_GEMINI_DEFAULT_ENDPOINT")),
     )
+
+
+def _label_text(reader: ConfigReader, key: str) -> str:
+    value = reader.text(key)
+    assert value is not None  # text() returns None only when optional
+    return value
