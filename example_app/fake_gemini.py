@@ -312,7 +312,9 @@ def _handler(fake: FakeGemini) -> type[BaseHTTPRequestHandler]:
                 body = {}
             match = _PATH.match(urlsplit(self.path).path)
             if match is None or not isinstance(body, dict):
-                self._json(404, {"error": {"code": 404, "message": "Not found", "status": "NOT_FOUND"}})
+                self._json(
+                    404, {"error": {"code": 404, "message": "Not found", "status": "NOT_FOUND"}}
+                )
                 return
             model, method = match.groups()
             prompt = _prompt_text(body)
@@ -339,7 +341,8 @@ def _handler(fake: FakeGemini) -> type[BaseHTTPRequestHandler]:
                 self._json(200, {"embeddings": vectors})
             else:
                 self._json(
-                    404, {"error": {"code": 404, "message": "Unknown method", "status": "NOT_FOUND"}}
+                    404,
+                    {"error": {"code": 404, "message": "Unknown method", "status": "NOT_FOUND"}},
                 )
 
         def _scenario(self, prompt: str) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -86,7 +86,9 @@ class TextGenerator(Protocol):
         """
         ...
 
-    def stream(self, prompt: str, *, simulation: Simulation | None = None) -> Iterator[str]:
+    def stream(
+        self, prompt: str, *, simulation: Simulation | None = None
+    ) -> Generator[str, None, None]:
         """Answer *prompt* piece by piece, as the model streams it.
 
         :raises GenerationError: the call failed (when the first piece is asked for, or later).
@@ -156,7 +158,9 @@ class GeminiGenerator:
             raise ContentBlocked(f"Gemini returned no text (finish reason {finish})")
         return Generation(text=text, model=self.model, finish_reason=finish)
 
-    def stream(self, prompt: str, *, simulation: Simulation | None = None) -> Iterator[str]:
+    def stream(
+        self, prompt: str, *, simulation: Simulation | None = None
+    ) -> Generator[str, None, None]:
         from google.genai import errors
 
         chunks = self.client.models.generate_content_stream(
@@ -180,7 +184,10 @@ class GeminiGenerator:
         except Exception as exc:
             raise GenerationError(f"Gemini API unreachable: {exc!r}") from exc
         finally:
-            chunks.close()
+            # Stopped early (the client went away): close the stream, and its HTTP response.
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
 
     def _config(self, simulation: Simulation | None) -> Any:
         """Per-request options carrying the simulation to the offline server."""

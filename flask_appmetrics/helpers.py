@@ -24,7 +24,7 @@ import logging
 import threading
 import warnings
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from contextvars import ContextVar, Token
 from time import perf_counter
 from types import TracebackType
@@ -115,8 +115,12 @@ def record_gemini_usage(
     output_tokens: int | None = None,
     thoughts_tokens: int | None = None,
     cached_tokens: int | None = None,
+    error_type: str | None = None,
+    time_to_first_chunk: float | None = None,
 ) -> None:
-    """Record one Gemini API call.
+    """Record one Gemini API call (made without an instrumented client: a call of a client
+    given to :func:`~flask_appmetrics.integrations.genai.instrument_client` is recorded
+    already, and recording it here counts it twice).
 
     ::
 
@@ -126,21 +130,34 @@ def record_gemini_usage(
     Counts ``gemini_api_calls_total``, observes ``gemini_api_duration_seconds``, adds the
     tokens to ``gemini_api_tokens_total``, the breakdown to
     ``gemini_api_token_usage_total{token_type}`` and the estimated cost to
-    ``gemini_api_cost_usd_total``, and counts the call and its tokens against the quota.
+    ``gemini_api_cost_usd_total`` (and today's spend), counts the finish reasons of a
+    response, records the OpenTelemetry ``gen_ai_*`` instruments, and counts the call and
+    its tokens against the quota.
 
     :param endpoint: the app endpoint the call served (a label: keep it a route, not a URL).
     :param model: the model name.
     :param tokens: the call's total tokens, if known (else taken from *usage_metadata* or
         the sum of the breakdown).
     :param duration: the call's duration in seconds.
-    :param status: ``"success"`` or ``"error"``.
-    :param usage_metadata: a google-genai ``GenerateContentResponse`` or its
-        ``usage_metadata``, for the token breakdown.
+    :param status: ``"success"``, ``"error"``, ``"cancelled"`` (a stream abandoned early) or
+        ``"rejected"`` (refused before reaching the API, by a circuit breaker: counted in
+        ``gemini_api_rejected_calls_total`` only).
+    :param usage_metadata: a google-genai ``GenerateContentResponse`` (for the token
+        breakdown, the finish reasons and the model version) or its ``usage_metadata``.
     :param input_tokens: prompt tokens (cached ones included), overriding *usage_metadata*.
     :param output_tokens: response tokens, overriding *usage_metadata*.
     :param thoughts_tokens: thinking tokens, overriding *usage_metadata*.
     :param cached_tokens: prompt tokens served from the context cache.
+    :param error_type: for an ``"error"``, what failed (see
+        :mod:`flask_appmetrics.integrations.genai.errors`: ``RESOURCE_EXHAUSTED``,
+        ``timeout``...; another value counts as ``_OTHER``). Default ``_OTHER``.
+    :param time_to_first_chunk: for a stream, seconds from the request to its first chunk.
     """
+    extra: dict[str, Any] = {}
+    if error_type is not None:
+        extra["error_type"] = error_type
+    if time_to_first_chunk is not None:
+        extra["time_to_first_chunk"] = time_to_first_chunk
     app = target_app()
     if app is not None:
         send(
@@ -156,6 +173,7 @@ def record_gemini_usage(
             thoughts_tokens=thoughts_tokens,
             cached_tokens=cached_tokens,
             usage_metadata=usage_metadata,
+            **extra,
         )
 
 
@@ -401,10 +419,9 @@ class track_gemini_call:  # lower case: used like a function (context manager, d
         end = perf_counter()
         if self._token is not None:
             token, self._token = self._token, None
-            try:
+            # Exited in another context than entered: nothing to undo there.
+            with suppress(ValueError):
                 _enclosing.reset(token)
-            except ValueError:  # exited in another context than entered: nothing to undo
-                pass
         app, self._app = self._app, None
         if self._superseded:
             return  # the client recorded the call(s) made in this block

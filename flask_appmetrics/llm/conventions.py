@@ -9,11 +9,10 @@ instruments are exposed under their Prometheus names (dots become underscores, t
 (``gen_ai.operation.name`` as ``gen_ai_operation_name``, ...) and with the conventions'
 explicit bucket boundaries:
 
-========================================================  ================================
-``gen_ai.client.operation.duration``                      ``gen_ai_client_operation_duration_seconds``
-``gen_ai.client.token.usage``                             ``gen_ai_client_token_usage``
-``gen_ai.client.operation.time_to_first_chunk``           ``gen_ai_client_operation_time_to_first_chunk_seconds``
-========================================================  ================================
+* ``gen_ai.client.operation.duration``: ``gen_ai_client_operation_duration_seconds``;
+* ``gen_ai.client.token.usage``: ``gen_ai_client_token_usage``;
+* ``gen_ai.client.operation.time_to_first_chunk``:
+  ``gen_ai_client_operation_time_to_first_chunk_seconds``.
 """
 
 from __future__ import annotations

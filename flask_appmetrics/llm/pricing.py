@@ -95,9 +95,9 @@ class ModelPrice:
         if usage.input is None and usage.output is None and usage.thoughts is None:
             return None
         prompt = usage.input or 0
-        if self.long_context is not None and self.threshold is not None:
-            if prompt > self.threshold:
-                return self.long_context.cost(usage)
+        long_context, threshold = self.long_context, self.threshold
+        if long_context is not None and threshold is not None and prompt > threshold:
+            return long_context.cost(usage)
         cached = min(usage.cached or 0, prompt)
         cached_price = self.input if self.cached is None else self.cached
         completion = (usage.output or 0) + (usage.thoughts or 0)

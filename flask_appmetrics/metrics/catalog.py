@@ -439,4 +439,3 @@ def _create_known_series(metric_set: MetricSet) -> None:
     internal_errors = metric_set.counter("flask_appmetrics_internal_errors_total")
     for component in INTERNAL_ERROR_COMPONENTS:
         internal_errors.labels(component)
-

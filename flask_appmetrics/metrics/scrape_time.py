@@ -49,6 +49,7 @@ class LlmReading:
     budget: float | None
     learned: tuple[LearnedLimit, ...] = ()
 
+
 _QUOTA_GAUGES: tuple[tuple[str, Callable[[QuotaUsage, QuotaLimits], float]], ...] = (
     ("quota_requests_current_minute", lambda u, _: u.requests_minute),
     ("quota_tokens_current_minute", lambda u, _: u.tokens_minute),

@@ -136,9 +136,9 @@ def parse_gemini_call(
     if kind == "error":
         failure = genai_errors.error_type(failure) if failure is not None else genai_errors.OTHER
     refusal = None
-    if refused_limit is not None or refused_value is not None:
-        if failure != genai_errors.RESOURCE_EXHAUSTED:
-            raise ValueError("refused_limit: only a RESOURCE_EXHAUSTED error is a quota refusal")
+    refused = refused_limit is not None or refused_value is not None
+    if refused and failure != genai_errors.RESOURCE_EXHAUSTED:
+        raise ValueError("refused_limit: only a RESOURCE_EXHAUSTED error is a quota refusal")
     if failure == genai_errors.RESOURCE_EXHAUSTED:
         limit = "unknown" if refused_limit is None else refused_limit
         refusal = genai_errors.QuotaRefusal(
@@ -247,9 +247,9 @@ class GeminiRecorder:
             )
             speed = tokens_per_second(call)
             if speed is not None:
-                ms.histogram("gemini_api_output_tokens_per_second").labels(
-                    endpoint, model
-                ).observe(speed)
+                ms.histogram("gemini_api_output_tokens_per_second").labels(endpoint, model).observe(
+                    speed
+                )
 
     def _gen_ai(self, call: GeminiCall, otel: tuple[str, str, str, str]) -> None:
         ms = self.series.metric_set

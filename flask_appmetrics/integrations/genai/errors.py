@@ -111,7 +111,9 @@ def describe(exc: BaseException) -> Failure:
         if kind != OTHER:
             found, source = kind, candidate
             break
-    refusal = quota_refusal(getattr(source, "details", None)) if found == RESOURCE_EXHAUSTED else None
+    refusal = (
+        quota_refusal(getattr(source, "details", None)) if found == RESOURCE_EXHAUSTED else None
+    )
     return Failure(found, refusal=refusal)
 
 
@@ -157,7 +159,8 @@ def _classify(exc: BaseException) -> str:
 
 def _is_api_error(exc: BaseException) -> bool:
     return any(
-        name == "APIError" and module.startswith("google.genai") for name, module in _class_names(exc)
+        name == "APIError" and module.startswith("google.genai")
+        for name, module in _class_names(exc)
     )
 
 

@@ -146,7 +146,8 @@ class SharedLearnedLimits:
         def op(r: redis.Redis) -> tuple[LearnedLimit, ...]:
             found: list[LearnedLimit] = []
             for field, raw in r.hgetall(limits_key).items():
-                model, _, limit = field.decode("utf-8", "replace").rpartition(_SEPARATOR)
+                name = field.decode("utf-8", "replace") if isinstance(field, bytes) else field
+                model, _, limit = name.rpartition(_SEPARATOR)
                 try:
                     entry = json.loads(raw)
                     value, source = float(entry["value"]), str(entry["source"])
