@@ -141,5 +141,5 @@ def test_a_long_context_tier_can_be_configured(
     ],
 )
 def test_bad_long_context_rows_name_the_field(app_factory: AppFactory, row: Any) -> None:
-    with pytest.raises(ConfigurationError, match="m.long_context"):
+    with pytest.raises(ConfigurationError, match=r"m\.long_context"):
         app_factory({"APPMETRICS_GEMINI_PRICES": {"m": row}})
