@@ -140,8 +140,9 @@ CATALOG: tuple[MetricSpec, ...] = (
     MetricSpec(
         "counter",
         "gemini_api_token_usage_total",
-        "Gemini API tokens by type: input (prompt, cached included), output, thoughts, "
-        "cached (the part of input served from the context cache)",
+        "Gemini API tokens by type: input (prompt, cached included), output (answer, "
+        "thoughts included), and the parts cached (served from the context cache) and "
+        "thoughts (reasoning)",
         ("endpoint", "model", "token_type"),
     ),
     MetricSpec(
