@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from example_app.fake_gemini import FakeGemini
-from flask_appmetrics import FlaskMetrics
+from flask_appmetrics import FlaskMetrics, track_gemini_call
 from flask_appmetrics.integrations.genai import instrument_client
 
 
@@ -73,6 +73,24 @@ def main() -> None:
         for _ in range(args.rounds):
             for name, function in variants.items():
                 samples[name].append(per_call(function, args.calls))
+    # The recording alone, around a canned response: no HTTP, no google-genai request.
+    canned = plain.models.generate_content(model=model, contents="c")
+
+    def bare() -> object:
+        return canned
+
+    def tracked() -> object:
+        with track_gemini_call("/api/generate", model) as tracker:
+            tracker.record_response(canned)
+        return canned
+
+    alone = {"canned response, bare": bare, "canned response, recorded": tracked}
+    for name in alone:
+        samples[name] = []
+    with app.app_context():
+        for _ in range(args.rounds):
+            for name, function in alone.items():
+                samples[name].append(per_call(function, 20 * args.calls))
     medians = {name: statistics.median(values) for name, values in samples.items()}
     for name, median in medians.items():
         print(f"{name:40s} {median * 1e6:9.1f} us per call")
@@ -83,6 +101,8 @@ def main() -> None:
             f"{kind}: recording adds {extra * 1e6:.1f} us per call "
             f"({medians[f'{kind}, instrumented'] / plain_cost:.3f}x a loopback call)"
         )
+    alone_cost = medians["canned response, recorded"] - medians["canned response, bare"]
+    print(f"recording one call alone: {alone_cost * 1e6:.1f} us")
     plain.close()
     recorded.close()
     server.stop()
