@@ -260,7 +260,7 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         """Unregister the health check *name* (no error if absent)."""
         self._checks.remove(name)
 
-    def registry_now(self) -> CollectorRegistry | None:
+    def _registry_now(self) -> CollectorRegistry | None:
         """The registry of the app recording now, when it is one of this extension's apps
         with a registry of its own (see :meth:`init_app`); ``None`` otherwise, for
         :attr:`registry`. The app recording is the one in context, else the most recently
@@ -296,7 +296,7 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         :raises UnknownMetricError: *name* is not one of the extension's families.
         :raises MetricConflictError: the name is taken by an incompatible collector.
         """
-        registry = self.registry_now() or self.registry
+        registry = self._registry_now() or self.registry
         return registry_state(registry).catalog_metric(name, buckets=DEFAULT_BUCKETS)
 
 

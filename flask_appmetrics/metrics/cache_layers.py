@@ -57,7 +57,7 @@ class CacheLayersMixin(RegistryBound):
         """
         register_cache_layer(self.registry, layer, size_bytes=size_bytes, items=items)
         self._cache_layers[layer] = (size_bytes, items)
-        for registry in self.app_registries():
+        for registry in self._app_registry_list():
             register_cache_layer(registry, layer, size_bytes=size_bytes, items=items)
 
     def _layers_in(self, registry: CollectorRegistry) -> None:

@@ -145,6 +145,7 @@ class CustomMetric:
         self.documentation = documentation
         self._collector = metric
         self._definition = definition
+        self._set_only = definition.multiprocess_mode in _SET_ONLY_MODES
         # Weakly: the registry's state holds this metric.
         self._state = weakref.ref(state)
         self._registry = weakref.ref(state.registry)
@@ -255,7 +256,7 @@ class CustomMetric:
             usable = " or ".join(f"{m}()" for m in _METHODS[self.kind])
             raise TypeError(f"{method}: {self.name} is a {self.kind}; it takes {usable}")
         mode = self._definition.multiprocess_mode
-        if mode in _SET_ONLY_MODES and method in ("inc", "dec", "track_inprogress"):
+        if self._set_only and method in ("inc", "dec", "track_inprogress"):
             raise TypeError(
                 f"{method}: {self.name} is a gauge in multiprocess mode {mode!r}; it takes set()"
             )
@@ -273,7 +274,8 @@ class CustomMetric:
         if method not in _METHODS[self.kind]:
             usable = " or ".join(f"{m}()" for m in _METHODS[self.kind])
             raise TypeError(f"{method}: {self.name} is a {self.kind}; it takes {usable}")
-        self.allow(method)
+        if self._set_only:
+            self.allow(method)
         minimum = None if self.kind == "gauge" else 0.0
         return check.number(field, value, minimum=minimum)
 
@@ -301,7 +303,7 @@ class CustomMetric:
         Bad label values or names are refused like any bad input (see the module
         docstring): outside strict mode the series returned records nothing.
         """
-        here = self._here()
+        here = self._here() if self._followed else self
         if here is None:
             return DROPPED
         return here._labels(values, by_name)
@@ -366,6 +368,8 @@ class CustomMetric:
         return self._unlabelled
 
     def _unlabelled_here(self) -> Series:
+        if not self._followed and self._unlabelled is not None:
+            return self._unlabelled  # the usual case, in one step
         here = self._here()
         return DROPPED if here is None else here._unlabelled_series()
 

@@ -19,7 +19,7 @@ class CustomMetricsMixin(RegistryBound):
 
     Metrics are declared in the extension's registry and, while apps given registries of
     their own use them, in those too; a call records into the registry of the app
-    recording (:meth:`~.registry_state.RegistryBound.registry_now`).
+    recording (the one in context, else the most recently initialised).
     """
 
     #: The metrics declared through this extension, by name (in its own registry).
@@ -35,7 +35,7 @@ class CustomMetricsMixin(RegistryBound):
     ) -> CustomMetric:
         metric = declare_metric(self.registry, kind, name, documentation, labelnames, **options)
         self._declared[name] = metric
-        if self.app_registries():
+        if self._app_registry_list():
             self._follow_apps(metric)
         return metric
 
@@ -45,9 +45,9 @@ class CustomMetricsMixin(RegistryBound):
 
         :raises MetricConflictError: a registry has an incompatible metric of the name.
         """
-        for registry in self.app_registries():
+        for registry in self._app_registry_list():
             metric.twin(registry)
-        metric.follow(self.registry_now)
+        metric.follow(self._registry_now)
 
     def _declare_in(self, registry: CollectorRegistry) -> None:
         """Declare every metric declared so far in *registry*, a new app's own.
@@ -56,7 +56,7 @@ class CustomMetricsMixin(RegistryBound):
         """
         for metric in list(self._declared.values()):
             metric.twin(registry)
-            metric.follow(self.registry_now)
+            metric.follow(self._registry_now)
 
     def counter(
         self,

@@ -448,12 +448,12 @@ class RegistryBound:
         that one."""
         return self._registry if self._registry is not None else REGISTRY
 
-    def app_registries(self) -> list[CollectorRegistry]:
+    def _app_registry_list(self) -> list[CollectorRegistry]:
         """The registries of this extension's apps that were given their own, while they
         live."""
         return list(self._app_registries)
 
-    def registry_now(self) -> CollectorRegistry | None:
+    def _registry_now(self) -> CollectorRegistry | None:
         """The registry a call records into now, when not :attr:`registry`: the app
         recording's own. Only the extension knows which app that is; here, never."""
         return None
