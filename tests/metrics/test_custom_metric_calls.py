@@ -20,11 +20,12 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from flask import Flask
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
@@ -36,6 +37,7 @@ from flask_appmetrics.errors import StrictInputError
 from flask_appmetrics.metrics.custom_series import HISTOGRAM_EXEMPLARS
 from flask_appmetrics.recording.validation import reset_log_limits
 from tests.support.apps import AppFactory
+from tests.support.multiprocess import output_in_a_process
 
 
 class Declared:
@@ -596,3 +598,36 @@ def test_the_rest_of_the_collector_is_reached_unchecked(
     assert [f.name for f in calls.describe()] == ["reached"]
     calls.metric.labels("/b").inc()  # the registry's own collector, unchecked
     assert value(registry, "reached_total", route="/b") == 1.0
+
+
+def test_a_counters_reset_is_prometheus_clients_own(
+    metrics: FlaskMetrics, registry: CollectorRegistry
+) -> None:
+    jobs = metrics.counter("resettable_total", "Jobs")
+    jobs.inc(3)
+    if hasattr(Counter, "reset"):  # prometheus_client 0.20 and later
+        jobs.reset()
+        assert value(registry, "resettable_total") == 0.0
+    else:
+        with pytest.raises(AttributeError):
+            jobs.reset()
+
+
+SET_FUNCTION_IN_A_WORKER = """
+import logging, sys
+from prometheus_client import CollectorRegistry
+from flask_appmetrics import FlaskMetrics
+
+logging.basicConfig(stream=sys.stdout, level=logging.WARNING, format="%(message)s")
+depth = FlaskMetrics(registry=CollectorRegistry()).gauge("queue_depth", "Depth")
+depth.set_function(lambda: 3.0)
+depth.set(2.0)  # what a worker does instead
+"""
+
+
+def test_set_function_is_refused_where_no_function_is_read(tmp_path: Path) -> None:
+    # Under gunicorn or uWSGI the page sums what each worker's files hold: a function of
+    # one process is never read. Refused with the way out, in a real worker process.
+    output = output_in_a_process(tmp_path, SET_FUNCTION_IN_A_WORKER)
+    assert "set_function: has no effect in multiprocess mode" in output
+    assert "call set() instead" in output
