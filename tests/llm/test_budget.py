@@ -67,10 +67,18 @@ def test_the_day_ends_at_midnight_in_the_quota_time_zone() -> None:
     assert remaining(None, 5.0) == math.inf
 
 
-@pytest.mark.parametrize("budget", [-1, "10", True, math.nan, math.inf])
+@pytest.mark.parametrize("budget", [-1, "ten", True, math.nan, math.inf, [10]])
 def test_a_bad_budget_fails_at_start(app_factory: AppFactory, budget: object) -> None:
     with pytest.raises(ConfigurationError, match="APPMETRICS_GEMINI_DAILY_BUDGET_USD"):
         app_factory({"APPMETRICS_GEMINI_DAILY_BUDGET_USD": budget})
+
+
+def test_the_budget_from_the_environment(
+    app_factory: AppFactory, registry: CollectorRegistry
+) -> None:
+    # As os.environ gives it: a string.
+    app_factory({"APPMETRICS_GEMINI_DAILY_BUDGET_USD": "12.5"})
+    assert value(registry, "gemini_api_daily_budget_usd") == 12.5
 
 
 def test_a_model_without_a_price_is_counted_as_such(

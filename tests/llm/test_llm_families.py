@@ -62,6 +62,15 @@ def test_either_set_turns_off(
     assert registry.get_sample_value("quota_requests_today") == 1
 
 
+def test_family_sets_from_the_environment(
+    app_factory: AppFactory, registry: CollectorRegistry
+) -> None:
+    app = app_factory({"APPMETRICS_LLM_FAMILIES": "gemini"})  # as os.environ gives it
+    assert app.config["APPMETRICS_LLM_FAMILIES"] == ("gemini",)
+    record_one(app)
+    assert not {n for n in family_names(registry) if n.startswith("gen_ai_")}
+
+
 def test_with_no_llm_family_the_quota_still_counts(
     app_factory: AppFactory, registry: CollectorRegistry
 ) -> None:
@@ -93,7 +102,7 @@ def test_a_later_app_with_other_sets_reconfigures_the_registry(registry: Collect
     assert "gemini_api_spend_today_usd" not in names
 
 
-@pytest.mark.parametrize("families", [["otel"], "gemini", [1]])
+@pytest.mark.parametrize("families", [["otel"], "gemini,otel", [1], 5])
 def test_bad_family_sets_fail_at_start(app_factory: AppFactory, families: object) -> None:
     with pytest.raises(ConfigurationError, match="APPMETRICS_LLM_FAMILIES"):
         app_factory({"APPMETRICS_LLM_FAMILIES": families})
