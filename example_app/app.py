@@ -31,7 +31,13 @@ logger = logging.getLogger("example_app")
 metrics = FlaskMetrics()
 
 #: The endpoints that call the LLM: their Gemini series exist at 0 from the start.
-LLM_ENDPOINTS = ("/api/generate", "/api/subtopics", "/api/explanations", "/api/images")
+LLM_ENDPOINTS = (
+    "/api/generate",
+    "/api/subtopics",
+    "/api/explanations",
+    "/api/explanations/stream",
+    "/api/images",
+)
 
 #: flask-appmetrics settings this app chooses (an app's own config still wins): Gemini's
 #: free-tier-like quota limits, so the quota gauges and alerts have something to show.
