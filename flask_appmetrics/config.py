@@ -35,8 +35,10 @@ from .settings import (
     SentrySettings,
     Settings,
     SharedSettings,
+    SloSettings,
     StatusSettings,
 )
+from .slo.objectives import from_config
 
 logger = logging.getLogger("flask_appmetrics")
 
@@ -99,6 +101,12 @@ DEFAULTS: dict[str, Any] = {
     "APPMETRICS_REDIS_SOCKET_TIMEOUT_SECONDS": 0.05,
     "APPMETRICS_REDIS_RETRY_SECONDS": 5.0,
     "APPMETRICS_REDIS_FLUSH_SECONDS": 1.0,
+    # -- service level objectives (see slo/objectives.py) -----------------------------------
+    # Objectives of this app, besides those declared with @metrics.slo: none by default.
+    "APPMETRICS_SLOS": (),
+    # The rolling period objectives are judged over; the SRE workbook's burn-rate table
+    # is written for 30 days.
+    "APPMETRICS_SLO_WINDOW_DAYS": 30,
 }
 
 
@@ -455,6 +463,21 @@ def _status(reader: ConfigReader) -> StatusSettings:
     return StatusSettings(path=reader.path("APPMETRICS_STATUS_PATH"), refresh_seconds=refresh)
 
 
+#: Bounds of ``APPMETRICS_SLO_WINDOW_DAYS``: the slowest alert reads 3 days, which must be
+#: well within the period; beyond a year no process or Prometheus keeps the history.
+_SLO_DAYS = (7.0, 366.0)
+
+
+def _slo(reader: ConfigReader) -> SloSettings:
+    days = reader.number("APPMETRICS_SLO_WINDOW_DAYS", minimum=_SLO_DAYS[0], maximum=_SLO_DAYS[1])
+    assert days is not None  # number() returns None only when optional
+    # Whole minutes: the period is a Prometheus range ([30d], [10080m]) in the rules.
+    period = round(days * 1440) * 60.0
+    return SloSettings(
+        declarations=from_config(reader.raw("APPMETRICS_SLOS")), period_seconds=period
+    )
+
+
 def load_settings(config: MutableMapping[str, Any]) -> Settings:
     """Read, default and validate every ``APPMETRICS_*`` key of *config*."""
     reader = ConfigReader(config)
@@ -484,4 +507,5 @@ def load_settings(config: MutableMapping[str, Any]) -> Settings:
         health=_health(reader),
         shared=_shared(reader),
         status=_status(reader),
+        slo=_slo(reader),
     )
