@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, TypeVar
 from flask import Blueprint
 
 from .app_state import EXTENSION_KEY, AppState, set_latest, state_of, strict_now
+from .cli import appmetrics as appmetrics_commands
 from .config import DEFAULT_BUCKETS, load_settings
 from .errors import AlreadyInitializedError, AppMetricsError, ConfigurationError
 from .health.checks import CheckFunc, CheckRegistry, F
@@ -195,6 +196,8 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         # The request hooks last: an app is either measured and registered, or neither.
         instrumentation.install(app)
         self._trackers.add(slo)
+        # `flask appmetrics ...`, also offered by the package's flask.commands entry point.
+        app.cli.add_command(appmetrics_commands)
         app.extensions[EXTENSION_KEY] = state
         set_latest(state)
         app_initialized.send(app)

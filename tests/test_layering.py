@@ -86,6 +86,8 @@ FLOORS: list[tuple[int, str]] = [
     (5, "slo_wiring"),
     (6, "app_state"),
     (7, "helpers"),
+    (7, "cli"),
+    (7, "cli.*"),
     (8, "extension"),
     (8, "gunicorn"),
     (8, "integrations.*"),
