@@ -34,8 +34,8 @@ from ..slo.rules import (
     RuleOptions,
     header,
     relative_rules_path,
+    rule_tests_document,
     rules_document,
-    tests_document,
     to_yaml,
 )
 from ..web.guard import Resource
@@ -152,7 +152,6 @@ def rules(output: str, tests_file: str | None, no_tests: bool, job: str | None) 
         buckets=state.settings.http.buckets,
         job=job,
         app_name=app.name,
-        version=__version__,
     )
     objectives = resolution.objectives
     text = to_yaml(
@@ -170,7 +169,7 @@ def rules(output: str, tests_file: str | None, no_tests: bool, job: str | None) 
         stem = output.removesuffix(".yml").removesuffix(".yaml").removesuffix(".rules")
         tests_file = f"{stem}_test.yml"
     rules_path = relative_rules_path(output, tests_file)
-    document = tests_document(objectives, rules_path, options)
+    document = rule_tests_document(objectives, rules_path, options)
     _write(tests_file, to_yaml(document, header(options, "promtool unit tests")))
     click.echo(f"wrote {tests_file}: {len(document['tests'])} test cases", err=True)
     click.echo(

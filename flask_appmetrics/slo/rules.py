@@ -64,14 +64,12 @@ class RuleOptions:
     :param job: restrict every selector to this ``job`` (when several apps share a
         Prometheus, so that their rules do not record the same series).
     :param app_name: named in the files' header.
-    :param version: the generating flask-appmetrics version, named in the header.
     """
 
     period_seconds: float
     buckets: tuple[float, ...]
     job: str | None = None
     app_name: str = "app"
-    version: str = ""
 
 
 # -- PromQL ---------------------------------------------------------------------------------
@@ -473,7 +471,7 @@ def _test_case(
     }
 
 
-def tests_document(
+def rule_tests_document(
     objectives: Sequence[ResolvedObjective], rules_path: str, options: RuleOptions
 ) -> dict[str, Any]:
     """The ``promtool test rules`` file of the rules at *rules_path* (relative to it)."""
@@ -558,8 +556,7 @@ def header(options: RuleOptions, what: str) -> list[str]:
     period = duration(options.period_seconds)
     lines = [
         f"{what} for the service level objectives of the Flask app {options.app_name!r}",
-        f"(rolling {period}), written by `flask appmetrics rules`"
-        + (f" (flask-appmetrics {options.version})." if options.version else "."),
+        f"(rolling {period}), written by `flask appmetrics rules`.",
         "Declare objectives in the app (@metrics.slo, APPMETRICS_SLOS) and generate again",
         "rather than editing this file.",
     ]

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 HEALTH_BLUEPRINT = "appmetrics_health"
 
 _IETF_STATUS = {"healthy": "pass", "degraded": "warn", "unhealthy": "fail"}
+#: Whose requests an objective's figures count, in words.
+_VIEWS = {"process": "this process's requests", "shared": "every process's requests"}
 
 
 def _now() -> str:
@@ -115,7 +117,7 @@ def ietf_body(report: HealthReport, description: str) -> dict[str, Any]:
                 "output": f"{objective.objective.describe()}: error budget burning "
                 f"{rate:.2f}x over {duration(FAST_BURN.long_seconds)}, "
                 f"{objective.budget_remaining:.1%} of it left "
-                f"({objective.scope} view)",
+                f"({_VIEWS[objective.scope]})",
             }
         ]
     for service, state in report.breakers.items():
