@@ -30,7 +30,9 @@ logger = logging.getLogger(__name__)
 
 #: Makes the window an objective's requests are counted in.
 WindowFactory = Callable[[Objective], ObjectiveWindow]
-_Entries = tuple[tuple[Objective, ObjectiveWindow], ...]
+#: What a request counts in: each objective's latency threshold (``None`` for
+#: availability) and window.
+_Entries = tuple[tuple["float | None", ObjectiveWindow], ...]
 
 
 class SloTracker:
@@ -134,8 +136,9 @@ class SloTracker:
         entries = self._by_route.get((method, endpoint))
         if entries is None:
             entries = self._entries(method, endpoint)
-        for objective, window in entries:
-            window.record(objective.is_bad(duration_seconds, status))
+        # Objective.is_bad, inlined: this runs for every request of every objective.
+        for threshold, window in entries:
+            window.record(status >= 500 if threshold is None else duration_seconds > threshold)
 
     def _entries(self, method: str, endpoint: str) -> _Entries:
         with self._lock:
@@ -144,12 +147,20 @@ class SloTracker:
                 self._final = True
                 self._resolution = None
                 self._by_route = {}
-            resolution = self._resolve()
-            entries = tuple(
-                (r.objective, self._window(r.objective))
-                for r in resolution.objectives
-                if r.selection.matches(method, endpoint)
-            )
+            try:
+                resolution = self._resolve()
+                entries = tuple(
+                    (r.objective.threshold_seconds, self._window(r.objective))
+                    for r in resolution.objectives
+                    if r.selection.matches(method, endpoint)
+                )
+            except Exception:
+                # Counted nowhere rather than failing again on every request of the route.
+                logger.exception(
+                    "flask-appmetrics could not resolve the objectives of %s %s", method, endpoint
+                )
+                count_internal_error("slo", self._on_internal_error)
+                entries = ()
             self._by_route[(method, endpoint)] = entries
             return entries
 

@@ -124,11 +124,25 @@ def ring_for(spans: tuple[float, ...], seconds: float) -> int:
 class SloWindow:
     """One objective's requests in this process, over every window up to its period.
 
+    A request only adds to two pending counts of the current fine bucket (15 s); they go
+    into the three rings when time moves to the next bucket, or when the window is read.
+    So recording costs a clock read and two additions, and the rings are touched at most
+    once per bucket.
+
     :param period_seconds: the objective period (``APPMETRICS_SLO_WINDOW_DAYS``).
     :param clock: time source in seconds.
     """
 
-    __slots__ = ("_lock", "_rings", "clock", "period_seconds")
+    __slots__ = (
+        "_bad",
+        "_fine_width",
+        "_interval",
+        "_lock",
+        "_requests",
+        "_rings",
+        "clock",
+        "period_seconds",
+    )
 
     def __init__(self, period_seconds: float, *, clock: Clock = time.monotonic) -> None:
         if not period_seconds > 0:
@@ -136,6 +150,11 @@ class SloWindow:
         self.period_seconds = period_seconds
         self.clock = clock
         self._rings = tuple(Ring(span) for span in ring_spans(period_seconds))
+        self._fine_width = self._rings[0].width
+        #: The fine bucket the pending counts belong to, and the counts.
+        self._interval = -1
+        self._requests = 0
+        self._bad = 0
         self._lock = threading.Lock()
 
     @property
@@ -147,16 +166,30 @@ class SloWindow:
         return self._rings
 
     def record(self, bad: bool) -> None:
-        now = self.clock()
-        count = 1 if bad else 0
+        interval = int(self.clock() // self._fine_width)
         with self._lock:
-            for ring in self._rings:
-                ring.add(int(now // ring.width), 1, count)
+            if interval != self._interval:
+                self._settle()
+                self._interval = interval
+            self._requests += 1
+            if bad:
+                self._bad += 1
+
+    def _settle(self) -> None:
+        """Move the pending counts into the rings, each at the bucket holding the start of
+        their fine bucket (caller holds the lock)."""
+        if not self._requests:
+            return
+        start = self._interval * self._fine_width
+        for ring in self._rings:
+            ring.add(int(start // ring.width), self._requests, self._bad)
+        self._requests = self._bad = 0
 
     def counts(self, seconds: float) -> WindowCounts:
         spans = tuple(ring.span for ring in self._rings)
         ring = self._rings[ring_for(spans, seconds)]
         now = self.clock()
         with self._lock:
+            self._settle()
             requests, bad = ring.sum(now, seconds)
         return WindowCounts(requests, bad, min(seconds, self.period_seconds))
