@@ -152,8 +152,11 @@ def _static_labels(objective: Objective) -> dict[str, str]:
     return {"slo": objective.name, "sli": objective.sli}
 
 
-def _labels_of(objective: Objective) -> str:
-    return f"slo={_quote(objective.name)},sli={_quote(objective.sli)}"
+def _labels_of(objective: Objective, options: RuleOptions) -> str:
+    """Matchers of the objective's recorded series (of its job only, with ``--job``: the
+    rules of another app must not read, or record again, series of this one)."""
+    job = f"job={_quote(options.job)}," if options.job is not None else ""
+    return f"{job}slo={_quote(objective.name)},sli={_quote(objective.sli)}"
 
 
 # -- the rules -----------------------------------------------------------------------------
@@ -165,7 +168,7 @@ def _windows(options: RuleOptions) -> tuple[str, ...]:
 
 def _alert_rule(alert: BurnAlert, objective: Objective, options: RuleOptions) -> dict[str, Any]:
     threshold = _number(alert.threshold(options.period_seconds))
-    labels = _labels_of(objective)
+    labels = _labels_of(objective, options)
     long, short = duration(alert.long_seconds), duration(alert.short_seconds)
     return {
         "alert": alert.alert_name,
@@ -195,7 +198,7 @@ def _annotations(alert: BurnAlert, objective: Objective, options: RuleOptions) -
 def rule_group(resolved: ResolvedObjective, options: RuleOptions) -> dict[str, Any]:
     """The recording and alerting rules of one objective."""
     objective = resolved.objective
-    labels = _labels_of(objective)
+    labels = _labels_of(objective, options)
     budget = _number(objective.budget)
     period = duration(options.period_seconds)
     rules: list[dict[str, Any]] = [
@@ -458,7 +461,7 @@ def _test_case(
         if alert.name not in undecided
     ]
     labels = {"job": job, "slo": objective.name, "sli": objective.sli}
-    selector = f"{{{_labels_of(objective)}}}"
+    selector = f"{{{_labels_of(objective, options)}}}"
     return {
         "name": f"{objective.name} ({objective.sli}): {scenario.title}",
         "interval": "1m",

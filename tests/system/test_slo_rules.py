@@ -58,6 +58,23 @@ def test_generated_rules_pass_promtool_and_their_tests_pass(generated: tuple[Pat
 
 
 @needs_promtool
+def test_rules_restricted_to_a_job_pass_their_tests(tmp_path: Path) -> None:
+    rules, tests = tmp_path / "slo.rules.yml", tmp_path / "slo_test.yml"
+    result = (
+        create_app()
+        .test_cli_runner()
+        .invoke(args=["appmetrics", "rules", "-o", str(rules), "--job", "shop"])
+    )
+    assert result.exit_code == 0, result.output
+    text = rules.read_text()
+    # Every selector, raw or recorded, is the job's.
+    assert 'rate(http_requests_total{job="shop",' in text
+    assert 'slo:sli_error:ratio_rate1h{job="shop",slo="search",sli="availability"}' in text
+    tested = promtool("test", "rules", tests)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+@needs_promtool
 @pytest.mark.parametrize(
     ("old", "new"),
     [
