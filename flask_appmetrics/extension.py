@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from flask import Blueprint
 
-from .app_state import EXTENSION_KEY, AppState, set_latest, state_of, strict_now
+from .app_state import EXTENSION_KEY, AppState, current_state, set_latest, state_of, strict_now
 from .cli import appmetrics as appmetrics_commands
 from .config import DEFAULT_BUCKETS, load_settings
 from .errors import AlreadyInitializedError, AppMetricsError, ConfigurationError
@@ -17,7 +17,7 @@ from .health_wiring import build_monitor
 from .integrations.redis.windows import shared_windows
 from .integrations.sentry import app_secrets, init_sentry
 from .metrics.cache_layers import CacheLayersMixin
-from .metrics.custom import CustomMetricsMixin
+from .metrics.custom_mixin import CustomMetricsMixin
 from .metrics.multiprocess.setup import check_setup as check_multiprocess_setup
 from .metrics.registry_state import registry_state
 from .recording.identity import UserIdentity
@@ -62,11 +62,14 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
 
     The metric families are registered once per registry, whatever the number of apps
     (an app factory called per test, say); every app that calls :meth:`init_app` is
-    instrumented. Per-app state lives in ``app.extensions["appmetrics"]``.
+    instrumented. Per-app state lives in ``app.extensions["appmetrics"]``. In tests, give
+    each app a registry of its own (``metrics.init_app(app, registry=CollectorRegistry())``):
+    its values, quota and custom metrics then start afresh.
 
     :param app: an app to initialise now, or ``None`` to call :meth:`init_app` later.
     :param registry: where the metrics live; ``None`` means ``prometheus_client.REGISTRY``
         so that the process collector and the app's own metrics show on the same page.
+        :meth:`init_app` may give an app another one.
     :param auth: a view decorator of the app's own (``login_required``,
         ``jwt_required()``) that decides who may read ``/metrics`` and the health details,
         besides the ``APPMETRICS_AUTH_*`` credentials.
@@ -74,8 +77,8 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         ``concurrent_users`` (``None`` leaves the request uncounted); by default
         :func:`~flask_appmetrics.default_user_identity`.
     :param quota: where the ``quota_*`` gauges count API usage (a
-        :class:`~flask_appmetrics.QuotaCounter`); ``None`` is an in-process counter whose
-        day ends at midnight ``APPMETRICS_QUOTA_TIMEZONE``.
+        :class:`~flask_appmetrics.QuotaCounter`); ``None`` is an in-process counter per
+        registry whose day ends at midnight ``APPMETRICS_QUOTA_TIMEZONE``.
     """
 
     def __init__(
@@ -97,12 +100,31 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         self._slo: list[Declaration] = []
         self._trackers: weakref.WeakSet[SloTracker] = weakref.WeakSet()
         self._user_identity = user_identity
+        self._app_registries = weakref.WeakSet()
+        self._declared = {}
+        self._cache_layers = {}
         if app is not None:
             self.init_app(app)
 
-    def init_app(self, app: Flask) -> None:
+    def init_app(
+        self,
+        app: Flask,
+        *,
+        registry: CollectorRegistry | None = None,
+        quota: QuotaCounter | None = None,
+    ) -> None:
         """Instrument *app*, register the metric catalog (once per registry), add the views.
 
+        :param registry: the registry of this app, when not the extension's
+            (:attr:`registry`): the catalog, the quota gauges and every custom metric
+            declared through this extension are declared there too, and calls record
+            there while this app is the one recording (in its context, or the most
+            recently initialised app outside any). A fresh one per test starts every value
+            at zero; apps sharing a registry must agree on the settings that shape its
+            series.
+        :param quota: where this app counts API usage, when not the extension's (a
+            :class:`~flask_appmetrics.QuotaCounter`); like the constructor's, it counts
+            for every app on the registry.
         :raises AlreadyInitializedError: *app* was initialised before.
         :raises ConfigurationError: an ``APPMETRICS_*`` key has a bad value.
         :raises RouteConflictError: the app already routes one of our paths (a
@@ -132,11 +154,18 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         refuse_conflicts(app, routes)
         # Before any metric is touched: a half-configured multiprocess mode is refused here.
         multiprocess_dir = check_multiprocess_setup()
+        if registry is None:
+            registry = self.registry
+        own_registry = registry is not self.registry
         # Before opening anything (a Redis link): settings other than those of a live app
         # on this registry are refused here.
-        shared_state = registry_state(self.registry)
+        shared_state = registry_state(registry)
         shared_state.strict = strict_now
         metric_set = shared_state.metric_set_for(settings.http.buckets, settings.shared)
+        if own_registry:
+            # The app's own registry shows what this extension declared, as its own does.
+            self._declare_in(registry)
+            self._layers_in(registry)
         # Redis-backed windows (APPMETRICS_REDIS_URL), shared by every worker and host.
         shared = shared_windows(
             settings,
@@ -144,7 +173,8 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
             secret=app.config.get("SECRET_KEY"),
             on_error=metric_set.count_internal_error,
         )
-        quota = self._quota or (shared.quota if shared is not None else None)
+        if quota is None:
+            quota = self._quota or (shared.quota if shared is not None else None)
         series = shared_state.shared_series(app, settings.shared, quota)
         own_blueprints = frozenset({METRICS_BLUEPRINT, HEALTH_BLUEPRINT, STATUS_BLUEPRINT})
         slo = build_tracker(
@@ -179,7 +209,7 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         receivers = install_receivers(app, series, settings.shared, strict=settings.strict)
         state = AppState(
             settings=settings,
-            registry=self.registry,
+            registry=registry,
             metric_set=metric_set,
             instrumentation=instrumentation,
             own_blueprints=own_blueprints,
@@ -205,6 +235,8 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         # `flask appmetrics ...`, also offered by the package's flask.commands entry point.
         app.cli.add_command(appmetrics_commands)
         app.extensions[EXTENSION_KEY] = state
+        if own_registry:
+            self._app_registries.add(registry)
         set_latest(state)
         app_initialized.send(app)
         logger.info("Prometheus metrics initialized successfully")
@@ -354,6 +386,18 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
     def _slo_declarations(self) -> tuple[Declaration, ...]:
         return tuple(self._slo)
 
+    def _registry_now(self) -> CollectorRegistry | None:
+        """The registry of the app recording now, when it is one of this extension's apps
+        with a registry of its own (see :meth:`init_app`); ``None`` otherwise, for
+        :attr:`registry`. The app recording is the one in context, else the most recently
+        initialised one."""
+        if not self._app_registries:
+            return None  # the usual case: every app records into the extension's registry
+        state = current_state()
+        if state is None or state.registry not in self._app_registries:
+            return None
+        return state.registry
+
     @staticmethod
     def state(app: Flask) -> AppState | None:
         """The per-app state of *app*, or ``None`` if it was not initialised."""
@@ -361,7 +405,8 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
 
     def metric(self, name: str) -> Counter | Gauge | Histogram:
         """The collector of the extension's family *name* (``"http_requests_total"``) in
-        this extension's registry, to record into from app code.
+        this extension's registry (or the registry of the app in context, when
+        :meth:`init_app` gave it one), to record into from app code.
 
         Works before and after :meth:`init_app`: a module imported after it (a blueprint
         imported inside the app factory) cannot create its own
@@ -377,7 +422,8 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         :raises UnknownMetricError: *name* is not one of the extension's families.
         :raises MetricConflictError: the name is taken by an incompatible collector.
         """
-        return registry_state(self.registry).catalog_metric(name, buckets=DEFAULT_BUCKETS)
+        registry = self._registry_now() or self.registry
+        return registry_state(registry).catalog_metric(name, buckets=DEFAULT_BUCKETS)
 
 
 def _own_routes(settings: Settings) -> tuple[OwnRoute, ...]:

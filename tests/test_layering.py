@@ -5,8 +5,9 @@ matches a module gives its floor, so the specific ones come before ``metrics.*``
 
     0  errors, _version, signals
     1  llm.*, health.windows, health.checks, metrics.labels, metrics.registration,
-       recording.validation (pure checks of app input), slo.objectives, slo.windows,
-       slo.burn (service level objectives, their windows and burn rates)
+       recording.validation (pure checks of app input), config_strings (values as the
+       environment gives them), slo.objectives, slo.windows, slo.burn (service level
+       objectives, their windows and burn rates)
     2  settings, config, integrations.genai (token counts read from google-genai objects),
        slo.* (objectives resolved against routes, the per-app tracker, generated rules)
     3  metrics.* (the rest, multiprocess included), health.monitor, integrations.sentry
@@ -63,6 +64,7 @@ FLOORS: list[tuple[int, str]] = [
     (1, "metrics"),
     (1, "metrics.labels"),
     (1, "metrics.registration"),
+    (1, "config_strings"),
     (1, "slo"),
     (1, "slo.objectives"),
     (1, "slo.windows"),

@@ -58,10 +58,10 @@ def test_check_fails_on_an_objective_that_cannot_be_used() -> None:
 
 def test_check_reports_a_config_changed_after_init_app_and_warns_on_low_targets() -> None:
     app = create_app(APPMETRICS_SLOS=[{"name": "lax", "availability": 0.9}])
-    app.config["APPMETRICS_STRICT"] = "yes"
+    app.config["APPMETRICS_STRICT"] = "maybe"
     code, out = run(app, "check")
     assert code == 1
-    assert "error: APPMETRICS_STRICT: expected True or False" in out
+    assert "error: APPMETRICS_STRICT: expected true or false" in out
     assert (
         "warning: lax (availability): with a target of 0.9, FlaskAppSLOFastBurn can never fire"
         in out

@@ -138,7 +138,10 @@ def test_config_objectives_are_checked_at_init_app() -> None:
     app.config["APPMETRICS_SLOS"] = [{"latency": ("0.2s", 0.9)}]
     with pytest.raises(ConfigurationError, match=r"APPMETRICS_SLOS\[0\].*0.2"):
         FlaskMetrics(app, registry=CollectorRegistry())
-    for days, ok in ((7, True), (6, False), (366, True), (400, False), ("30", False)):
+    cases: list[tuple[object, bool]] = [
+        (7, True), (6, False), (366, True), (400, False), ("30", True), ("a month", False),
+    ]  # fmt: skip
+    for days, ok in cases:
         app = Flask("slo_days")
         app.config["APPMETRICS_SLO_WINDOW_DAYS"] = days
         if ok:
