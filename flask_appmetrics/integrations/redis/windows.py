@@ -69,13 +69,16 @@ from ...llm.budget import InMemorySpend
 from ...llm.learned import InMemoryLearnedLimits
 from ...llm.quota import InMemoryQuota, QuotaUsage
 from ...llm.stores import LlmStores
+from ...slo.windows import ObjectiveWindow, SloWindow
 from .link import PendingOps, RedisLink
 from .llm import SharedLearnedLimits, SharedSpend
+from .slo_windows import SharedSloWindow
 
 if TYPE_CHECKING:
     import redis
 
     from ...settings import Settings
+    from ...slo.objectives import Objective
 
 logger = logging.getLogger(__name__)
 
@@ -360,6 +363,12 @@ class SharedWindows:
     quota: SharedQuota
     #: LLM spend today and learned quota limits.
     llm: LlmStores
+    #: The service level objectives' period (``APPMETRICS_SLO_WINDOW_DAYS``).
+    slo_period_seconds: float = 30 * _DAY_SECONDS
+
+    def slo_window(self, objective: Objective) -> ObjectiveWindow:
+        """A window of *objective*'s requests shared by every process."""
+        return SharedSloWindow(self.link, objective, SloWindow(self.slo_period_seconds))
 
 
 #: App names many unrelated services have (``Flask(__name__)`` in ``app.py``, ``python
@@ -431,4 +440,4 @@ def shared_windows(
         link.where,
         link.prefix,
     )
-    return SharedWindows(link, requests, users, quota, llm)
+    return SharedWindows(link, requests, users, quota, llm, settings.slo.period_seconds)
