@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .health.draining import PROCESS_DRAIN
 from .health.monitor import HealthMonitor, Identify
 from .metrics.catalog import BREAKER_STATE_NAMES
 from .metrics.registry_state import registry_state
@@ -61,6 +62,7 @@ def build_monitor(
         identify=_identify(user_identity),
         context=app.app_context,
         on_internal_error=metric_set.count_internal_error,
+        drain=PROCESS_DRAIN,
     )
     if redis is not None:
         monitor.add_check("redis", redis.check, critical=False)

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import count_internal_error
 from .checks import CheckFunc, CheckRegistry, CheckResult, CheckRunner, HealthCheck
+from .draining import Drain, DrainFlag
 from .windows import (
     BucketedCounter,
     Clock,
@@ -95,6 +96,8 @@ class HealthReport:
     scope: Scope = "process"
     #: Requests the error window needs before its error ratio can change the status.
     min_requests: int = 0
+    #: The drain in progress (the server was told to stop), if any.
+    draining: Drain | None = None
 
     @property
     def http_status(self) -> int:
@@ -104,8 +107,9 @@ class HealthReport:
     def as_dict(self) -> dict[str, Any]:
         """The JSON of ``/api/health``: ``status``, ``recent_errors_5min``,
         ``avg_response_time_ms`` and ``concurrent_users`` first (the keys clients have
-        always read), then what an operator needs."""
-        return {
+        always read), then what an operator needs; ``draining`` only while the server
+        drains."""
+        body: dict[str, Any] = {
             "status": self.status,
             "recent_errors_5min": self.requests.errors,
             "avg_response_time_ms": round(self.latency.average * 1000.0, 3),
@@ -123,6 +127,9 @@ class HealthReport:
             "error_ratio_min_requests": self.min_requests,
             "scope": self.scope,
         }
+        if self.draining is not None:
+            body["draining"] = self.draining.as_dict()
+        return body
 
 
 class HealthMonitor:
@@ -141,6 +148,7 @@ class HealthMonitor:
     :param latency: replaces the in-process latency window (a shared one, say).
     :param requests: replaces the in-process request/error window.
     :param users: replaces the in-process users window.
+    :param drain: the server's drain flag, read by :meth:`draining`.
     """
 
     def __init__(
@@ -156,8 +164,10 @@ class HealthMonitor:
         latency: LatencyWindow | None = None,
         requests: RequestWindow | None = None,
         users: UserWindow | None = None,
+        drain: DrainFlag | None = None,
     ) -> None:
         self.settings = settings
+        self.drain = drain
         self.checks = checks
         #: Checks of this app alone (its Redis link, say), run after :attr:`checks`; one
         #: of the same name replaces the shared check for this app.
@@ -172,7 +182,13 @@ class HealthMonitor:
         )
         self._identify = identify
         self._breakers = breakers
-        self._runner = CheckRunner(settings.check_timeout_seconds, context=context)
+        self._runner = CheckRunner(
+            settings.check_timeout_seconds,
+            context=context,
+            cache_seconds=settings.check_cache_seconds,
+            failure_cache_seconds=settings.check_failure_cache_seconds,
+            clock=clock,
+        )
         self._on_internal_error = on_internal_error
         self._started = clock()
 
@@ -200,15 +216,30 @@ class HealthMonitor:
     # -- judgement ------------------------------------------------------------------------
 
     def add_check(
-        self, name: str, func: CheckFunc, *, critical: bool = True, timeout: float | None = None
+        self,
+        name: str,
+        func: CheckFunc,
+        *,
+        critical: bool = True,
+        timeout: float | None = None,
+        cache_seconds: float | None = None,
+        failure_cache_seconds: float | None = None,
     ) -> HealthCheck:
         """Register *func* as the check *name* of this app only (``/api/health``,
         ``/readyz`` and :func:`get_health_status` run it with the shared checks).
 
         :raises TypeError: *func* is not callable or *name* not a string.
-        :raises ValueError: *name* is empty or *timeout* is not a positive number.
+        :raises ValueError: *name* is empty, *timeout* is not a positive number or a
+            cache time is negative.
         """
-        return self.own_checks.add(name, func, critical=critical, timeout=timeout)
+        return self.own_checks.add(
+            name,
+            func,
+            critical=critical,
+            timeout=timeout,
+            cache_seconds=cache_seconds,
+            failure_cache_seconds=failure_cache_seconds,
+        )
 
     def remove_check(self, name: str) -> None:
         """Unregister this app's check *name* (no error if absent)."""
@@ -223,8 +254,13 @@ class HealthMonitor:
         return tuple(merged.values())
 
     def run_checks(self) -> tuple[CheckResult, ...]:
-        """Run every registered check (in parallel, each within its timeout)."""
+        """Every registered check's result: reused while fresh (its cache time), else run
+        (in parallel, once however many callers ask, each within its timeout)."""
         return self._runner.run(self.all_checks())
+
+    def draining(self) -> Drain | None:
+        """The server's drain in progress, if it was told to stop."""
+        return self.drain.current() if self.drain is not None else None
 
     def breaker_states(self) -> dict[str, str]:
         """Each circuit breaker's state, by service."""
@@ -283,6 +319,7 @@ class HealthMonitor:
             reasons=tuple(reasons),
             error_status=error_status,
             latency_status=latency_status,
+            draining=self.draining(),
         )
 
 
