@@ -66,8 +66,11 @@ def build_monitor(
     )
     if redis is not None:
         monitor.add_check("redis", redis.check, critical=False)
-    # concurrent_users sums the users windows of every live app on the registry.
-    registry_state(metric_set.registry).count_users_of(monitor)
+    # concurrent_users sums the users windows of every live app on the registry; the
+    # health families show the checks and verdicts of every live app on it.
+    state = registry_state(metric_set.registry)
+    state.count_users_of(monitor)
+    state.report_health_of(monitor)
     return monitor
 
 

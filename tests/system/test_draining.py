@@ -74,6 +74,10 @@ def test_gunicorn_master_drains_then_shuts_down_gracefully(tmp_path: Path) -> No
         assert client.readyz().status_code == 200
         for item in range(3):
             assert client.get(f"/items/{item}", ITEM).status_code == 200
+        # The health families, served by the scraping worker, once each.
+        samples = parse_samples(client.get("/metrics", "/metrics").text)
+        assert sample_value(samples, "app_health_status", app_health_status="healthy") == 1.0
+        assert sample_value(samples, "app_health_status", app_health_status="unhealthy") == 0.0
         before = Blocked(server, "before")  # in flight when SIGTERM arrives
 
         server.proc.send_signal(signal.SIGTERM)
