@@ -145,6 +145,18 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
             label_length=shared_state.label_length,
         )
         receivers = install_receivers(app, series, settings.shared, strict=settings.strict)
+
+        def scrape_registry() -> CollectorRegistry:
+            return state.scrape_registry()
+
+        page = status_page(
+            app,
+            settings.status,
+            health,
+            registry=scrape_registry,
+            own_paths=(route.path for route in routes),
+            on_error=metric_set.count_internal_error,
+        )
         state = AppState(
             settings=settings,
             registry=self.registry,
@@ -155,6 +167,7 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
             receivers=receivers,
             redis=shared.link if shared is not None else None,
             multiprocess_dir=multiprocess_dir,
+            status_page=page,
         )
         self._register_views(app, state)
         # A route the app adds on one of our paths after this call (a blueprint registered
@@ -189,7 +202,7 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
             app.register_blueprint(
                 metrics_blueprint(settings.endpoints.metrics_path, guard, state.scrape_registry)
             )
-        page = status_page(settings.status, state.health)
+        page = state.status_page
         health_views = health_blueprint(
             settings.endpoints, state.health, guard, page, count_internal_error
         )

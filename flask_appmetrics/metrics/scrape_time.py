@@ -247,7 +247,7 @@ class HealthGauges:
     registry (tests, several apps in one process) are summed up worst-first: a check name
     is down if it is down in any app, takes the longest duration, and the verdict is the
     worst. An app whose evaluation fails is skipped, logged and counted as an internal
-    error (``health``).
+    error (``scrape_value``).
 
     :param on_error: counts an internal error by component.
     """
@@ -286,7 +286,7 @@ class HealthGauges:
                 report = source.evaluate()
             except Exception:
                 logger.exception("flask-appmetrics: health evaluation failed; left out")
-                count_internal_error("health", self._on_error)
+                count_internal_error("scrape_value", self._on_error)
                 continue
             rank = HEALTH_STATUSES.index(report.status) if report.status in HEALTH_STATUSES else 2
             worst = rank if worst is None else max(worst, rank)

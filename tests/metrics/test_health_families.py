@@ -132,7 +132,7 @@ def test_an_evaluation_that_fails_is_left_out_and_counted(
     assert "window backend down" not in caplog.text
     assert verdict(registry) == {"healthy": None, "degraded": None, "unhealthy": None}
     errors = registry.get_sample_value(
-        "flask_appmetrics_internal_errors_total", {"component": "health"}
+        "flask_appmetrics_internal_errors_total", {"component": "scrape_value"}
     )
     assert errors is not None
     assert errors >= 1.0
