@@ -297,8 +297,6 @@ def llm(samples: Samples, budget_usd: float | None) -> dict[str, Any] | None:
     """Calls, tokens and cost since start (and today's, with the budget, when exported);
     ``None`` when the app has no Gemini series at all."""
     calls = samples.get("gemini_api_calls_total")
-    if not calls and budget_usd is None:
-        return None
     models: dict[str, dict[str, float]] = {}
     for labels, value in calls or ():
         entry = models.setdefault(labels.get("model", ""), {"calls": 0.0, "errors": 0.0})
@@ -323,6 +321,8 @@ def llm(samples: Samples, budget_usd: float | None) -> dict[str, Any] | None:
                     first_chunk[bound] = first_chunk.get(bound, 0.0) + value
     if budget_usd is not None:
         budget = budget_usd
+    if not calls and cost_today is None and budget is None:
+        return None
     bounds = tuple(sorted(first_chunk))
     ttfc = quantile(0.5, bounds, tuple(first_chunk[b] for b in bounds)) if bounds else None
     return {
