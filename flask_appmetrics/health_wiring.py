@@ -65,7 +65,11 @@ def build_monitor(
         drain=PROCESS_DRAIN,
     )
     if redis is not None:
-        monitor.add_check("redis", redis.check, critical=False)
+        # Not reused: it says whether the windows are shared right now, which a request
+        # can change at any time, and a ping costs less than a stale verdict.
+        monitor.add_check(
+            "redis", redis.check, critical=False, cache_seconds=0, failure_cache_seconds=0
+        )
     # concurrent_users sums the users windows of every live app on the registry; the
     # health families show the checks and verdicts of every live app on it.
     state = registry_state(metric_set.registry)

@@ -189,12 +189,15 @@ def _cache_time(name: str, option: str, value: float | None) -> float | None:
 class _Flight:
     """One run of a check, shared by every probe that arrives while it runs."""
 
-    __slots__ = ("duration", "future", "started")
+    __slots__ = ("collected", "duration", "future", "started")
 
     def __init__(self) -> None:
         self.future: Future[object] = Future()
         self.started = time.monotonic()
         self.duration = 0.0
+        #: Whether a caller stored this run's result: until then a finished run is still
+        #: the one to read (a caller arriving just as it ends must not start another).
+        self.collected = False
 
 
 @dataclass(frozen=True)
@@ -268,7 +271,9 @@ class CheckRunner:
                         slots.append(replace(cached.result, age_seconds=max(age, 0.0)))
                         continue
                 flight = self._flights.get(check.name)
-                if flight is None or flight.future.done():
+                # A run in flight is joined (a hung one holds one thread, however often
+                # probed), and so is one that just ended but whose result nobody stored yet.
+                if flight is None or (flight.future.done() and flight.collected):
                     flight = self._start(check)
                     self._flights[check.name] = flight
                 slots.append((check, flight))
@@ -322,6 +327,7 @@ class CheckRunner:
             check.name, passed, check.critical, duration, error, observed_at=time.time()
         )
         with self._lock:
+            flight.collected = True
             self._cached[check.name] = _Cached(check, result, self._clock())
             before = self._last_passed.get(check.name, True)
             self._last_passed[check.name] = passed
