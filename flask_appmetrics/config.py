@@ -6,8 +6,8 @@ effective value is visible in ``app.config``; a bad value raises
 on the first request.
 
 Each concern has its own frozen settings class (in :mod:`flask_appmetrics.settings`)
-and loader below; :class:`Settings` gathers them. Keys are listed in :data:`DEFAULTS`,
-which the README's configuration table is checked against.
+and loader below; :class:`Settings` gathers them. Keys are listed in :data:`DEFAULTS` and
+described in :data:`DESCRIPTIONS`, from which the configuration reference is generated.
 """
 
 from __future__ import annotations
@@ -104,6 +104,168 @@ DEFAULTS: dict[str, Any] = {
     "APPMETRICS_REDIS_SOCKET_TIMEOUT_SECONDS": 0.05,
     "APPMETRICS_REDIS_RETRY_SECONDS": 5.0,
     "APPMETRICS_REDIS_FLUSH_SECONDS": 1.0,
+}
+
+#: One sentence per key of :data:`DEFAULTS`: what it does, in which unit. The documentation's
+#: configuration reference is generated from these two tables (a test checks that they
+#: have the same keys). Single backticks mark code (the docs' default role).
+DESCRIPTIONS: dict[str, str] = {
+    "APPMETRICS_METRICS_PATH": "Path of the Prometheus page; `None` turns it off.",
+    "APPMETRICS_HEALTH_PATH": "Path of the JSON health endpoint; `None` turns it off.",
+    "APPMETRICS_LIVEZ_PATH": (
+        "Path of the liveness probe, 200 while the process serves; `None` turns it off."
+    ),
+    "APPMETRICS_READYZ_PATH": (
+        "Path of the readiness probe, 503 while a critical health check fails; `None` turns it off."
+    ),
+    "APPMETRICS_STATUS_PATH": (
+        "Path of the HTML status page (also served at the health path to browsers allowed "
+        "to see details); `None` turns it off."
+    ),
+    "APPMETRICS_STATUS_REFRESH_SECONDS": (
+        "How often the status page reloads its figures, in seconds (0.5 to 3600)."
+    ),
+    "APPMETRICS_BUCKETS": (
+        "Upper bounds of the `http_request_duration_seconds` buckets, in seconds, "
+        "strictly increasing; apps sharing a registry must agree on them."
+    ),
+    "APPMETRICS_EXCLUDE_PATHS": (
+        "Paths whose requests are not recorded, with everything below them by whole "
+        "segments (`/internal` covers `/internal/jobs`, not `/internalize`)."
+    ),
+    "APPMETRICS_MAX_ERROR_TYPES": (
+        "Distinct `error_type` values of `application_errors_total` kept before further "
+        "exception types are counted as `other`."
+    ),
+    "APPMETRICS_STRICT": (
+        "Raise `TypeError` or `ValueError` on bad input to the helpers, signals and custom "
+        "metrics instead of logging and dropping it (meant for tests)."
+    ),
+    "APPMETRICS_GEMINI_ENDPOINTS": (
+        "Endpoint label values of the Gemini families whose series exist at 0 from the "
+        "start and are always kept."
+    ),
+    "APPMETRICS_GEMINI_MODELS": (
+        "Model label values of the Gemini families whose series exist at 0 from the start "
+        "and are always kept."
+    ),
+    "APPMETRICS_GEMINI_PRICES": (
+        "Prices in USD per million tokens by model-name prefix, "
+        '`{"model": {"input": x, "output": y, "cached": z}}`, for '
+        "`gemini_api_cost_usd_total`."
+    ),
+    "APPMETRICS_MAX_LABEL_VALUES": (
+        "Distinct values a label fed from input (Gemini endpoint and model, cache operation "
+        "and layer, breaker service) takes beyond the configured ones before the rest "
+        "become `other`."
+    ),
+    "APPMETRICS_MAX_LABEL_LENGTH": (
+        "Most UTF-8 bytes of a label value fed from input; a longer value becomes its first "
+        "bytes, `~` and 8 hex digits of its hash (at least 16)."
+    ),
+    "APPMETRICS_QUOTA_RPM": "API requests allowed per minute; `None` means unlimited.",
+    "APPMETRICS_QUOTA_TPM": "API tokens allowed per minute; `None` means unlimited.",
+    "APPMETRICS_QUOTA_RPD": "API requests allowed per day; `None` means unlimited.",
+    "APPMETRICS_QUOTA_TPD": "API tokens allowed per day; `None` means unlimited.",
+    "APPMETRICS_QUOTA_TIMEZONE": (
+        "IANA time zone whose midnight starts a new quota day (Gemini's quotas reset at "
+        "midnight Pacific time)."
+    ),
+    "APPMETRICS_HEALTH_LATENCY_WINDOW": (
+        "Number of recent request durations kept for the health average and p95."
+    ),
+    "APPMETRICS_HEALTH_ERROR_WINDOW_SECONDS": (
+        "Span of the health error window (`recent_errors_5min`, the error ratio), in "
+        "seconds (1 to 604800)."
+    ),
+    "APPMETRICS_HEALTH_DEGRADED_ERROR_RATIO": (
+        "Share of 5xx responses in the error window (0 to 1) from which the app is `degraded`."
+    ),
+    "APPMETRICS_HEALTH_UNHEALTHY_ERROR_RATIO": (
+        "Share of 5xx responses in the error window (0 to 1) from which the app is "
+        "`unhealthy` and health answers 503."
+    ),
+    "APPMETRICS_HEALTH_MIN_REQUESTS": (
+        "Requests the error window must hold before the error ratio can make the app "
+        "`degraded` or `unhealthy` (`0` judges from the first request)."
+    ),
+    "APPMETRICS_HEALTH_LATENCY_THRESHOLD_SECONDS": (
+        "The p95 of recent request durations, in seconds, above which the app is "
+        "`degraded`; `None` turns the latency judgement off."
+    ),
+    "APPMETRICS_HEALTH_CHECK_TIMEOUT_SECONDS": (
+        "Time a health check may run before it fails, in seconds, for checks registered "
+        "without a timeout of their own."
+    ),
+    "APPMETRICS_HEALTH_CHECK_CACHE_SECONDS": (
+        "How long a passing check's result is reused, in seconds, by every probe, scrape "
+        "and status page of the process (`0` runs checks on every probe), for checks "
+        "registered without a time of their own."
+    ),
+    "APPMETRICS_HEALTH_CHECK_FAILURE_CACHE_SECONDS": (
+        "How long a failing check's result is reused, in seconds: shorter, so that a "
+        "recovery shows quickly."
+    ),
+    "APPMETRICS_DRAIN_SECONDS": (
+        "On SIGTERM, keep serving this many seconds while `/readyz` answers 503, then stop "
+        "as the server would (gunicorn's master with `flask_appmetrics.gunicorn`, or the "
+        "development server); the environment variable of the same name is the default, "
+        "else `0` (stop at once)."
+    ),
+    "APPMETRICS_USERS_WINDOW_SECONDS": (
+        "How long a user counts in `concurrent_users` after their last request, in seconds."
+    ),
+    "APPMETRICS_USERS_MAX_TRACKED": (
+        "Most distinct users tracked at once (each takes a fixed-size hash, about 1 MiB "
+        "for 10,000)."
+    ),
+    "APPMETRICS_AUTH_TOKEN": (
+        "Bearer token that `/metrics`, the status page and health details require "
+        "(`Authorization: Bearer <token>`); `None` requires none."
+    ),
+    "APPMETRICS_AUTH_USERNAME": (
+        "HTTP Basic user name accepted with `APPMETRICS_AUTH_PASSWORD`; `None` turns "
+        "Basic auth off."
+    ),
+    "APPMETRICS_AUTH_PASSWORD": (
+        "HTTP Basic password accepted with `APPMETRICS_AUTH_USERNAME`; `None` turns Basic auth off."
+    ),
+    "APPMETRICS_AUTH_HEALTH": (
+        "What of health needs credentials: `details` (the summary stays public), `all` "
+        "(`/api/health` and `/readyz` too) or `none`."
+    ),
+    "APPMETRICS_SENTRY_DSN": (
+        "Sentry DSN to report errors to; `None` falls back to the `SENTRY_DSN` environment "
+        'variable and `""` turns Sentry off.'
+    ),
+    "APPMETRICS_SENTRY_ENVIRONMENT": (
+        "Sentry environment; `None` falls back to `SENTRY_ENVIRONMENT`, else `production`."
+    ),
+    "APPMETRICS_SENTRY_RELEASE": "Sentry release; `None` falls back to `SENTRY_RELEASE`.",
+    "APPMETRICS_SENTRY_OPTIONS": (
+        'More keyword arguments for `sentry_sdk.init`, such as `{"traces_sample_rate": 0.1}`.'
+    ),
+    "APPMETRICS_SENTRY_SCRUB_FIELDS": (
+        "More field names whose values are removed from Sentry events, on top of the built-in list."
+    ),
+    "APPMETRICS_REDIS_URL": (
+        "`redis://`, `rediss://` or `unix://` URL through which workers and hosts share "
+        "the health error window, concurrent users and the quota; `None` keeps them in "
+        "each process."
+    ),
+    "APPMETRICS_REDIS_PREFIX": (
+        "Prefix of every Redis key; `{app_name}` in it becomes the Flask app's name, so "
+        "replicas of one service share their windows and other services do not."
+    ),
+    "APPMETRICS_REDIS_SOCKET_TIMEOUT_SECONDS": (
+        "The most a Redis call may delay a request, in seconds (0.001 to 5)."
+    ),
+    "APPMETRICS_REDIS_RETRY_SECONDS": (
+        "How long to use local windows after a Redis failure before trying Redis again, in seconds."
+    ),
+    "APPMETRICS_REDIS_FLUSH_SECONDS": (
+        "How often each worker sends its batched health and user updates to Redis, in seconds."
+    ),
 }
 
 

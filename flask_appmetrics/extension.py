@@ -58,6 +58,12 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
     :param app: an app to initialise now, or ``None`` to call :meth:`init_app` later.
     :param registry: where the metrics live; ``None`` means ``prometheus_client.REGISTRY``
         so that the process collector and the app's own metrics show on the same page.
+    :param auth: a view decorator of the app's own (``login_required``,
+        ``jwt_required()``) that decides who may read ``/metrics`` and the health details,
+        besides the ``APPMETRICS_AUTH_*`` credentials.
+    :param user_identity: returns who the current request's user is, for
+        ``concurrent_users`` (``None`` leaves the request uncounted); by default
+        :func:`~flask_appmetrics.default_user_identity`.
     :param quota: where the ``quota_*`` gauges count API usage (a
         :class:`~flask_appmetrics.QuotaCounter`); ``None`` is an in-process counter whose
         day ends at midnight ``APPMETRICS_QUOTA_TIMEZONE``.
