@@ -13,6 +13,7 @@ described in :data:`DESCRIPTIONS`, from which the configuration reference is gen
 from __future__ import annotations
 
 import copy
+import difflib
 import itertools
 import logging
 import math
@@ -21,6 +22,7 @@ from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from . import config_strings as strings
 from .errors import ConfigurationError
 from .llm.pricing import DEFAULT_GEMINI_PRICES, parse_prices
 from .llm.quota import DEFAULT_TIMEZONE, QuotaLimits
@@ -269,13 +271,21 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 
+#: Every key the extension reads starts with this.
+PREFIX = "APPMETRICS_"
+
 #: Integers beyond this are no usable setting, and beyond float's range they make gauges
 #: (quota limits) fail with OverflowError at every scrape.
 _MAX_INTEGER = 2**53
 
 
 class ConfigReader:
-    """Reads typed values from a Flask config, writing back the defaults it used."""
+    """Reads typed values from a Flask config, writing back the defaults it used.
+
+    A value given as a string (an environment variable copied into the config) is parsed
+    where the string can mean one thing only (:mod:`flask_appmetrics.config_strings`), and
+    the parsed value is written back, so that ``app.config`` holds the value in effect.
+    """
 
     def __init__(self, config: MutableMapping[str, Any]) -> None:
         self._config = config
@@ -293,14 +303,49 @@ class ConfigReader:
         if key not in self._config:
             self._config[key] = read()
 
+    def parse(self, key: str, text: str, parse: Callable[[str], Any]) -> Any:
+        """*text*, part of *key*'s value, parsed by *parse*.
+
+        :raises ConfigurationError: *parse* refused it, naming *key* and the reason.
+        """
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise ConfigurationError(key, f"{error}, got {text!r}") from None
+
+    def from_string(self, key: str, text: str, parse: Callable[[str], Any]) -> Any:
+        """*key*'s value *text* parsed by *parse*, and written back to the config in its
+        place (see :meth:`parse`)."""
+        return self.store(key, self.parse(key, text, parse))
+
+    def store(self, key: str, value: Any) -> Any:
+        """Write *value*, parsed from what *key* was given, back to the config."""
+        self._config[key] = value
+        return value
+
+    def absent(self, key: str) -> bool:
+        """Whether *key*, one whose value may be ``None``, is ``None`` or says so as a
+        string (``"none"``, ``"null"``; written back as ``None``)."""
+        value = self.raw(key)
+        if isinstance(value, str) and strings.is_none(value):
+            value = self.store(key, None)
+        return value is None
+
     def boolean(self, key: str) -> bool:
         value = self.raw(key)
+        if isinstance(value, str):
+            value = self.from_string(key, value, strings.boolean)
+        elif type(value) is int and value in (0, 1):
+            # from_prefixed_env() reads "0" and "1" as JSON numbers.
+            value = self.store(key, bool(value))
         if not isinstance(value, bool):
             raise ConfigurationError(key, f"expected True or False, got {value!r}")
         return value
 
     def integer(self, key: str, *, minimum: int = 0, maximum: int = _MAX_INTEGER) -> int:
         value = self.raw(key)
+        if isinstance(value, str):
+            value = self.from_string(key, value, strings.integer)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigurationError(key, f"expected an integer, got {value!r}")
         if value < minimum:
@@ -312,9 +357,11 @@ class ConfigReader:
     def number(
         self, key: str, *, minimum: float = 0.0, maximum: float = math.inf, optional: bool = False
     ) -> float | None:
-        value = self.raw(key)
-        if value is None and optional:
+        if optional and self.absent(key):
             return None
+        value = self.raw(key)
+        if isinstance(value, str):
+            value = self.from_string(key, value, strings.number)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigurationError(key, f"expected a number, got {value!r}")
         if isinstance(value, int) and abs(value) > _MAX_INTEGER:
@@ -332,12 +379,21 @@ class ConfigReader:
         value = self.raw(key)
         if value is None and optional:
             return None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            # The usual way to get here: from_prefixed_env() read a numeric token as JSON.
+            raise ConfigurationError(
+                key,
+                f"expected a string, got the number {value!r} (from_prefixed_env() parses "
+                "values as JSON: quote a numeric string in the variable, '\"12345\"')",
+            )
         if not isinstance(value, str) or not value:
             raise ConfigurationError(key, f"expected a non-empty string, got {value!r}")
         return value
 
     def path(self, key: str) -> str | None:
-        value = self.text(key, optional=True)
+        if self.absent(key):
+            return None
+        value = self.text(key)
         if value is not None and not value.startswith("/"):
             raise ConfigurationError(key, f"must start with '/' (or be None), got {value!r}")
         if value is not None and ("<" in value or ">" in value):
@@ -347,7 +403,9 @@ class ConfigReader:
 
     def strings(self, key: str) -> tuple[str, ...]:
         value = self.raw(key)
-        if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
+        if isinstance(value, str):
+            value = self.store(key, tuple(self.parse(key, value, strings.items)))
+        if not isinstance(value, (list, tuple, set, frozenset)):
             raise ConfigurationError(key, f"expected a list of strings, got {value!r}")
         for item in value:
             if not isinstance(item, str) or not item:
@@ -356,18 +414,30 @@ class ConfigReader:
 
     def mapping(self, key: str) -> Mapping[str, Any]:
         value = self.raw(key)
+        if isinstance(value, str):
+            value = self.from_string(key, value, strings.mapping)
         if not isinstance(value, Mapping):
-            raise ConfigurationError(key, f"expected a mapping, got {value!r}")
+            raise ConfigurationError(
+                key, f"expected a mapping (a dict, or a JSON object in a string), got {value!r}"
+            )
         return value
 
 
 def _buckets(reader: ConfigReader) -> tuple[float, ...]:
     key = "APPMETRICS_BUCKETS"
     value = reader.raw(key)
-    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or not value:
+    parsed = isinstance(value, str)
+    if parsed:
+        value = reader.parse(key, value, strings.items)
+    if isinstance(value, bytes) or not isinstance(value, (list, tuple)) or not value:
         raise ConfigurationError(key, f"expected a non-empty list of numbers, got {value!r}")
     buckets: list[float] = []
-    for item in value:
+    for given in value:
+        item = given
+        if isinstance(item, str):
+            # "0.1,0.5,1" from the environment, or ["0.1", "0.5"]: each bound is a number.
+            item = reader.parse(key, item, strings.number)
+            parsed = True
         if isinstance(item, bool) or not isinstance(item, (int, float)):
             raise ConfigurationError(key, f"bucket bounds must be numbers, got {item!r}")
         try:
@@ -379,6 +449,8 @@ def _buckets(reader: ConfigReader) -> tuple[float, ...]:
         buckets.append(bound)
     if any(b <= a for a, b in itertools.pairwise(buckets)):
         raise ConfigurationError(key, f"bucket bounds must be strictly increasing, got {value!r}")
+    if parsed:
+        reader.store(key, tuple(buckets))
     return tuple(b for b in buckets if b != math.inf)
 
 
@@ -556,7 +628,7 @@ def drain_seconds_from_environment(environ: Mapping[str, str] | None = None) -> 
     if not raw:
         return 0.0
     try:
-        value = float(raw)
+        value = strings.number(raw)
     except ValueError:
         raise ConfigurationError(
             DRAIN_KEY, f"(environment variable) expected a number of seconds, got {raw!r}"
@@ -579,7 +651,6 @@ def _health(reader: ConfigReader) -> HealthSettings:
             f"got {degraded}",
         )
     threshold_key = "APPMETRICS_HEALTH_LATENCY_THRESHOLD_SECONDS"
-    threshold = reader.raw(threshold_key)
     reader.default_from(DRAIN_KEY, drain_seconds_from_environment)
     return HealthSettings(
         latency_window=reader.integer("APPMETRICS_HEALTH_LATENCY_WINDOW", minimum=1),
@@ -589,7 +660,7 @@ def _health(reader: ConfigReader) -> HealthSettings:
         degraded_error_ratio=degraded,
         unhealthy_error_ratio=unhealthy,
         latency_threshold_seconds=None
-        if threshold is None
+        if reader.absent(threshold_key)
         else _seconds(reader, threshold_key, _DURATION_SECONDS),
         check_timeout_seconds=_seconds(
             reader, "APPMETRICS_HEALTH_CHECK_TIMEOUT_SECONDS", _DURATION_SECONDS
@@ -608,7 +679,14 @@ def _health(reader: ConfigReader) -> HealthSettings:
 
 
 def _optional_limit(reader: ConfigReader, key: str) -> int | None:
-    return None if reader.raw(key) is None else reader.integer(key, minimum=1)
+    return None if reader.absent(key) else reader.integer(key, minimum=1)
+
+
+def _prices(reader: ConfigReader) -> Any:
+    # parse_prices checks the structure; a string can only be the table as JSON.
+    key = "APPMETRICS_GEMINI_PRICES"
+    value = reader.raw(key)
+    return reader.from_string(key, value, strings.mapping) if isinstance(value, str) else value
 
 
 def _shared(reader: ConfigReader) -> SharedSettings:
@@ -622,9 +700,7 @@ def _shared(reader: ConfigReader) -> SharedSettings:
     return SharedSettings(
         gemini_endpoints=reader.strings("APPMETRICS_GEMINI_ENDPOINTS"),
         gemini_models=reader.strings("APPMETRICS_GEMINI_MODELS"),
-        gemini_prices=parse_prices(
-            "APPMETRICS_GEMINI_PRICES", reader.raw("APPMETRICS_GEMINI_PRICES")
-        ),
+        gemini_prices=parse_prices("APPMETRICS_GEMINI_PRICES", _prices(reader)),
         max_label_values=reader.integer("APPMETRICS_MAX_LABEL_VALUES", minimum=1),
         max_label_length=reader.integer(
             "APPMETRICS_MAX_LABEL_LENGTH", minimum=MIN_MAX_LABEL_LENGTH
@@ -666,13 +742,27 @@ def _status(reader: ConfigReader) -> StatusSettings:
     return StatusSettings(path=reader.path("APPMETRICS_STATUS_PATH"), refresh_seconds=refresh)
 
 
+def _unknown_key(key: str) -> str:
+    """The message for *key*, not one of ours: the closest real keys, if any is close."""
+    # Compared without the prefix, which every key shares and which would make them all
+    # look alike.
+    names = [name.removeprefix(PREFIX) for name in DEFAULTS]
+    close = difflib.get_close_matches(key.removeprefix(PREFIX), names, n=2, cutoff=0.6)
+    if not close:
+        return (
+            "unknown flask-appmetrics setting (a typo?); the configuration reference lists the keys"
+        )
+    suggestion = " or ".join(PREFIX + name for name in close)
+    return f"unknown flask-appmetrics setting; did you mean {suggestion}?"
+
+
 def load_settings(config: MutableMapping[str, Any]) -> Settings:
     """Read, default and validate every ``APPMETRICS_*`` key of *config*."""
     reader = ConfigReader(config)
     known = set(DEFAULTS)
-    unknown = sorted(k for k in config if k.startswith("APPMETRICS_") and k not in known)
+    unknown = sorted(k for k in config if k.startswith(PREFIX) and k not in known)
     if unknown:
-        raise ConfigurationError(unknown[0], "unknown flask-appmetrics setting (a typo?)")
+        raise ConfigurationError(unknown[0], _unknown_key(unknown[0]))
     http = HttpSettings(
         buckets=_buckets(reader),
         exclude_paths=reader.strings("APPMETRICS_EXCLUDE_PATHS"),

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from typing import TYPE_CHECKING
 
-from .app_state import EXTENSION_KEY, AppState, set_latest, state_of, strict_now
+from .app_state import EXTENSION_KEY, AppState, current_state, set_latest, state_of, strict_now
 from .config import DEFAULT_BUCKETS, load_settings
 from .errors import AlreadyInitializedError, AppMetricsError
 from .health.checks import CheckFunc, CheckRegistry, F
@@ -14,7 +15,7 @@ from .health_wiring import build_monitor
 from .integrations.redis.windows import shared_windows
 from .integrations.sentry import app_secrets, init_sentry
 from .metrics.cache_layers import CacheLayersMixin
-from .metrics.custom import CustomMetricsMixin
+from .metrics.custom_mixin import CustomMetricsMixin
 from .metrics.multiprocess.setup import check_setup as check_multiprocess_setup
 from .metrics.registry_state import registry_state
 from .recording.identity import UserIdentity
@@ -53,11 +54,14 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
 
     The metric families are registered once per registry, whatever the number of apps
     (an app factory called per test, say); every app that calls :meth:`init_app` is
-    instrumented. Per-app state lives in ``app.extensions["appmetrics"]``.
+    instrumented. Per-app state lives in ``app.extensions["appmetrics"]``. In tests, give
+    each app a registry of its own (``metrics.init_app(app, registry=CollectorRegistry())``):
+    its values, quota and custom metrics then start afresh.
 
     :param app: an app to initialise now, or ``None`` to call :meth:`init_app` later.
     :param registry: where the metrics live; ``None`` means ``prometheus_client.REGISTRY``
         so that the process collector and the app's own metrics show on the same page.
+        :meth:`init_app` may give an app another one.
     :param auth: a view decorator of the app's own (``login_required``,
         ``jwt_required()``) that decides who may read ``/metrics`` and the health details,
         besides the ``APPMETRICS_AUTH_*`` credentials.
@@ -65,8 +69,8 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         ``concurrent_users`` (``None`` leaves the request uncounted); by default
         :func:`~flask_appmetrics.default_user_identity`.
     :param quota: where the ``quota_*`` gauges count API usage (a
-        :class:`~flask_appmetrics.QuotaCounter`); ``None`` is an in-process counter whose
-        day ends at midnight ``APPMETRICS_QUOTA_TIMEZONE``.
+        :class:`~flask_appmetrics.QuotaCounter`); ``None`` is an in-process counter per
+        registry whose day ends at midnight ``APPMETRICS_QUOTA_TIMEZONE``.
     """
 
     def __init__(
@@ -84,12 +88,31 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         # Extension-wide on purpose: checks apply to every app this instance initialises.
         self._checks = CheckRegistry()
         self._user_identity = user_identity
+        self._app_registries = weakref.WeakSet()
+        self._declared = {}
+        self._cache_layers = {}
         if app is not None:
             self.init_app(app)
 
-    def init_app(self, app: Flask) -> None:
+    def init_app(
+        self,
+        app: Flask,
+        *,
+        registry: CollectorRegistry | None = None,
+        quota: QuotaCounter | None = None,
+    ) -> None:
         """Instrument *app*, register the metric catalog (once per registry), add the views.
 
+        :param registry: the registry of this app, when not the extension's
+            (:attr:`registry`): the catalog, the quota gauges and every custom metric
+            declared through this extension are declared there too, and calls record
+            there while this app is the one recording (in its context, or the most
+            recently initialised app outside any). A fresh one per test starts every value
+            at zero; apps sharing a registry must agree on the settings that shape its
+            series.
+        :param quota: where this app counts API usage, when not the extension's (a
+            :class:`~flask_appmetrics.QuotaCounter`); like the constructor's, it counts
+            for every app on the registry.
         :raises AlreadyInitializedError: *app* was initialised before.
         :raises ConfigurationError: an ``APPMETRICS_*`` key has a bad value.
         :raises RouteConflictError: the app already routes one of our paths (a
@@ -116,11 +139,18 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         refuse_conflicts(app, routes)
         # Before any metric is touched: a half-configured multiprocess mode is refused here.
         multiprocess_dir = check_multiprocess_setup()
+        if registry is None:
+            registry = self.registry
+        own_registry = registry is not self.registry
         # Before opening anything (a Redis link): settings other than those of a live app
         # on this registry are refused here.
-        shared_state = registry_state(self.registry)
+        shared_state = registry_state(registry)
         shared_state.strict = strict_now
         metric_set = shared_state.metric_set_for(settings.http.buckets, settings.shared)
+        if own_registry:
+            # The app's own registry shows what this extension declared, as its own does.
+            self._declare_in(registry)
+            self._layers_in(registry)
         # Redis-backed windows (APPMETRICS_REDIS_URL), shared by every worker and host.
         shared = shared_windows(
             settings,
@@ -128,7 +158,8 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
             secret=app.config.get("SECRET_KEY"),
             on_error=metric_set.count_internal_error,
         )
-        quota = self._quota or (shared.quota if shared is not None else None)
+        if quota is None:
+            quota = self._quota or (shared.quota if shared is not None else None)
         series = shared_state.shared_series(app, settings.shared, quota)
         own_blueprints = frozenset({METRICS_BLUEPRINT, HEALTH_BLUEPRINT, STATUS_BLUEPRINT})
         health = build_monitor(
@@ -165,7 +196,7 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         )
         state = AppState(
             settings=settings,
-            registry=self.registry,
+            registry=registry,
             metric_set=metric_set,
             instrumentation=instrumentation,
             own_blueprints=own_blueprints,
@@ -187,6 +218,8 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         # The request hooks last: an app is either measured and registered, or neither.
         instrumentation.install(app)
         app.extensions[EXTENSION_KEY] = state
+        if own_registry:
+            self._app_registries.add(registry)
         set_latest(state)
         app_initialized.send(app)
         logger.info("Prometheus metrics initialized successfully")
@@ -278,6 +311,18 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         """Unregister the health check *name* (no error if absent)."""
         self._checks.remove(name)
 
+    def _registry_now(self) -> CollectorRegistry | None:
+        """The registry of the app recording now, when it is one of this extension's apps
+        with a registry of its own (see :meth:`init_app`); ``None`` otherwise, for
+        :attr:`registry`. The app recording is the one in context, else the most recently
+        initialised one."""
+        if not self._app_registries:
+            return None  # the usual case: every app records into the extension's registry
+        state = current_state()
+        if state is None or state.registry not in self._app_registries:
+            return None
+        return state.registry
+
     @staticmethod
     def start_draining(reason: str = DEFAULT_REASON, *, seconds: float | None = None) -> Drain:
         """Take this server out of rotation while it keeps serving: ``/readyz`` answers
@@ -299,7 +344,8 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
 
     def metric(self, name: str) -> Counter | Gauge | Histogram:
         """The collector of the extension's family *name* (``"http_requests_total"``) in
-        this extension's registry, to record into from app code.
+        this extension's registry (or the registry of the app in context, when
+        :meth:`init_app` gave it one), to record into from app code.
 
         Works before and after :meth:`init_app`: a module imported after it (a blueprint
         imported inside the app factory) cannot create its own
@@ -315,7 +361,8 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         :raises UnknownMetricError: *name* is not one of the extension's families.
         :raises MetricConflictError: the name is taken by an incompatible collector.
         """
-        return registry_state(self.registry).catalog_metric(name, buckets=DEFAULT_BUCKETS)
+        registry = self._registry_now() or self.registry
+        return registry_state(registry).catalog_metric(name, buckets=DEFAULT_BUCKETS)
 
 
 def _drain_on_sigterm(seconds: float) -> None:

@@ -5,7 +5,8 @@ matches a module gives its floor, so the specific ones come before ``metrics.*``
 
     0  errors, _version, signals
     1  llm.*, health.windows, health.checks, health.draining, metrics.labels,
-       metrics.registration, recording.validation (pure checks of app input)
+       metrics.registration, recording.validation (pure checks of app input),
+       config_strings (values as the environment gives them)
     2  settings, config, integrations.genai (token counts read from google-genai objects)
     3  metrics.* (the rest, multiprocess included), health.monitor, integrations.sentry
     4  recording.*, integrations.redis.*
@@ -61,6 +62,7 @@ FLOORS: list[tuple[int, str]] = [
     (1, "metrics"),
     (1, "metrics.labels"),
     (1, "metrics.registration"),
+    (1, "config_strings"),
     (2, "settings"),
     (2, "config"),
     (3, "metrics.*"),
