@@ -37,8 +37,11 @@ from .settings import (
     SentrySettings,
     Settings,
     SharedSettings,
+    SloSettings,
     StatusSettings,
 )
+from .slo.objectives import CONFIG_KEY as SLOS_KEY
+from .slo.objectives import from_config
 
 logger = logging.getLogger("flask_appmetrics")
 
@@ -106,6 +109,12 @@ DEFAULTS: dict[str, Any] = {
     "APPMETRICS_REDIS_SOCKET_TIMEOUT_SECONDS": 0.05,
     "APPMETRICS_REDIS_RETRY_SECONDS": 5.0,
     "APPMETRICS_REDIS_FLUSH_SECONDS": 1.0,
+    # -- service level objectives (see slo/objectives.py) -----------------------------------
+    # Objectives of this app, besides those declared with @metrics.slo: none by default.
+    "APPMETRICS_SLOS": (),
+    # The rolling period objectives are judged over; the SRE workbook's burn-rate table
+    # is written for 30 days.
+    "APPMETRICS_SLO_WINDOW_DAYS": 30,
 }
 
 #: One sentence per key of :data:`DEFAULTS`: what it does, in which unit. The documentation's
@@ -267,6 +276,16 @@ DESCRIPTIONS: dict[str, str] = {
     ),
     "APPMETRICS_REDIS_FLUSH_SECONDS": (
         "How often each worker sends its batched health and user updates to Redis, in seconds."
+    ),
+    "APPMETRICS_SLOS": (
+        "Service level objectives of the app besides those declared with `metrics.slo`: a "
+        'list of mappings such as `{"name": "api", "blueprint": "api", "availability": '
+        '0.999, "latency": ("300ms", 0.99)}` (`blueprint` or `endpoints` scope one, else '
+        "it counts the whole app)."
+    ),
+    "APPMETRICS_SLO_WINDOW_DAYS": (
+        "Rolling period, in days (7 to 366), over which every objective's error budget is "
+        "counted and its burn-rate alert thresholds are scaled."
     ),
 }
 
@@ -742,6 +761,22 @@ def _status(reader: ConfigReader) -> StatusSettings:
     return StatusSettings(path=reader.path("APPMETRICS_STATUS_PATH"), refresh_seconds=refresh)
 
 
+#: Bounds of ``APPMETRICS_SLO_WINDOW_DAYS``: the slowest alert reads 3 days, which must be
+#: well within the period; beyond a year no process or Prometheus keeps the history.
+_SLO_DAYS = (7.0, 366.0)
+
+
+def _slo(reader: ConfigReader) -> SloSettings:
+    days = reader.number("APPMETRICS_SLO_WINDOW_DAYS", minimum=_SLO_DAYS[0], maximum=_SLO_DAYS[1])
+    assert days is not None  # number() returns None only when optional
+    # Whole minutes: the period is a Prometheus range ([30d], [10080m]) in the rules.
+    period = round(days * 1440) * 60.0
+    value = reader.raw(SLOS_KEY)
+    if isinstance(value, str):  # from the environment: a JSON array of objects
+        value = reader.store(SLOS_KEY, reader.parse(SLOS_KEY, value, strings.items))
+    return SloSettings(declarations=from_config(value), period_seconds=period)
+
+
 def _unknown_key(key: str) -> str:
     """The message for *key*, not one of ours: the closest real keys, if any is close."""
     # Compared without the prefix, which every key shares and which would make them all
@@ -785,4 +820,5 @@ def load_settings(config: MutableMapping[str, Any]) -> Settings:
         health=_health(reader),
         shared=_shared(reader),
         status=_status(reader),
+        slo=_slo(reader),
     )

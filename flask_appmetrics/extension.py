@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
+
+from flask import Blueprint
 
 from .app_state import EXTENSION_KEY, AppState, current_state, set_latest, state_of, strict_now
+from .cli import appmetrics as appmetrics_commands
 from .config import DEFAULT_BUCKETS, load_settings
-from .errors import AlreadyInitializedError, AppMetricsError
+from .errors import AlreadyInitializedError, AppMetricsError, ConfigurationError
 from .health.checks import CheckFunc, CheckRegistry, F
 from .health.draining import DEFAULT_REASON, PROCESS_DRAIN, SIGTERM_DRAIN, Drain
 from .health_wiring import build_monitor
@@ -22,6 +25,8 @@ from .recording.identity import UserIdentity
 from .recording.receivers import install as install_receivers
 from .recording.request_hooks import RequestInstrumentation
 from .signals import app_initialized
+from .slo.objectives import Declaration, Scope, declare, threshold_problem
+from .slo_wiring import build_tracker, refuse_unmeasurable
 from .web.guard import AuthDecorator, Guard
 from .web.health_views import HEALTH_BLUEPRINT, health_blueprint
 from .web.metrics_view import METRICS_BLUEPRINT, metrics_blueprint
@@ -29,15 +34,19 @@ from .web.route_conflicts import LateConflictCheck, OwnRoute, refuse_conflicts
 from .web.status_page import STATUS_BLUEPRINT, status_blueprint, status_page
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from flask import Flask
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
     from .llm.quota import QuotaCounter
     from .settings import Settings
+    from .slo.tracker import SloTracker
 
 logger = logging.getLogger("flask_appmetrics")
+
+#: What :meth:`FlaskMetrics.slo` decorates: a view function or a blueprint.
+Target = TypeVar("Target")
 
 
 class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
@@ -87,6 +96,10 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         self._quota = quota
         # Extension-wide on purpose: checks apply to every app this instance initialises.
         self._checks = CheckRegistry()
+        # Extension-wide too, like the checks: objectives declared on views apply to every
+        # app that routes them. The apps' trackers are told when one is added.
+        self._slo: list[Declaration] = []
+        self._trackers: weakref.WeakSet[SloTracker] = weakref.WeakSet()
         self._user_identity = user_identity
         self._app_registries = weakref.WeakSet()
         self._declared = {}
@@ -134,6 +147,9 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
                 "call it while the app is being set up (in the app factory)."
             )
         settings = load_settings(app.config)
+        # A latency objective off the histogram's buckets cannot be measured: refused here
+        # (those declared later are refused as they are declared).
+        refuse_unmeasurable((*self._slo, *settings.slo.declarations), settings.http.buckets)
         # Before anything is installed: a path the app already routes is refused here.
         routes = _own_routes(settings)
         refuse_conflicts(app, routes)
@@ -162,6 +178,14 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
             quota = self._quota or (shared.quota if shared is not None else None)
         series = shared_state.shared_series(app, settings.shared, quota)
         own_blueprints = frozenset({METRICS_BLUEPRINT, HEALTH_BLUEPRINT, STATUS_BLUEPRINT})
+        slo = build_tracker(
+            app,
+            settings,
+            self._slo_declarations,
+            own_blueprints=own_blueprints,
+            window_factory=shared.slo_window if shared is not None else None,
+            on_internal_error=metric_set.count_internal_error,
+        )
         health = build_monitor(
             app,
             settings.health,
@@ -171,26 +195,26 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
             requests=shared.requests if shared is not None else None,
             users=shared.users if shared is not None else None,
             redis=shared.link if shared is not None else None,
+            objectives=slo.safe_statuses,
         )
         instrumentation = RequestInstrumentation(
             metric_set,
             settings.http,
             own_blueprints=own_blueprints,
             observer=health.observe,
+            route_observer=slo.observe,
             user_observer=health.note_user,
             on_internal_error=metric_set.count_internal_error,
             label_length=shared_state.label_length,
         )
         receivers = install_receivers(app, series, settings.shared, strict=settings.strict)
-
-        def scrape_registry() -> CollectorRegistry:
-            return state.scrape_registry()
-
         page = status_page(
             app,
             settings.status,
             health,
-            registry=scrape_registry,
+            # What /metrics serves, read when the page is served (by then `state`, assigned
+            # below, exists: the lambda is no mere alias of a method).
+            registry=lambda: state.scrape_registry(),  # noqa: PLW0108
             own_paths=(route.path for route in routes),
             on_error=metric_set.count_internal_error,
         )
@@ -205,6 +229,8 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
             redis=shared.link if shared is not None else None,
             multiprocess_dir=multiprocess_dir,
             status_page=page,
+            slo=slo,
+            guard=Guard(settings.auth, self._auth),
         )
         self._register_views(app, state)
         # A route the app adds on one of our paths after this call (a blueprint registered
@@ -217,6 +243,9 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         app.before_request_funcs[None].insert(0, late_check)
         # The request hooks last: an app is either measured and registered, or neither.
         instrumentation.install(app)
+        self._trackers.add(slo)
+        # `flask appmetrics ...`, also offered by the package's flask.commands entry point.
+        app.cli.add_command(appmetrics_commands)
         app.extensions[EXTENSION_KEY] = state
         if own_registry:
             self._app_registries.add(registry)
@@ -228,14 +257,13 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         if settings.sentry.dsn is not None:
             secrets = app_secrets(settings, app.config.get("SECRET_KEY"))
             init_sentry(settings.sentry, secrets=secrets)
-        if settings.health.drain_seconds > 0:
-            _drain_on_sigterm(settings.health.drain_seconds)
+        _drain_on_sigterm(settings.health.drain_seconds)
 
     def _register_views(self, app: Flask, state: AppState) -> None:
         """Register the blueprints of *app*'s paths that are set, each view given the
         pieces of *state* it serves and the guard that decides who may read them."""
         settings = state.settings
-        guard = Guard(settings.auth, self._auth)
+        guard = state.guard
         count_internal_error = state.metric_set.count_internal_error
         if settings.endpoints.metrics_path is not None:
             app.register_blueprint(
@@ -311,6 +339,95 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         """Unregister the health check *name* (no error if absent)."""
         self._checks.remove(name)
 
+    # -- service level objectives ----------------------------------------------------------
+
+    def slo(
+        self,
+        *,
+        availability: float | None = None,
+        latency: tuple[str | float, float] | None = None,
+        name: str | None = None,
+    ) -> Callable[[Target], Target]:
+        """Declare service level objectives for the decorated view, or for a blueprint::
+
+            @app.get("/search")
+            @metrics.slo(availability=0.999, latency=("300ms", 0.99))
+            def search(): ...
+
+            metrics.slo(availability=0.995)(api)  # every view of the blueprint api
+
+        *availability*: the share of requests that must not fail with a 5xx; *latency*:
+        ``(threshold, share)``, the share that must finish within *threshold*
+        (``"300ms"``, ``"0.3s"`` or seconds), which must be a bucket boundary of
+        ``http_request_duration_seconds`` (``APPMETRICS_BUCKETS``). Both are judged over
+        the last ``APPMETRICS_SLO_WINDOW_DAYS`` (30). *name* defaults to the view's
+        endpoint, or the blueprint's name. Objectives belong to this extension and apply
+        to every app it initialises that routes the view or registers the blueprint.
+        See :doc:`/guide/slo`.
+
+        :raises ConfigurationError: a value is malformed, or the latency threshold is not
+            a bucket boundary of an app already initialised.
+        """
+        # Malformed values are refused here, before anything is decorated.
+        declare(Scope("app"), availability=availability, latency=latency, name=name, source="slo()")
+
+        def decorate(target: Target) -> Target:
+            if isinstance(target, Blueprint):
+                scope = Scope("blueprint", blueprint=target.name)
+                source = f"metrics.slo() on blueprint {target.name!r}"
+            elif callable(target):
+                scope = Scope("view", view=target)
+                source = f"@metrics.slo on {getattr(target, '__qualname__', target)!r}"
+            else:
+                raise TypeError(f"metrics.slo() decorates a view or a blueprint, not {target!r}")
+            self._add_declaration(
+                declare(scope, availability=availability, latency=latency, name=name, source=source)
+            )
+            return target
+
+        return decorate
+
+    def add_slo(
+        self,
+        *,
+        availability: float | None = None,
+        latency: tuple[str | float, float] | None = None,
+        name: str | None = None,
+        blueprint: str | None = None,
+        endpoints: str | Sequence[str] | None = None,
+    ) -> None:
+        """Declare service level objectives for the whole app (default), a blueprint (by
+        name) or endpoints (Flask endpoint names); see :meth:`slo` for the rest::
+
+            metrics.add_slo(name="api", availability=0.999)
+
+        :raises ConfigurationError: as :meth:`slo`.
+        """
+        if blueprint is not None and endpoints is not None:
+            raise ValueError("give blueprint or endpoints, not both")
+        scope = Scope("app")
+        if blueprint is not None:
+            scope = Scope("blueprint", blueprint=blueprint)
+        elif endpoints is not None:
+            names = (endpoints,) if isinstance(endpoints, str) else tuple(endpoints)
+            scope = Scope("endpoints", endpoints=names)
+        source = f"metrics.add_slo({name or scope.describe()!r})"
+        self._add_declaration(
+            declare(scope, availability=availability, latency=latency, name=name, source=source)
+        )
+
+    def _add_declaration(self, declaration: Declaration) -> None:
+        for tracker in list(self._trackers):
+            problem = threshold_problem(declaration, tracker.buckets)
+            if problem is not None:
+                raise ConfigurationError(declaration.source, problem)
+        self._slo.append(declaration)
+        for tracker in list(self._trackers):
+            tracker.invalidate()
+
+    def _slo_declarations(self) -> tuple[Declaration, ...]:
+        return tuple(self._slo)
+
     def _registry_now(self) -> CollectorRegistry | None:
         """The registry of the app recording now, when it is one of this extension's apps
         with a registry of its own (see :meth:`init_app`); ``None`` otherwise, for
@@ -366,7 +483,10 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
 
 
 def _drain_on_sigterm(seconds: float) -> None:
-    """Drain for *seconds* on SIGTERM in this process, where its server lets us."""
+    """Drain for *seconds* (if above 0) on SIGTERM in this process, where its server lets
+    us."""
+    if seconds <= 0:
+        return
     if PROCESS_DRAIN.armed() and not SIGTERM_DRAIN.installed:
         return  # the server's master drains (gunicorn with flask_appmetrics.gunicorn)
     if SIGTERM_DRAIN.install(seconds):

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .integrations.redis.link import RedisLink
     from .metrics.catalog import MetricSet
     from .settings import HealthSettings
+    from .slo.burn import ObjectiveStatus
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ def build_monitor(
     requests: RequestWindow | None = None,
     users: UserWindow | None = None,
     redis: RedisLink | None = None,
+    objectives: Callable[[], tuple[ObjectiveStatus, ...]] | None = None,
 ) -> HealthMonitor:
     """The monitor ``init_app`` gives *app*, wired to the registry's metrics.
 
@@ -52,6 +54,7 @@ def build_monitor(
     :param users: a shared users window (Redis) instead of the in-process one.
     :param redis: the app's Redis link: adds the app's non-critical ``redis`` check,
         which fails (``degraded``) while the windows fall back to local ones.
+    :param objectives: the app's service level objectives' statuses (its SLO tracker).
     """
     monitor = HealthMonitor(
         settings,
@@ -63,6 +66,7 @@ def build_monitor(
         context=app.app_context,
         on_internal_error=metric_set.count_internal_error,
         drain=PROCESS_DRAIN,
+        objectives=objectives,
     )
     if redis is not None:
         # Not reused: it says whether the windows are shared right now, which a request

@@ -25,6 +25,14 @@ Read = Callable[[Settings], Any]
 #: (key, the string, what the settings hold, what app.config holds afterwards)
 ACCEPTED: list[tuple[str, str, Read, Any, Any]] = [
     ("APPMETRICS_QUOTA_RPM", "15", lambda s: s.shared.quota_limits.rpm, 15, 15),
+    ("APPMETRICS_SLO_WINDOW_DAYS", "28", lambda s: s.slo.period_seconds, 28 * 86_400.0, 28.0),
+    (
+        "APPMETRICS_SLOS",
+        '[{"name": "api", "latency": ["250ms", 0.99]}]',
+        lambda s: s.slo.declarations[0].latency,
+        (0.25, 0.99),
+        ({"name": "api", "latency": ["250ms", 0.99]},),
+    ),
     (
         "APPMETRICS_QUOTA_TPD",
         " 1_000_000 ",

@@ -16,6 +16,14 @@ judged when asked:
   non-critical check failed, or a circuit breaker is open (``circuit_breaker_state`` 2);
 * ``healthy`` otherwise.
 
+With service level objectives declared (:mod:`flask_appmetrics.slo`), the error budget
+judges traffic instead of the fixed thresholds: ``degraded`` while an objective burns its
+budget fast (the fast alert's condition: over 14.4 times the sustainable rate over both
+the last hour and the last 5 minutes, for a 30-day period), and the two ``degraded`` rules
+above on the error ratio and the p95 latency no longer apply. ``unhealthy`` on the error
+ratio, the checks and the circuit breakers stand either way. Each objective's burn rates
+and remaining budget are in the report (``objectives``).
+
 The error ratio counts only once the window holds ``APPMETRICS_HEALTH_MIN_REQUESTS``
 requests (20 by default): below that, a single failure on a quiet replica would be a ratio
 of 1.0. ``recent_errors_5min`` is exact either way.
@@ -59,6 +67,7 @@ from .windows import (
 
 if TYPE_CHECKING:
     from ..settings import HealthSettings
+    from ..slo.burn import ObjectiveStatus
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +105,8 @@ class HealthReport:
     scope: Scope = "process"
     #: Requests the error window needs before its error ratio can change the status.
     min_requests: int = 0
+    #: Each service level objective's burn rates and budget (none declared: empty).
+    objectives: tuple[ObjectiveStatus, ...] = ()
     #: The drain in progress (the server was told to stop), if any.
     draining: Drain | None = None
 
@@ -107,8 +118,8 @@ class HealthReport:
     def as_dict(self) -> dict[str, Any]:
         """The JSON of ``/api/health``: ``status``, ``recent_errors_5min``,
         ``avg_response_time_ms`` and ``concurrent_users`` first (the keys clients have
-        always read), then what an operator needs; ``draining`` only while the server
-        drains."""
+        always read), then what an operator needs; ``objectives`` when declared, and
+        ``draining`` only while the server drains."""
         body: dict[str, Any] = {
             "status": self.status,
             "recent_errors_5min": self.requests.errors,
@@ -127,6 +138,8 @@ class HealthReport:
             "error_ratio_min_requests": self.min_requests,
             "scope": self.scope,
         }
+        if self.objectives:
+            body["objectives"] = [status.as_dict() for status in self.objectives]
         if self.draining is not None:
             body["draining"] = self.draining.as_dict()
         return body
@@ -148,6 +161,8 @@ class HealthMonitor:
     :param latency: replaces the in-process latency window (a shared one, say).
     :param requests: replaces the in-process request/error window.
     :param users: replaces the in-process users window.
+    :param objectives: returns each service level objective's status (never raises);
+        with any, the error budget judges traffic (see the module's docs).
     :param drain: the server's drain flag, read by :meth:`draining`.
     """
 
@@ -164,9 +179,11 @@ class HealthMonitor:
         latency: LatencyWindow | None = None,
         requests: RequestWindow | None = None,
         users: UserWindow | None = None,
+        objectives: Callable[[], tuple[ObjectiveStatus, ...]] | None = None,
         drain: DrainFlag | None = None,
     ) -> None:
         self.settings = settings
+        self._objectives = objectives
         self.drain = drain
         self.checks = checks
         #: Checks of this app alone (its Redis link, say), run after :attr:`checks`; one
@@ -275,6 +292,7 @@ class HealthMonitor:
         latency = self.latency.stats()
         checks = self.run_checks()
         breakers = self.breaker_states()
+        objectives = self._objectives() if self._objectives is not None else ()
         status: Status = "healthy"
         reasons: list[str] = []
 
@@ -291,14 +309,17 @@ class HealthMonitor:
         if judged and ratio >= settings.unhealthy_error_ratio:
             error_status = "unhealthy"
             worsen("unhealthy", f"error ratio {ratio:.3f} >= {settings.unhealthy_error_ratio:g}")
-        elif judged and ratio >= settings.degraded_error_ratio:
+        elif judged and ratio >= settings.degraded_error_ratio and not objectives:
             error_status = "degraded"
             worsen("degraded", f"error ratio {ratio:.3f} >= {settings.degraded_error_ratio:g}")
         latency_status: Status = "healthy"
         threshold = settings.latency_threshold_seconds
-        if threshold is not None and latency.count and latency.p95 > threshold:
+        if threshold is not None and latency.count and latency.p95 > threshold and not objectives:
             latency_status = "degraded"
             worsen("degraded", f"p95 latency {latency.p95:.3f} s > {threshold:g} s")
+        for objective in objectives:
+            if objective.fast_burn:
+                worsen("degraded", objective.reason())
         for result in checks:
             if not result.passed:
                 level: Status = "unhealthy" if result.critical else "degraded"
@@ -319,6 +340,7 @@ class HealthMonitor:
             reasons=tuple(reasons),
             error_status=error_status,
             latency_status=latency_status,
+            objectives=objectives,
             draining=self.draining(),
         )
 
