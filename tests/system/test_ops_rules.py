@@ -156,6 +156,8 @@ def test_rule_unit_tests_pass() -> None:
         ('result="hit"', 'result="miss"'),  # the hit ratio counts misses
         ("== 2", "== 1"),  # the breaker alert fires on half-open instead of open
         ("* 3600", "* 60"),  # cost per minute instead of per hour
+        ('status="unhealthy"', 'status="degraded"'),  # alerts on degraded instances
+        ("min by (job, check) (health_check_up)", "max by (job, check) (health_check_up)"),
     ],
 )
 def test_rule_unit_tests_catch_a_broken_rule(tmp_path: Path, old: str, new: str) -> None:
@@ -237,13 +239,15 @@ def test_dashboard_is_grafana_json_using_exported_names(exported_names: set[str]
         "gemini_api_tokens_total", "gemini_api_token_usage_total", "gemini_api_cost_usd_total",
         "concurrent_users", "flask_appmetrics_info", "flask_appmetrics_internal_errors_total",
         "subtopics_generated_total", "explanations_generated_total", "images_generated_total",
-        "content_quality_score_sum",
+        "content_quality_score_sum", "health_check_up", "health_check_duration_seconds",
+        "app_health_status",
     }  # fmt: skip
-    missing = families - used - {"circuit_breaker_state", "gemini_api_cost_usd_total"}
+    through_rules = {"circuit_breaker_state", "gemini_api_cost_usd_total", "health_check_up"}
+    missing = families - used - through_rules
     assert not missing, missing
-    # Those two are read through recording rules; check the rules do read them.
+    # Those are read through recording rules; check the rules do read them.
     rule_exprs = " ".join(rule["expr"] for group in rule_groups() for rule in group["rules"])
-    assert {"circuit_breaker_state", "gemini_api_cost_usd_total"} <= promql_names(rule_exprs)
+    assert through_rules <= promql_names(rule_exprs)
 
 
 @needs_promtool
