@@ -14,7 +14,7 @@ _say() { printf '%s\n' "$*" >&2; }
 # The interpreter must exist, be 3.10+, and carry ensurepip (Debian and Ubuntu split it into
 # python3-venv); each failure says how to get there.
 check_python() {
-  if ! command -v "$PYTHON" >/dev/null 2>&1; then
+  if ! command -v "$PYTHON" >/dev/null 2>&1 || ! "$PYTHON" -c '' >/dev/null 2>&1; then
     _say "No '$PYTHON' found. Install Python 3.10 or newer, or name one: PYTHON=python3.12 $0"
     return 1
   fi
