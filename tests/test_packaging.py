@@ -98,6 +98,7 @@ def test_wheel_has_the_package_typed_with_its_templates_and_the_license(
         "RECORD",
         "WHEEL",
         "top_level.txt",
+        "entry_points.txt",  # the flask appmetrics command group
         "licenses/LICENSE",
     }
     assert license_text.startswith("MIT License")
