@@ -182,6 +182,8 @@ def test_rule_unit_tests_pass() -> None:
         (">= 0.1", ">= 0"),  # the error alert fires on a handful of requests
         ("== 2", "== 1"),  # the breaker alert fires on half-open instead of open
         ("* 3600", "* 60"),  # cost per minute instead of per hour
+        ('status="unhealthy"', 'status="degraded"'),  # alerts on degraded instances
+        ("min by (job, check) (health_check_up)", "max by (job, check) (health_check_up)"),
     ],
 )
 def test_rule_unit_tests_catch_a_broken_rule(tmp_path: Path, old: str, new: str) -> None:
@@ -263,9 +265,15 @@ def test_dashboard_is_grafana_json_using_exported_names(exported_names: set[str]
         "gemini_api_tokens_total", "gemini_api_token_usage_total", "gemini_api_cost_usd_total",
         "concurrent_users", "flask_appmetrics_info", "flask_appmetrics_internal_errors_total",
         "subtopics_generated_total", "explanations_generated_total", "images_generated_total",
-        "content_quality_score_sum",
+        "content_quality_score_sum", "health_check_up", "health_check_duration_seconds",
+        "app_health_status",
     }  # fmt: skip
-    through_rules = {"circuit_breaker_state", "http_request_duration_seconds_bucket"}
+    through_rules = {
+        "circuit_breaker_state",
+        "gemini_api_cost_usd_total",
+        "health_check_up",
+        "http_request_duration_seconds_bucket",
+    }
     missing = families - used - through_rules
     assert not missing, missing
     # Those are read through recording rules; check the rules do read them.
