@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 check_python || exit 1
 PYTHON=$PYTHON scripts/system-deps.sh test
 ensure_venv
-venv_install "flask-appmetrics with its extras and the test and lint tools" \
+venv_install "flask-appmetrics with its extras and the test, lint and docs tools" \
   -e '.[all]' --group test --group lint --group docs
 
 # uWSGI builds from source: only where a C compiler and the Python headers are.
