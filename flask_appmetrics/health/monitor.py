@@ -21,6 +21,14 @@ record one request at once. Health is judged when asked:
   non-critical check failed, or a circuit breaker is open (``circuit_breaker_state`` 2);
 * ``healthy`` otherwise.
 
+With service level objectives declared (:mod:`flask_appmetrics.slo`), the error budget
+judges traffic instead of the fixed thresholds: ``degraded`` while an objective burns its
+budget fast (the fast alert's condition: over 14.4 times the sustainable rate over both
+the last hour and the last 5 minutes, for a 30-day period), and the two ``degraded`` rules
+above on the error ratio and the p95 latency no longer apply. ``unhealthy`` on the error
+ratio, the checks and the circuit breakers stand either way. Each objective's burn rates
+and remaining budget are in the report (``objectives``).
+
 The error ratio counts only once the window holds ``APPMETRICS_HEALTH_MIN_REQUESTS``
 requests (20 by default): below that, a single failure on a quiet replica would be a ratio
 of 1.0. ``recent_errors_5min`` is exact either way.
@@ -49,6 +57,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import count_internal_error
 from .checks import CheckFunc, CheckRegistry, CheckResult, CheckRunner, HealthCheck
+from .draining import Drain, DrainFlag
 from .windows import (
     BucketedCounter,
     Clock,
@@ -66,6 +75,7 @@ from .windows import (
 
 if TYPE_CHECKING:
     from ..settings import HealthSettings
+    from ..slo.burn import ObjectiveStatus
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +113,10 @@ class HealthReport:
     scope: Scope = "process"
     #: Requests the error window needs before its error ratio can change the status.
     min_requests: int = 0
+    #: Each service level objective's burn rates and budget (none declared: empty).
+    objectives: tuple[ObjectiveStatus, ...] = ()
+    #: The drain in progress (the server was told to stop), if any.
+    draining: Drain | None = None
 
     @property
     def http_status(self) -> int:
@@ -112,8 +126,9 @@ class HealthReport:
     def as_dict(self) -> dict[str, Any]:
         """The JSON of ``/api/health``: ``status``, ``recent_errors_5min``,
         ``avg_response_time_ms`` and ``concurrent_users`` first (the keys clients have
-        always read), then what an operator needs."""
-        return {
+        always read), then what an operator needs; ``objectives`` when declared, and
+        ``draining`` only while the server drains."""
+        body: dict[str, Any] = {
             "status": self.status,
             "recent_errors_5min": self.requests.errors,
             "avg_response_time_ms": round(self.latency.average * 1000.0, 3),
@@ -131,6 +146,11 @@ class HealthReport:
             "error_ratio_min_requests": self.min_requests,
             "scope": self.scope,
         }
+        if self.objectives:
+            body["objectives"] = [status.as_dict() for status in self.objectives]
+        if self.draining is not None:
+            body["draining"] = self.draining.as_dict()
+        return body
 
 
 class HealthMonitor:
@@ -149,6 +169,9 @@ class HealthMonitor:
     :param latency: replaces the in-process latency window (a shared one, say).
     :param requests: replaces the in-process request/error window.
     :param users: replaces the in-process users window.
+    :param objectives: returns each service level objective's status (never raises);
+        with any, the error budget judges traffic (see the module's docs).
+    :param drain: the server's drain flag, read by :meth:`draining`.
     """
 
     def __init__(
@@ -164,8 +187,12 @@ class HealthMonitor:
         latency: LatencyWindow | None = None,
         requests: RequestWindow | None = None,
         users: UserWindow | None = None,
+        objectives: Callable[[], tuple[ObjectiveStatus, ...]] | None = None,
+        drain: DrainFlag | None = None,
     ) -> None:
         self.settings = settings
+        self._objectives = objectives
+        self.drain = drain
         self.checks = checks
         #: Checks of this app alone (its Redis link, say), run after :attr:`checks`; one
         #: of the same name replaces the shared check for this app.
@@ -180,7 +207,13 @@ class HealthMonitor:
         )
         self._identify = identify
         self._breakers = breakers
-        self._runner = CheckRunner(settings.check_timeout_seconds, context=context)
+        self._runner = CheckRunner(
+            settings.check_timeout_seconds,
+            context=context,
+            cache_seconds=settings.check_cache_seconds,
+            failure_cache_seconds=settings.check_failure_cache_seconds,
+            clock=clock,
+        )
         self._on_internal_error = on_internal_error
         self._started = clock()
         self._pending: list[Callable[[], None]] = []
@@ -295,15 +328,30 @@ class HealthMonitor:
     # -- judgement ------------------------------------------------------------------------
 
     def add_check(
-        self, name: str, func: CheckFunc, *, critical: bool = True, timeout: float | None = None
+        self,
+        name: str,
+        func: CheckFunc,
+        *,
+        critical: bool = True,
+        timeout: float | None = None,
+        cache_seconds: float | None = None,
+        failure_cache_seconds: float | None = None,
     ) -> HealthCheck:
         """Register *func* as the check *name* of this app only (``/api/health``,
         ``/readyz`` and :func:`get_health_status` run it with the shared checks).
 
         :raises TypeError: *func* is not callable or *name* not a string.
-        :raises ValueError: *name* is empty or *timeout* is not a positive number.
+        :raises ValueError: *name* is empty, *timeout* is not a positive number or a
+            cache time is negative.
         """
-        return self.own_checks.add(name, func, critical=critical, timeout=timeout)
+        return self.own_checks.add(
+            name,
+            func,
+            critical=critical,
+            timeout=timeout,
+            cache_seconds=cache_seconds,
+            failure_cache_seconds=failure_cache_seconds,
+        )
 
     def remove_check(self, name: str) -> None:
         """Unregister this app's check *name* (no error if absent)."""
@@ -318,8 +366,13 @@ class HealthMonitor:
         return tuple(merged.values())
 
     def run_checks(self) -> tuple[CheckResult, ...]:
-        """Run every registered check (in parallel, each within its timeout)."""
+        """Every registered check's result: reused while fresh (its cache time), else run
+        (in parallel, once however many callers ask, each within its timeout)."""
         return self._runner.run(self.all_checks())
+
+    def draining(self) -> Drain | None:
+        """The server's drain in progress, if it was told to stop."""
+        return self.drain.current() if self.drain is not None else None
 
     def breaker_states(self) -> dict[str, str]:
         """Each circuit breaker's state, by service."""
@@ -335,6 +388,7 @@ class HealthMonitor:
         latency = self._latency.stats()
         checks = self.run_checks()
         breakers = self.breaker_states()
+        objectives = self._objectives() if self._objectives is not None else ()
         status: Status = "healthy"
         reasons: list[str] = []
 
@@ -351,14 +405,17 @@ class HealthMonitor:
         if judged and ratio >= settings.unhealthy_error_ratio:
             error_status = "unhealthy"
             worsen("unhealthy", f"error ratio {ratio:.3f} >= {settings.unhealthy_error_ratio:g}")
-        elif judged and ratio >= settings.degraded_error_ratio:
+        elif judged and ratio >= settings.degraded_error_ratio and not objectives:
             error_status = "degraded"
             worsen("degraded", f"error ratio {ratio:.3f} >= {settings.degraded_error_ratio:g}")
         latency_status: Status = "healthy"
         threshold = settings.latency_threshold_seconds
-        if threshold is not None and latency.count and latency.p95 > threshold:
+        if threshold is not None and latency.count and latency.p95 > threshold and not objectives:
             latency_status = "degraded"
             worsen("degraded", f"p95 latency {latency.p95:.3f} s > {threshold:g} s")
+        for objective in objectives:
+            if objective.fast_burn:
+                worsen("degraded", objective.reason())
         for result in checks:
             if not result.passed:
                 level: Status = "unhealthy" if result.critical else "degraded"
@@ -379,6 +436,8 @@ class HealthMonitor:
             reasons=tuple(reasons),
             error_status=error_status,
             latency_status=latency_status,
+            objectives=objectives,
+            draining=self.draining(),
         )
 
 

@@ -1,4 +1,5 @@
-"""The gauges computed when a registry is collected: quota usage, cache hit rate and sizes.
+"""The gauges computed when a registry is collected: quota usage and learned limits, LLM
+spend and budget, cache hit rate and sizes, health checks and verdicts.
 
 One :class:`ScrapeTimeGauges` collector per registry serves every family of
 :data:`~flask_appmetrics.metrics.catalog.SCRAPE_TIME_FAMILIES`. Being one collector, it
@@ -6,6 +7,10 @@ reads the quota counter once per collection (with Redis: one round trip for the 
 gauges), and it can leave a sample out: a value that is not known yet (the hit rate before
 the first cache operation) or that could not be read (a size callable that raised) has no
 sample, where a ``Gauge`` would show a number.
+
+One :class:`HealthGauges` collector per registry serves
+:data:`~flask_appmetrics.metrics.catalog.HEALTH_FAMILIES` from the health monitors of the
+registry's apps.
 """
 
 from __future__ import annotations
@@ -14,15 +19,19 @@ import logging
 import math
 import threading
 import weakref
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from prometheus_client import Counter, Gauge
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric, StateSetMetricFamily
 
 from ..errors import count_internal_error
+from ..llm.budget import remaining
+from ..llm.conventions import LLM_FAMILIES
+from ..llm.learned import LearnedLimit
 from ..llm.quota import QuotaLimits, QuotaUsage
-from .catalog import SCRAPE_TIME_FAMILIES, hit_rate
+from .catalog import HEALTH_FAMILIES, HEALTH_STATUSES, SCRAPE_TIME_FAMILIES, hit_rate
 
 logger = logging.getLogger("flask_appmetrics")
 
@@ -34,6 +43,17 @@ ValueFunction = Callable[[], "float | None"]
 #: Reads the quota at scrape time: the usage now and the limits it is measured against.
 QuotaReading = Callable[[], "tuple[QuotaUsage, QuotaLimits]"]
 
+
+@dataclass(frozen=True)
+class LlmReading:
+    """The LLM accounting at one scrape: today's spend, the budget (``None``: none) and the
+    limits learned from refusals (empty while limits are configured)."""
+
+    spend_today: float
+    budget: float | None
+    learned: tuple[LearnedLimit, ...] = ()
+
+
 _QUOTA_GAUGES: tuple[tuple[str, Callable[[QuotaUsage, QuotaLimits], float]], ...] = (
     ("quota_requests_current_minute", lambda u, _: u.requests_minute),
     ("quota_tokens_current_minute", lambda u, _: u.tokens_minute),
@@ -41,6 +61,14 @@ _QUOTA_GAUGES: tuple[tuple[str, Callable[[QuotaUsage, QuotaLimits], float]], ...
     ("quota_tokens_today", lambda u, _: u.tokens_today),
     ("quota_rpm_remaining", lambda u, limits: _remaining(limits.rpm, u.requests_minute)),
     ("quota_tpm_remaining", lambda u, limits: _remaining(limits.tpm, u.tokens_minute)),
+)
+
+
+#: The scrape-time gauges of the ``gemini`` family set.
+_GEMINI_GAUGES = (
+    "gemini_api_daily_budget_usd",
+    "gemini_api_spend_today_usd",
+    "gemini_api_budget_remaining_usd",
 )
 
 
@@ -60,6 +88,10 @@ class ScrapeTimeGauges:
         self._operations: Counter | None = None
         self._on_error = on_error
         self._quota: QuotaReading | None = None
+        self._llm: Callable[[], LlmReading] | None = None
+        #: The LLM family sets on (``APPMETRICS_LLM_FAMILIES``): the ``gemini_api_*``
+        #: gauges here are served with the ``gemini`` set only.
+        self.llm_families: frozenset[str] = frozenset(LLM_FAMILIES)
         self._layers: dict[str, tuple[ValueFunction | None, ValueFunction | None]] = {}
         self._lock = threading.Lock()
 
@@ -74,6 +106,11 @@ class ScrapeTimeGauges:
     def watch_quota(self, reading: QuotaReading) -> None:
         """Serve the quota gauges from *reading*, called once per collection."""
         self._quota = reading
+
+    def watch_llm(self, reading: Callable[[], LlmReading]) -> None:
+        """Serve the spend, budget and learned limit gauges from *reading*, called once per
+        collection."""
+        self._llm = reading
 
     def set_layer(
         self, label: str, size_bytes: ValueFunction | None, items: ValueFunction | None
@@ -102,6 +139,7 @@ class ScrapeTimeGauges:
                 usage, limits = quota
                 for name, read in _QUOTA_GAUGES:
                     families[name].add_metric([], read(usage, limits))
+        self._collect_llm(families)
         rate = self._value(self._hit_rate)
         if rate is not None:
             families["cache_hit_rate"].add_metric([], rate)
@@ -114,7 +152,26 @@ class ScrapeTimeGauges:
                     number = self._number(function)
                     if number is not None:
                         families[name].add_metric([label], number)
+        if "gemini" not in self.llm_families:
+            for name in _GEMINI_GAUGES:
+                families.pop(name)
         return list(families.values())
+
+    def _collect_llm(self, families: dict[str, GaugeMetricFamily]) -> None:
+        reading = self._llm
+        llm = self._value(reading) if reading is not None else None
+        if llm is None:
+            return
+        if llm.budget is not None:
+            families["gemini_api_daily_budget_usd"].add_metric([], llm.budget)
+        families["gemini_api_spend_today_usd"].add_metric([], llm.spend_today)
+        families["gemini_api_budget_remaining_usd"].add_metric(
+            [], remaining(llm.budget, llm.spend_today)
+        )
+        for learned in llm.learned:
+            families["quota_learned_limit"].add_metric(
+                [learned.model, learned.limit, learned.source], learned.value
+            )
 
     def _hit_rate(self) -> float | None:
         # From the counter's own samples at this scrape, so it never disagrees with them.
@@ -205,6 +262,98 @@ class UsersGauge:
                 logger.exception("flask-appmetrics: a users window failed; skipped in the gauge")
                 count_internal_error("concurrent_users", self._on_error)
         return float(total)
+
+
+class CheckReading(Protocol):
+    """One health check's result, as the health gauges read it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def passed(self) -> bool: ...
+    @property
+    def duration_seconds(self) -> float: ...
+
+
+class HealthReading(Protocol):
+    """One evaluation of an app's health, as the health gauges read it."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def checks(self) -> Sequence[CheckReading]: ...
+
+
+class HealthSource(Protocol):
+    """What judges an app's health (its health monitor)."""
+
+    def evaluate(self) -> HealthReading: ...
+
+
+class HealthGauges:
+    """The health families of one registry: each check's last result and duration, and
+    the verdict, from the health monitors of the registry's apps still alive.
+
+    Evaluating reuses the checks' cached results and runs only the stale ones, each within
+    its timeout, so a scrape waits for a slow check no longer than that. Apps sharing a
+    registry (tests, several apps in one process) are summed up worst-first: a check name
+    is down if it is down in any app, takes the longest duration, and the verdict is the
+    worst. An app whose evaluation fails is skipped, logged and counted as an internal
+    error (``scrape_value``).
+
+    :param on_error: counts an internal error by component.
+    """
+
+    def __init__(self, on_error: Callable[[str], None]) -> None:
+        self._sources: weakref.WeakSet[HealthSource] = weakref.WeakSet()
+        self._on_error = on_error
+
+    def names(self) -> tuple[str, ...]:
+        """The families this collector serves."""
+        return tuple(f.name for f in HEALTH_FAMILIES)
+
+    def add(self, source: HealthSource) -> None:
+        """Report *source*'s health too, while it is alive (held weakly)."""
+        self._sources.add(source)
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, StateSetMetricFamily]:
+        up, duration, status = HEALTH_FAMILIES
+        return (
+            GaugeMetricFamily(up.name, up.documentation, labels=up.labelnames),
+            GaugeMetricFamily(duration.name, duration.documentation, labels=duration.labelnames),
+            # Its one label is named after the family, as OpenMetrics enums are.
+            StateSetMetricFamily(status.name, status.documentation),
+        )
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families())
+
+    def collect(self) -> Iterable[Metric]:
+        up: dict[str, bool] = {}
+        durations: dict[str, float] = {}
+        worst: int | None = None
+        for source in list(self._sources):
+            try:
+                report = source.evaluate()
+            except Exception:
+                logger.exception("flask-appmetrics: health evaluation failed; left out")
+                count_internal_error("scrape_value", self._on_error)
+                continue
+            rank = HEALTH_STATUSES.index(report.status) if report.status in HEALTH_STATUSES else 2
+            worst = rank if worst is None else max(worst, rank)
+            for check in report.checks:
+                up[check.name] = up.get(check.name, True) and check.passed
+                durations[check.name] = max(durations.get(check.name, 0.0), check.duration_seconds)
+        up_family, duration_family, status_family = self._families()
+        for name, passed in up.items():
+            up_family.add_metric([name], 1.0 if passed else 0.0)
+            duration_family.add_metric([name], durations[name])
+        if worst is not None:
+            status_family.add_metric(
+                [], {status: i == worst for i, status in enumerate(HEALTH_STATUSES)}
+            )
+        return [up_family, duration_family, status_family]
 
 
 def _samples(counter: Counter) -> Iterator[tuple[dict[str, str], float]]:

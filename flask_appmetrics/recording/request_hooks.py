@@ -67,7 +67,7 @@ from ..metrics.registry_state import registry_state
 from ..metrics.value_writes import FileWrites
 from .exclusions import Exclusions
 from .identity import identity_key, identity_of
-from .request_log import RequestLog, Route
+from .request_log import RequestLog, Route, RouteObserver
 from .request_measures import Measured, RequestMeasures
 from .trace_context import TRACEPARENT, RequestTraceReader, request_trace_reader
 
@@ -406,6 +406,9 @@ class RequestInstrumentation:
         their users (identified by its :attr:`~HealthMonitor.identify` at
         ``after_request``, after every ``before_request`` hook ran, so an identity another
         hook sets is there; or when an exception propagates).
+    :param route_observer: told about each finished request that counts for health, with
+        its labels: ``(method, endpoint, duration_seconds, status_code)`` (the service level
+        objectives count by route).
     :param on_internal_error: told about each failure of the instrumentation itself.
     :param label_length: the length cap of ``error_type`` values (the registry's
         ``APPMETRICS_MAX_LABEL_LENGTH``).
@@ -419,6 +422,7 @@ class RequestInstrumentation:
         *,
         own_blueprints: frozenset[str],
         health: HealthMonitor | None = None,
+        route_observer: RouteObserver | None = None,
         on_internal_error: Callable[[str], None] | None = None,
         label_length: LabelLength | None = None,
         exclusions: Exclusions | None = None,
@@ -451,7 +455,12 @@ class RequestInstrumentation:
         # starts and ends; in-process, the log is folded when read.
         self._writes = FileWrites(values.ValueClass) if value_class_is_multiprocess() else None
         #: The requests not yet in the metrics and health windows.
-        self.log = RequestLog(health, writes=self._writes, on_error=on_internal_error)
+        self.log = RequestLog(
+            health,
+            writes=self._writes,
+            on_error=on_internal_error,
+            route_observer=route_observer,
+        )
         self.identify = health.identify if health is not None else None
         self._start = self.log.start
         registry_state(metric_set.registry).pending.add(self.log)
@@ -675,6 +684,16 @@ class RequestInstrumentation:
             route = made
         self._start(route)
         return route
+
+    @property
+    def route_observer(self) -> RouteObserver | None:
+        """Told about each finished request that counts for health, with its labels (the
+        service level objectives); kept by the log, which finishes requests."""
+        return self.log.route_observer
+
+    @route_observer.setter
+    def route_observer(self, observer: RouteObserver | None) -> None:
+        self.log.route_observer = observer
 
     @property
     def identify(self) -> Identify | None:

@@ -95,6 +95,11 @@ class Route(RouteSeries):
         self.logs: dict[int, deque[float]] = {}
 
 
+#: Told about each finished request that counts for health, with its labels:
+#: ``(method, endpoint, duration_seconds, status_code)``.
+RouteObserver = Callable[[str, str, float, int], None]
+
+
 class HealthSink(Protocol):
     """Where the logs hand the requests that count for health (the app's health monitor)."""
 
@@ -120,6 +125,8 @@ class RequestLog:
     :param writes: this process's file writes in multiprocess mode, where the HTTP
         families are written per request; ``None`` in-process.
     :param on_error: told (``"finish"``) when recording fails; the failure is logged.
+    :param route_observer: told about each finished request that counts for health, as it
+        finishes (the service level objectives, which count by route).
     """
 
     __slots__ = (
@@ -136,6 +143,7 @@ class RequestLog:
         "_written",
         "finish",
         "health",
+        "route_observer",
         "start",
     )
 
@@ -145,8 +153,10 @@ class RequestLog:
         *,
         writes: FileWrites | None = None,
         on_error: Callable[[str], None] | None = None,
+        route_observer: RouteObserver | None = None,
     ) -> None:
         self.health = health
+        self.route_observer = route_observer
         self._on_error = on_error
         self._routes: list[Route] = []
         self._starts: deque[Route] = deque()
@@ -204,6 +214,9 @@ class RequestLog:
                     log = route.logs.setdefault(status, deque())
                 log.append(duration)
             if route.in_window:
+                observer = self.route_observer
+                if observer is not None:
+                    observer(route.method, route.endpoint, duration, status)
                 self._ended.append(end)
                 if status >= 500:
                     self._failed.append(end)

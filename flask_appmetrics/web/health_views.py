@@ -7,7 +7,9 @@
   dependencies, so Kubernetes restarts only a wedged process, not one whose database is down.
 * ``/readyz`` (``APPMETRICS_READYZ_PATH``): the registered checks only; 503 when a critical
   one fails. Traffic windows are left out on purpose: a readiness that failed on error
-  ratio would take every replica out of service at once when a dependency fails.
+  ratio would take every replica out of service at once when a dependency fails. While
+  the server drains (told to stop, see :mod:`flask_appmetrics.health.draining`) it answers
+  503 with the reason and runs no check.
 
 A client that asks for ``application/health+json`` gets the format of the IETF draft
 (draft-inadarei-api-health-check): ``pass``/``warn``/``fail`` and ``checks`` keyed
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app
 
+from ..slo.burn import FAST_BURN, duration
 from .responses import ErrorCounter, failed, health_json, wants_health_json
 from .status_page import wants_html
 
@@ -36,10 +39,21 @@ if TYPE_CHECKING:
 HEALTH_BLUEPRINT = "appmetrics_health"
 
 _IETF_STATUS = {"healthy": "pass", "degraded": "warn", "unhealthy": "fail"}
+#: Whose requests an objective's figures count, in words.
+_VIEWS = {"process": "this process's requests", "shared": "every process's requests"}
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _observed(result: CheckResult, fallback: str) -> str:
+    # When the result was obtained: a reused one is older than the response.
+    if not result.observed_at:
+        return fallback
+    return datetime.fromtimestamp(result.observed_at, timezone.utc).isoformat(
+        timespec="milliseconds"
+    )
 
 
 def _check_entries(results: tuple[CheckResult, ...], time: str) -> dict[str, list[dict[str, Any]]]:
@@ -50,7 +64,7 @@ def _check_entries(results: tuple[CheckResult, ...], time: str) -> dict[str, lis
             "observedValue": round(result.duration_seconds * 1000.0, 3),
             "observedUnit": "ms",
             "status": "pass" if result.passed else ("fail" if result.critical else "warn"),
-            "time": time,
+            "time": _observed(result, time),
         }
         if result.error is not None:
             entry["output"] = result.error
@@ -102,6 +116,21 @@ def ietf_body(report: HealthReport, description: str) -> dict[str, Any]:
         ],
     }
     checks.update(_check_entries(report.checks, time))
+    for objective in report.objectives:
+        # The fast burn's long window: what makes the app degraded when its short one agrees.
+        rate = objective.burn_rate(FAST_BURN.long_seconds)
+        checks[f"{objective.objective.name}:{objective.objective.sli}BurnRate"] = [
+            {
+                "componentType": "system",
+                "observedValue": round(rate, 6),
+                "status": "warn" if objective.fast_burn else "pass",
+                "time": time,
+                "output": f"{objective.objective.describe()}: error budget burning "
+                f"{rate:.2f}x over {duration(FAST_BURN.long_seconds)}, "
+                f"{objective.budget_remaining:.1%} of it left "
+                f"({_VIEWS[objective.scope]})",
+            }
+        ]
     for service, state in report.breakers.items():
         checks[f"{service}:circuitBreaker"] = [
             {
@@ -165,11 +194,19 @@ def health_blueprint(
         return health_json({"status": "pass"}, 200)
 
     def readyz_view() -> Response:
-        """``GET /readyz``: the checks; 503 when a critical one fails."""
+        """``GET /readyz``: the checks; 503 when a critical one fails or while draining."""
+        body: dict[str, Any]
         refused = guard.refusal("readyz", readyz_failed)
         if refused is not None:
             return refused
         try:
+            drain = monitor.draining()
+            if drain is not None:
+                # Out of the load balancer's rotation while requests are still served.
+                body = {"status": "fail", "reason": drain.describe()}
+                if wants_health_json():
+                    body["output"] = body.pop("reason")
+                return health_json(guard.visible(body), 503)
             results = monitor.run_checks()
             if any(not r.passed and r.critical for r in results):
                 status, code = "fail", 503
@@ -177,7 +214,7 @@ def health_blueprint(
                 status, code = "warn", 200
             else:
                 status, code = "pass", 200
-            body: dict[str, Any] = {"status": status}
+            body = {"status": status}
             if wants_health_json():
                 body["checks"] = _check_entries(results, _now())
             else:
