@@ -66,7 +66,7 @@ from ..metrics.registration import value_class_is_multiprocess
 from ..metrics.registry_state import registry_state
 from ..metrics.value_writes import FileWrites
 from .identity import identity_key, identity_of
-from .request_log import RequestLog, Route
+from .request_log import FOLD_SECONDS, RequestLog, Route
 
 if TYPE_CHECKING:
     from flask.ctx import RequestContext
@@ -332,6 +332,9 @@ class RequestInstrumentation:
     :param on_internal_error: told about each failure of the instrumentation itself.
     :param label_length: the length cap of ``error_type`` values (the registry's
         ``APPMETRICS_MAX_LABEL_LENGTH``).
+    :param fold_seconds: how often, at most, the log is handed over while requests come
+        (``APPMETRICS_REDIS_FLUSH_SECONDS`` when the health windows are shared; ``None``:
+        the log's own interval).
     """
 
     def __init__(
@@ -343,6 +346,7 @@ class RequestInstrumentation:
         health: HealthMonitor | None = None,
         on_internal_error: Callable[[str], None] | None = None,
         label_length: LabelLength | None = None,
+        fold_seconds: float | None = None,
     ) -> None:
         self._metric_set = metric_set
         self._exclude = settings.exclude_paths
@@ -355,7 +359,12 @@ class RequestInstrumentation:
         # starts and ends; in-process, the log is folded when read.
         self._writes = FileWrites(values.ValueClass) if value_class_is_multiprocess() else None
         #: The requests not yet in the metrics and health windows.
-        self.log = RequestLog(health, writes=self._writes, on_error=on_internal_error)
+        self.log = RequestLog(
+            health,
+            writes=self._writes,
+            on_error=on_internal_error,
+            fold_seconds=FOLD_SECONDS if fold_seconds is None else fold_seconds,
+        )
         self.identify = health.identify if health is not None else None
         self._start = self.log.start
         registry_state(metric_set.registry).pending.add(self.log)

@@ -120,12 +120,16 @@ class RequestLog:
     :param writes: this process's file writes in multiprocess mode, where the HTTP
         families are written per request; ``None`` in-process.
     :param on_error: told (``"finish"``) when recording fails; the failure is logged.
+    :param fold_seconds: fold at least this often while requests come (at most
+        :data:`FOLD_SECONDS`): a Redis link's flush interval, so that shared windows hear
+        from this process as often as they did when each request was written to them.
     """
 
     __slots__ = (
         "__weakref__",
         "_due",
         "_ended",
+        "_every",
         "_failed",
         "_latencies",
         "_lock",
@@ -145,6 +149,7 @@ class RequestLog:
         *,
         writes: FileWrites | None = None,
         on_error: Callable[[str], None] | None = None,
+        fold_seconds: float = FOLD_SECONDS,
     ) -> None:
         self.health = health
         self._on_error = on_error
@@ -160,7 +165,9 @@ class RequestLog:
         # (user identity or its key, perf_counter() at the end of the request)
         self._users: deque[tuple[Hashable, float]] = deque()
         self._lock = threading.Lock()
-        self._due = perf_counter() + FOLD_SECONDS
+        self._every = min(fold_seconds, FOLD_SECONDS)
+        # The first request folds: a shared window sends its first batch at once.
+        self._due = 0.0
         self._written = writes is not None
         #: ``start(route)``: a request of *route* started.
         self.start: Callable[[Route], None]
@@ -200,8 +207,8 @@ class RequestLog:
                 self._latencies.append(duration)
                 if user is not None:
                     self._users.append((user, end))
-            # The health logs grow no faster than the routes' logs together, and no
-            # longer than FOLD_SECONDS.
+            # The health logs grow no faster than the routes' logs together, and for no
+            # longer than the fold interval.
             if len(log) >= FOLD_SIZE or end >= self._due:
                 self.fold(wait=False)
         except Exception:
@@ -218,7 +225,7 @@ class RequestLog:
         if not self._lock.acquire(blocking=wait):
             return
         try:
-            self._due = perf_counter() + FOLD_SECONDS
+            self._due = perf_counter() + self._every
             if not self._written:
                 self._fold_families()
             self._fold_health()
@@ -255,13 +262,15 @@ class RequestLog:
         health = self.health
         if health is None:
             return
-        if ended or durations:
-            health.observe_many(ended, failed, durations, now)
+        # Users first, as they were noted first (at after_request): a shared window that
+        # sends at most one batch per interval sends them before the counts.
         if users:
             # Each user's latest sighting (a dict keeps the last value of a key), oldest
             # first; keys made text once per user, not once per request.
             latest = sorted(dict(users).items(), key=_when)
             health.note_users([(identity_text(key), when) for key, when in latest], now)
+        if ended or durations:
+            health.observe_many(ended, failed, durations, now)
 
     def _failure(self) -> None:
         logger.exception("flask-appmetrics could not record a request; the request is unaffected")
