@@ -283,6 +283,20 @@ class HealthMonitor:
         for hand_over in self._pending:
             hand_over(wait)
 
+    def note_user(self, ctx: object) -> None:
+        """Note the user of the request of *ctx* (its request context) in the users
+        window now (the instrumentation logs its users and hands them over with
+        :meth:`note_users`)."""
+        if self._identify is None:
+            return
+        try:
+            identity = self._identify(ctx)
+            if identity is not None:
+                self._users.touch(str(identity))
+        except Exception:
+            logger.exception("flask-appmetrics could not note the request's user")
+            count_internal_error("user_identity", self._on_internal_error)
+
     # -- judgement ------------------------------------------------------------------------
 
     def add_check(

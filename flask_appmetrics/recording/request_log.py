@@ -182,6 +182,14 @@ class RequestLog:
         #: none. Never raises.
         self.finish = self._finish
 
+    def held(self) -> int:
+        """How many entries the logs hold now (what folding would take out)."""
+        routes = sum(
+            len(log) for route in self._routes.copy() for log in route.logs.copy().values()
+        )
+        health = len(self._ended) + len(self._failed) + len(self._latencies) + len(self._users)
+        return routes + len(self._starts) + health
+
     def add_route(self, route: Route) -> None:
         """Fold *route*'s logs from now on."""
         self._routes.append(route)
