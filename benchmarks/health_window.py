@@ -1,13 +1,17 @@
 """Cost of the health windows: reading health after few or many requests, and recording.
 
-1. ``get_health_status()`` on an app whose windows recorded 100 requests, and on one whose
-   windows recorded 1,000,000 (fed straight to the monitor: a million requests through
-   Flask would take minutes and measure Flask). Constant cost is the point of the ring
-   buffer and the time buckets: the ratio should be close to 1.
-2. What recording adds per request: the monitor's observer and user hook on their own
-   (microseconds per call), and whole requests through the WSGI callable for bare Flask,
-   flask-appmetrics with health recording, flask-appmetrics with health recording turned
-   off, and prometheus_flask_exporter.
+1. ``get_health_status()`` on an app that recorded 100 requests, and on one that recorded
+   1,000,000, both through the app's request log as requests are (its ``finish``, without
+   Flask around it: a million requests through Flask would take minutes and measure
+   Flask). The log is folded into the windows by size (every ``FOLD_SIZE`` requests of a
+   route) and before every read, and the windows are a ring and time buckets: reading
+   costs the same after a million requests as after a hundred (ratio close to 1). Also
+   printed: the most a read can cost, one that first folds a full log.
+2. What recording adds per request: the log's ``finish`` (its share of the folds
+   included) and the user's identity key on their own (microseconds per call), and whole
+   requests through the WSGI callable for bare Flask, flask-appmetrics with health
+   recording, flask-appmetrics with health recording turned off, and
+   prometheus_flask_exporter.
 
 Variants run in interleaved rounds (a noisy neighbour slows each alike); medians printed.
 
@@ -31,7 +35,8 @@ from prometheus_client import CollectorRegistry
 from werkzeug.test import EnvironBuilder
 
 from flask_appmetrics import FlaskMetrics, get_health_status
-from flask_appmetrics.health.monitor import HealthMonitor
+from flask_appmetrics.recording.identity import identity_key
+from flask_appmetrics.recording.request_log import FOLD_SIZE, RequestLog, Route
 
 
 def app_with_metrics() -> Flask:
@@ -40,27 +45,32 @@ def app_with_metrics() -> Flask:
     return app
 
 
-def monitor_of(app: Flask) -> HealthMonitor:
+def log_of(app: Flask) -> tuple[RequestLog, Route]:
+    """The app's request log and the route of ``/items/<int:item_id>`` (one real request
+    makes it)."""
+    environ = EnvironBuilder(path="/items/3").get_environ()
+    run_round(app, environ, 1)
     state = FlaskMetrics.state(app)
     assert state is not None
-    assert state.health is not None
-    return state.health
+    routes = state.instrumentation._routes  # the benchmark's peek at the route table
+    return state.instrumentation.log, next(iter(routes.values()))
 
 
 def feed(app: Flask, requests: int) -> None:
-    """Record *requests* finished requests (1% errors) and as many user sightings."""
-    monitor = monitor_of(app)
+    """Log *requests* finished requests (1% errors), from 100,000 distinct users."""
+    log, route = log_of(app)
+    finish = log.finish
+    started = time.perf_counter()
     for i in range(requests):
-        monitor.observe(0.001 + (i % 100) * 1e-4, 500 if i % 100 == 0 else 200)
-        monitor.users.touch(f"user-{i}")
+        finish(route, started, 500 if i % 100 == 0 else 200, f"user-{i % 100_000}")
 
 
 def health_without_recording() -> Flask:
     app = app_with_metrics()
     state = FlaskMetrics.state(app)
     assert state is not None
-    state.instrumentation.observer = None
-    state.instrumentation.user_observer = None
+    state.instrumentation.log.health = None
+    state.instrumentation.identify = None
     return app
 
 
@@ -105,8 +115,8 @@ def read_cost(rounds: int, calls: int) -> None:
     median = interleave({"100": status_of(few), "1,000,000": status_of(many)}, rounds)
     with many.app_context():
         seen = get_health_status()
-    print("1. get_health_status() after N recorded requests")
-    print(f"   (fed 1,000,000 requests and user sightings in {fed:.1f} s)")
+    print("1. get_health_status() after N requests through the request log")
+    print(f"   (logged 1,000,000 requests in {fed:.1f} s)")
     print(f"   {'recorded':>12} {'us/call':>9}")
     for name, value in median.items():
         print(f"   {name:>12} {value:9.2f}")
@@ -116,24 +126,35 @@ def read_cost(rounds: int, calls: int) -> None:
         f"{seen['recent_errors_5min']} errors (exact), {seen['latency_samples']} latencies, "
         f"{seen['concurrent_users']} users (capped)"
     )
+    worst = []
+    for _ in range(rounds):
+        feed(many, FOLD_SIZE - 1)
+        with many.app_context():
+            started = time.perf_counter()
+            get_health_status()
+            worst.append((time.perf_counter() - started) * 1e6)
+    print(f"   a read that first folds {FOLD_SIZE - 1} logged requests: ", end="")
+    print(f"{statistics.median(worst):.0f} us (the most a read ever folds)")
 
 
 def record_cost(rounds: int, calls: int, requests: int) -> None:
     app = app_with_metrics()
-    monitor = monitor_of(app)
     environ = EnvironBuilder(path="/items/3", headers=[("User-Agent", "bench")]).get_environ()
 
-    def observe() -> float:
-        return per_call(lambda: monitor.observe(0.01, 200), calls)
+    log, route = log_of(app)
+    started = time.perf_counter()
 
-    def note_user() -> float:
+    def finish() -> float:
+        return per_call(lambda: log.finish(route, started, 200, ("127.0.0.1", "bench")), calls)
+
+    def key() -> float:
         with app.test_request_context("/items/3", headers={"User-Agent": "bench"}):
             ctx = request_ctx._get_current_object()  # type: ignore[attr-defined]
-            return per_call(lambda: monitor.note_user(ctx), calls)
+            return per_call(lambda: identity_key(ctx), calls)
 
-    micro = interleave({"observe()": observe, "user hook": note_user}, rounds)
+    micro = interleave({"log finish": finish, "identity key": key}, rounds)
     print()
-    print("2a. recording, per call")
+    print("2a. recording, per call (finish: its share of the folds included)")
     for name, value in micro.items():
         print(f"   {name:12} {value:7.2f} us")
 

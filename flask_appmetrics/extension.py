@@ -212,6 +212,7 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
             on_internal_error=metric_set.count_internal_error,
             label_length=shared_state.label_length,
             exclusions=self._exclusions,
+            fold_seconds=settings.redis.flush_seconds if shared is not None else None,
         )
         receivers = install_receivers(
             app, series, settings.shared, strict=settings.strict, exemplars=settings.http.exemplars

@@ -74,12 +74,27 @@ def build_monitor(
         monitor.add_check(
             "redis", redis.check, critical=False, cache_seconds=0, failure_cache_seconds=0
         )
+        # Every flush (a read, the interval, the process's exit) first hands the requests
+        # logged so far over to the windows, so that they go out with it.
+        redis.add_source(_handing_over(monitor), first=True)
     # concurrent_users sums the users windows of every live app on the registry; the
     # health families show the checks and verdicts of every live app on it.
     state = registry_state(metric_set.registry)
     state.count_users_of(monitor)
     state.report_health_of(monitor)
     return monitor
+
+
+def _handing_over(monitor: HealthMonitor) -> Callable[[], None]:
+    """A Redis link source that sends nothing itself: it records the monitor's pending
+    requests into its shared windows, which the link then takes. Without waiting: a
+    hand-over in progress (in this thread, which then started this flush, or another) sends
+    its requests itself."""
+
+    def take() -> None:
+        monitor.sync(wait=False)
+
+    return take
 
 
 def _identify(user_identity: UserIdentity | None) -> Identify:

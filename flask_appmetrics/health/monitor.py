@@ -216,7 +216,7 @@ class HealthMonitor:
         )
         self._on_internal_error = on_internal_error
         self._started = clock()
-        self._pending: list[Callable[[], None]] = []
+        self._pending: list[Callable[[bool], None]] = []
 
     # -- the windows, brought up to date when read -----------------------------------------
 
@@ -300,21 +300,26 @@ class HealthMonitor:
             for identity, _ in sightings:
                 users.touch(identity)
 
-    def add_pending(self, hand_over: Callable[[], None]) -> None:
+    def add_pending(self, hand_over: Callable[[bool], None]) -> None:
         """Call *hand_over* before the windows are read: it records what is still waiting
-        (the instrumentation's log) through :meth:`observe_many` and :meth:`note_users`."""
+        (the instrumentation's log) through :meth:`note_users` and :meth:`observe_many`.
+        It is given :meth:`sync`'s *wait*."""
         self._pending.append(hand_over)
 
-    def sync(self) -> None:
+    def sync(self, wait: bool = True) -> None:
         """Record every request finished so far into the windows: done before every read
-        (:meth:`evaluate`, and reading :attr:`latency`, :attr:`requests` or :attr:`users`)."""
+        (:meth:`evaluate`, and reading :attr:`latency`, :attr:`requests` or :attr:`users`).
+
+        :param wait: wait for a hand-over in progress in another thread; ``False`` (a
+            shared window's flush, which a hand-over itself may start): skip it then.
+        """
         for hand_over in self._pending:
-            hand_over()
+            hand_over(wait)
 
     def note_user(self, ctx: object) -> None:
         """Note the user of the request of *ctx* (its request context) in the users
-        window: the instrumentation's user observer, called once per request that counts
-        for health."""
+        window now (the instrumentation logs its users and hands them over with
+        :meth:`note_users`)."""
         if self._identify is None:
             return
         try:

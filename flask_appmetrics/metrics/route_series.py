@@ -49,6 +49,7 @@ class RouteSeries:
         "_in_progress",
         "_progress_value",
         "_requests",
+        "_status_values",
         "_sum",
         "_writes",
         "bounds",
@@ -75,6 +76,8 @@ class RouteSeries:
         self._in_progress = metric_set.gauge("http_requests_in_progress").labels(method, endpoint)
         self._progress_value: Any = self._in_progress._value
         self._by_status: dict[int, Any] = {}
+        # The counter's value object by status, for the multiprocess writes.
+        self._status_values: dict[int, Any] = {}
         self._writes = writes
 
     def _status_child(self, status: int) -> Any:
@@ -107,20 +110,22 @@ class RouteSeries:
         """One more request in progress, in this process's file now."""
         writes = self._writes
         assert writes is not None, "only in multiprocess mode"
-        writes.add(((self._progress_value, 1.0),))
+        writes.started(self._progress_value)
 
     def write_finished(self, duration: float, status: int) -> None:
         """One request finished, in this process's files now: counted, observed, no longer
         in progress."""
         writes = self._writes
         assert writes is not None, "only in multiprocess mode"
-        writes.add(
-            (
-                (self._status_child(status)._value, 1.0),
-                (self._sum, duration),
-                (self._buckets[bisect_left(self.bounds, duration)], 1.0),
-                (self._progress_value, -1.0),
-            )
+        count = self._status_values.get(status)
+        if count is None:
+            count = self._status_values[status] = self._status_child(status)._value
+        writes.finished(
+            count,
+            self._sum,
+            duration,
+            self._buckets[bisect_left(self.bounds, duration)],
+            self._progress_value,
         )
 
     # -- exemplars (both modes) -----------------------------------------------------------

@@ -67,7 +67,7 @@ from ..metrics.registry_state import registry_state
 from ..metrics.value_writes import FileWrites
 from .exclusions import Exclusions
 from .identity import identity_key, identity_of
-from .request_log import RequestLog, Route, RouteObserver
+from .request_log import FOLD_SECONDS, RequestLog, Route, RouteObserver
 from .request_measures import Measured, RequestMeasures
 from .trace_context import TRACEPARENT, RequestTraceReader, request_trace_reader
 
@@ -413,6 +413,9 @@ class RequestInstrumentation:
     :param label_length: the length cap of ``error_type`` values (the registry's
         ``APPMETRICS_MAX_LABEL_LENGTH``).
     :param exclusions: the views and blueprints left out (``metrics.exclude``).
+    :param fold_seconds: how often, at most, the log is handed over while requests come
+        (``APPMETRICS_REDIS_FLUSH_SECONDS`` when the health windows are shared; ``None``:
+        the log's own interval).
     """
 
     def __init__(
@@ -426,6 +429,7 @@ class RequestInstrumentation:
         on_internal_error: Callable[[str], None] | None = None,
         label_length: LabelLength | None = None,
         exclusions: Exclusions | None = None,
+        fold_seconds: float | None = None,
     ) -> None:
         self._metric_set = metric_set
         self._exclude = settings.exclude_paths
@@ -460,6 +464,7 @@ class RequestInstrumentation:
             writes=self._writes,
             on_error=on_internal_error,
             route_observer=route_observer,
+            fold_seconds=FOLD_SECONDS if fold_seconds is None else fold_seconds,
         )
         self.identify = health.identify if health is not None else None
         self._start = self.log.start

@@ -127,12 +127,16 @@ class RequestLog:
     :param on_error: told (``"finish"``) when recording fails; the failure is logged.
     :param route_observer: told about each finished request that counts for health, as it
         finishes (the service level objectives, which count by route).
+    :param fold_seconds: fold at least this often while requests come (at most
+        :data:`FOLD_SECONDS`): a Redis link's flush interval, so that shared windows hear
+        from this process as often as they did when each request was written to them.
     """
 
     __slots__ = (
         "__weakref__",
         "_due",
         "_ended",
+        "_every",
         "_failed",
         "_latencies",
         "_lock",
@@ -154,6 +158,7 @@ class RequestLog:
         writes: FileWrites | None = None,
         on_error: Callable[[str], None] | None = None,
         route_observer: RouteObserver | None = None,
+        fold_seconds: float = FOLD_SECONDS,
     ) -> None:
         self.health = health
         self.route_observer = route_observer
@@ -170,7 +175,9 @@ class RequestLog:
         # (user identity or its key, perf_counter() at the end of the request)
         self._users: deque[tuple[Hashable, float]] = deque()
         self._lock = threading.Lock()
-        self._due = perf_counter() + FOLD_SECONDS
+        self._every = min(fold_seconds, FOLD_SECONDS)
+        # The first request folds: a shared window sends its first batch at once.
+        self._due = 0.0
         self._written = writes is not None
         #: ``start(route)``: a request of *route* started.
         self.start: Callable[[Route], None]
@@ -185,6 +192,14 @@ class RequestLog:
         #: for none; *trace* its trace id or a header holding one, noted at once as the
         #: exemplar of its duration's bucket (``None``: none). Never raises.
         self.finish = self._finish
+
+    def held(self) -> int:
+        """How many entries the logs hold now (what folding would take out)."""
+        routes = sum(
+            len(log) for route in self._routes.copy() for log in route.logs.copy().values()
+        )
+        health = len(self._ended) + len(self._failed) + len(self._latencies) + len(self._users)
+        return routes + len(self._starts) + health
 
     def add_route(self, route: Route) -> None:
         """Fold *route*'s logs from now on."""
@@ -223,8 +238,8 @@ class RequestLog:
                 self._latencies.append(duration)
                 if user is not None:
                     self._users.append((user, end))
-            # The health logs grow no faster than the routes' logs together, and no
-            # longer than FOLD_SECONDS.
+            # The health logs grow no faster than the routes' logs together, and for no
+            # longer than the fold interval.
             if len(log) >= FOLD_SIZE or end >= self._due:
                 self.fold(wait=False)
         except Exception:
@@ -241,7 +256,7 @@ class RequestLog:
         if not self._lock.acquire(blocking=wait):
             return
         try:
-            self._due = perf_counter() + FOLD_SECONDS
+            self._due = perf_counter() + self._every
             if not self._written:
                 self._fold_families()
             self._fold_health()
@@ -278,13 +293,15 @@ class RequestLog:
         health = self.health
         if health is None:
             return
-        if ended or durations:
-            health.observe_many(ended, failed, durations, now)
+        # Users first, as they were noted first (at after_request): a shared window that
+        # sends at most one batch per interval sends them before the counts.
         if users:
             # Each user's latest sighting (a dict keeps the last value of a key), oldest
             # first; keys made text once per user, not once per request.
             latest = sorted(dict(users).items(), key=_when)
             health.note_users([(identity_text(key), when) for key, when in latest], now)
+        if ended or durations:
+            health.observe_many(ended, failed, durations, now)
 
     def _failure(self) -> None:
         logger.exception("flask-appmetrics could not record a request; the request is unaffected")

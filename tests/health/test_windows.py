@@ -360,3 +360,89 @@ def test_a_users_burst_refreshes_its_last_sighting_once_a_second() -> None:
     assert users.count() == 1
     clock.now = 601.8
     assert users.count() == 0
+
+
+# -- batches: requests handed over later, with their end times on another clock ------------
+
+
+#: Quarter seconds: exact in binary, so moving a time to another clock and back is exact.
+_QUARTERS = st.integers(0, 480).map(lambda n: n / 4)
+
+
+@given(
+    steps=st.lists(st.tuples(_QUARTERS, st.booleans()), max_size=200),
+    batch=st.integers(1, 50),
+    later=_QUARTERS,
+    skew=st.integers(-(10**6), 10**6).map(lambda n: n / 4),
+)
+def test_batches_count_each_request_at_its_end(
+    steps: list[tuple[float, bool]], batch: int, later: float, skew: float
+) -> None:
+    """Requests handed over in batches, their end times on a clock *skew* seconds off the
+    window's, count as if each had been recorded when it ended."""
+    clock = FakeClock(0.0)
+    eager = BucketedCounter(300, clock=clock)
+    batched = BucketedCounter(300, clock=clock)
+    ended: list[float] = []
+    failed: list[float] = []
+    for advance, error in steps:
+        clock.advance(advance)
+        eager.record(error)
+        ended.append(clock.now + skew)
+        if error:
+            failed.append(clock.now + skew)
+        if len(ended) == batch:
+            batched.record_many(ended, failed, clock.now + skew)
+            ended, failed = [], []
+    clock.advance(later)
+    batched.record_many(ended, failed, clock.now + skew)
+    assert batched.counts() == eager.counts()
+    assert batched.series() == eager.series()
+
+
+def test_a_batch_spanning_buckets_and_the_window_edge() -> None:
+    clock = FakeClock(1000.0)  # buckets of 5 s: 1000 starts one
+    counter = BucketedCounter(300, clock=clock)
+    # On the log's clock (now = 50): ended 400, 7, 3 and 0.5 s ago; the last two failed.
+    counter.record_many([-350.0, 43.0, 47.0, 49.5], [47.0, 49.5], 50.0)
+    counts = counter.counts()
+    assert (counts.requests, counts.errors) == (3, 2)  # 400 s ago is out of the window
+    # At 993, 997 and 999.5 on the window's clock: the buckets 990-995 and 995-1000.
+    slots = counter.series()
+    assert [(s.requests, s.errors) for s in slots[-3:]] == [(1, 0), (2, 2), (0, 0)]
+
+
+def test_a_time_after_now_counts_now() -> None:
+    clock = FakeClock(1000.0)
+    counter = BucketedCounter(300, clock=clock)
+    counter.record_many([60.0], [], 50.0)  # ten seconds in the future: a clock went back
+    assert counter.series()[-1].requests == 1
+
+
+def test_latency_batches_keep_the_latest() -> None:
+    ring = LatencyRing(3)
+    ring.record_many([1.0, 2.0])
+    ring.record_many([3.0, 4.0, 5.0])
+    assert ring.recent() == (3.0, 4.0, 5.0)
+
+
+def test_user_batches_note_each_sighting_at_its_time() -> None:
+    clock = FakeClock(1000.0)
+    users = RecentUsers(300, clock=clock)
+    # On the log's clock (now = 10): ann 250 s ago, bob 100 s ago, ann again 20 s ago.
+    users.touch_many([("ann", -240.0), ("bob", -90.0)], 10.0)
+    users.touch_many([("ann", -10.0)], 10.0)
+    assert users.count() == 2
+    clock.advance(211)  # bob's sighting (at 910) is out; ann's latest (at 980) is not
+    assert users.count() == 1
+    clock.advance(70)
+    assert users.count() == 0
+
+
+def test_an_older_sighting_in_a_batch_does_not_move_a_user_back() -> None:
+    clock = FakeClock(1000.0)
+    users = RecentUsers(300, clock=clock)
+    users.touch("ann")  # at 1000
+    users.touch_many([("ann", 500.0)], 1000.0)  # seen at 500 on the window's clock
+    clock.now = 1299.0
+    assert users.count() == 1

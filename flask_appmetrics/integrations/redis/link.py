@@ -117,9 +117,16 @@ class RedisLink:
             self._mark_up()
         return result
 
-    def add_source(self, take: Callable[[], PendingOps | None]) -> None:
-        """Register a window's ``take``: hands over its pending updates, or ``None``."""
-        self._sources.append(take)
+    def add_source(self, take: Callable[[], PendingOps | None], *, first: bool = False) -> None:
+        """Register a window's ``take``: hands over its pending updates, or ``None``.
+
+        :param first: call it before the sources registered so far (one that feeds them:
+            the request log that hands requests over to the windows).
+        """
+        if first:
+            self._sources.insert(0, take)
+        else:
+            self._sources.append(take)
 
     def maybe_flush(self) -> None:
         """Send pending window updates if ``APPMETRICS_REDIS_FLUSH_SECONDS`` have passed:

@@ -57,7 +57,7 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -126,6 +126,22 @@ class SharedRequestWindow:
             counts[0] += 1
             if error:
                 counts[1] += 1
+        self.link.maybe_flush()
+
+    def record_many(self, ended: Sequence[float], failed: Sequence[float], now: float) -> None:
+        """Count requests that ended at *ended* (errors at *failed*), on a clock that reads
+        *now* at this call (see :meth:`BucketedCounter.record_many`)."""
+        self.local.record_many(ended, failed, now)
+        # Their clock to the wall clock hosts share.
+        offset = self.clock() - now
+        with self._lock:
+            for times, index in ((ended, 0), (failed, 1)):
+                for at in times:
+                    interval = int((at + offset) // self.width)
+                    counts = self._pending.get(interval)
+                    if counts is None:
+                        counts = self._pending[interval] = [0, 0]
+                    counts[index] += 1
         self.link.maybe_flush()
 
     def _take(self) -> PendingOps | None:
@@ -261,6 +277,22 @@ class SharedUserWindow:
             pending.pop(digest, None)  # re-inserted last: the dict stays in sighting order
             pending[digest] = now
             if len(pending) > self.local.max_tracked:
+                del pending[next(iter(pending))]
+        self.link.maybe_flush()
+
+    def touch_many(self, sightings: Iterable[tuple[str, float]], now: float) -> None:
+        """Note each ``(identity, when)``, oldest first, on a clock that reads *now* at this
+        call (see :meth:`RecentUsers.touch_many`)."""
+        sightings = list(sightings)
+        self.local.touch_many(sightings, now)
+        offset = self.clock() - now
+        with self._lock:
+            pending = self._pending
+            for identity, when in sightings:
+                digest = self._digest(identity)
+                pending.pop(digest, None)  # re-inserted last: the dict stays in sighting order
+                pending[digest] = when + offset
+            while len(pending) > self.local.max_tracked:
                 del pending[next(iter(pending))]
         self.link.maybe_flush()
 
