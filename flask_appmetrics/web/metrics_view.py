@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from flask import Blueprint, Response, request
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
+from ..metrics.multiprocess.setup import encode
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -37,7 +39,7 @@ def metrics_blueprint(
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
         registry = scrape_registry()
         names = request.args.getlist("name[]")
-        body = encoder(registry.restricted_registry(names) if names else registry)
+        body = encoder(registry.restricted_registry(names)) if names else encode(registry, encoder)
         response = Response(body, content_type=content_type)
         if gzip_accepted(request.headers.get("Accept-Encoding", "")):
             response.set_data(gzip.compress(body))

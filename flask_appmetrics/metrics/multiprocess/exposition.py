@@ -1,0 +1,198 @@
+"""The multiprocess page, rendered from a scrape's slots.
+
+prometheus_client's encoders (the text format, OpenMetrics, each escaping scheme) build
+every line from the sample's name and labels: sorting, escaping and quoting them is most
+of the cost of a page. A series' line, up to its value, is the same from one scrape to the
+next, so it is made once, by the encoder itself, and kept: a scrape then writes each line
+as that text, the value (formatted as prometheus_client formats it) and a newline.
+
+Nothing is assumed about the format: the first time an encoder meets a family, the family
+is encoded by it, and the text is cut into the family's header (its ``#`` lines) and one
+line per series, each of which must end with the value that was given (``0.0``). An
+encoder whose output is not like that (an unknown format) is not cut: the page is then
+encoded whole, as prometheus_client would, and no faster.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import operator
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+from .series import Aggregate, Family, SeriesTable
+
+Encoder = Callable[[Collector], bytes]
+
+#: Encoders remembered per table (one per format and escaping a scraper asks for).
+_ENCODERS_LIMIT = 8
+
+
+class Collected(Collector):
+    """A collector of metrics already collected."""
+
+    def __init__(self, metrics: Iterable[Metric]) -> None:
+        self._metrics = list(metrics)
+
+    def collect(self) -> Iterable[Metric]:
+        return self._metrics
+
+
+#: From here on Go writes a number with an exponent where Python does not.
+_GO_EXPONENT = 1e6
+
+
+def format_value(value: float) -> str:
+    """``floatToGoString(value)``, without its checks for the values that are their
+    ``repr`` (all but infinities, NaN, and positive numbers of seven digits or more
+    before the point, which Go writes with an exponent)."""
+    text = repr(value)
+    if text[-1] in "fn" or (value > 0 and text.find(".") > 6):
+        return floatToGoString(value)  # type: ignore[no-untyped-call, no-any-return]
+    return text
+
+
+class _Rendering:
+    """One encoder's text for the families and series of one table."""
+
+    __slots__ = ("done", "encoder", "headers", "ordered", "prefixes", "trailer")
+
+    def __init__(self, encoder: Encoder, trailer: str) -> None:
+        self.encoder = encoder
+        #: what the encoder writes after the last family (OpenMetrics' ``# EOF``)
+        self.trailer = trailer
+        self.headers: dict[str, str] = {}
+        #: per slot, its line up to the value
+        self.prefixes: list[str] = []
+        #: per family, how many of its slots have their line
+        self.done: dict[str, int] = {}
+        #: per family, the prefixes in the order of its plan, and the plan's size
+        self.ordered: dict[str, tuple[int, list[str]]] = {}
+
+    def learn(self, table: SeriesTable, family: Family) -> bool:
+        """Encode the family's series that have no line yet; ``False`` if the encoder's
+        text cannot be cut into lines."""
+        new = family.slots[self.done.get(family.name, 0) :]
+        metric = Metric(family.name, family.help, family.typ)
+        names, labels = table.names, table.labels
+        for slot in new:
+            metric.add_sample(names[slot], dict(labels[slot]), 0.0)
+        try:
+            text = self.encoder(Collected([metric])).decode("utf-8")
+        except Exception:
+            return False
+        if not text.endswith(self.trailer):
+            return False
+        lines = text[: len(text) - len(self.trailer)].split("\n")
+        if lines.pop() != "":
+            return False
+        count = len(lines) - len(new)
+        if count < 0:
+            return False
+        header, samples = lines[:count], lines[count:]
+        if not all(line.startswith("#") for line in header):
+            return False
+        prefixes = self.prefixes
+        if len(prefixes) < len(table):
+            prefixes.extend([""] * (len(table) - len(prefixes)))
+        for slot, line in zip(new, samples, strict=True):
+            if line.startswith("#") or not line.endswith(" 0.0"):
+                return False
+            prefixes[slot] = line[:-3]
+        self.headers[family.name] = "".join(line + "\n" for line in header)
+        self.done[family.name] = len(family.slots)
+        return True
+
+
+_UNSUPPORTED = object()
+_RENDERINGS: weakref.WeakKeyDictionary[SeriesTable, dict[object, object]] = (
+    weakref.WeakKeyDictionary()
+)
+_RENDERINGS_LOCK = threading.Lock()
+
+
+def _key(encoder: Encoder) -> object:
+    """What identifies an encoder: ``choose_encoder`` makes a new ``partial`` per request."""
+    if isinstance(encoder, functools.partial):
+        return (encoder.func, encoder.args, tuple(sorted(encoder.keywords.items())))
+    return encoder
+
+
+def _rendering(table: SeriesTable, encoder: Encoder) -> _Rendering | None:
+    try:
+        key = _key(encoder)
+        hash(key)
+    except TypeError:
+        return None
+    with _RENDERINGS_LOCK:
+        renderings = _RENDERINGS.setdefault(table, {})
+        found = renderings.pop(key, None)
+        if found is None:
+            if len(renderings) >= _ENCODERS_LIMIT:
+                del renderings[next(iter(renderings))]
+            found = _Rendering(encoder, encoder(Collected(())).decode("utf-8"))
+        renderings[key] = found  # most recently used last
+    return found if isinstance(found, _Rendering) else None
+
+
+def _unsupported(table: SeriesTable, encoder: Encoder) -> None:
+    with _RENDERINGS_LOCK:
+        _RENDERINGS.setdefault(table, {})[_key(encoder)] = _UNSUPPORTED
+
+
+def render(
+    aggregate: Aggregate, encoder: Encoder, exclude: frozenset[str] = frozenset()
+) -> str | None:
+    """The families of *aggregate* but *exclude*, as *encoder* writes them (without what it
+    writes at the end of a page); ``None`` when the encoder's text cannot be cut into lines
+    (encode the families whole instead)."""
+    table = aggregate.table
+    with table.lock:
+        rendering = _rendering(table, encoder)
+        if rendering is None:
+            return None
+        out: list[str] = []
+        append = out.append
+        done = rendering.done
+        headers = rendering.headers
+        prefixes = rendering.prefixes
+        touched = aggregate.families
+        for name, family in table.families.items():
+            if name not in touched or name in exclude:
+                continue
+            if done.get(name, -1) < len(family.slots):
+                if not rendering.learn(table, family):
+                    _unsupported(table, encoder)
+                    return None
+                prefixes = rendering.prefixes
+            append(headers[name])
+            values = aggregate.page_values(family)
+            if values is None:  # some series have no value in this scrape
+                for slot, value in aggregate.lines(family):
+                    append(prefixes[slot])
+                    append(format_value(value))
+                    append("\n")
+                continue
+            if not values:
+                continue
+            ordered = rendering.ordered.get(name)
+            plan = family.plan
+            if ordered is None or ordered[0] != plan.size:
+                ordered = rendering.ordered[name] = (plan.size, [prefixes[s] for s in plan.order])
+            append("\n".join(map(operator.add, ordered[1], _formatted(values))))
+            append("\n")
+        return "".join(out)
+
+
+def _formatted(values: list[float]) -> Iterator[str]:
+    # repr is Go's format for all finite values below 1e6 (see format_value): checked for
+    # the whole list at C speed, then formatted at C speed.
+    if all(map(math.isfinite, values)) and max(values) < _GO_EXPONENT:
+        return map(repr, values)
+    return map(format_value, values)
