@@ -16,7 +16,8 @@ Medians and their ratio are printed, and the pages are checked to hold the same 
 (``prometheus_client.parser``). Printed twice: wall clock, and the CPU time of this
 process (the machine's neighbours slow the wall clock, not the work done). Also printed:
 the first scrape of a fresh process (CPU time, median of ``--cold`` processes), where
-nothing is cached yet.
+nothing is cached yet. With ``--callgrind N``: the instructions one warm scrape executes
+(valgrind's callgrind, N scrapes counted), which no neighbour on the machine changes.
 
 Part 2, exited workers (``--dead``). Each exited worker adds a copy of a small worker's
 files (20 routes) under a pid no process can have, as gunicorn or uWSGI leave them when
@@ -29,7 +30,7 @@ Part 3, ``--recycle N``: real gunicorn with ``--max-requests 1`` for N requests 
 recycled workers); the directory's size and the scrape time (read in this process: through
 HTTP every scrape would wait for a worker to boot) before and after.
 
-    python benchmarks/multiprocess_scrape.py [--series 1000 10000] [--rounds 21]
+    python benchmarks/multiprocess_scrape.py [--series 1000 10000] [--rounds 21] [--callgrind 2]
         [--dead 0 100 1000] [--dead-series 10000] [--dead-rounds 5] [--recycle 1000]
 """
 
@@ -224,6 +225,39 @@ def samples(body: bytes, openmetrics: bool) -> dict[tuple[str, frozenset[tuple[s
     }
 
 
+_CALLGRIND = """
+import sys
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from flask_appmetrics.metrics.multiprocess.setup import encode, scrape_registry
+path, who, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def plain():
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path)
+    generate_latest(registry)
+def ours():
+    encode(scrape_registry(path), generate_latest)
+scrape = plain if who == "plain" else ours
+for _ in range(1 + count):  # the first one warms what a server keeps between scrapes
+    scrape()
+"""
+
+
+def instructions(path: Path, who: str, scrapes: int) -> float:
+    """Instructions (callgrind's Ir) one warm scrape executes: deterministic, whatever the
+    machine's neighbours do. Two runs, with *scrapes* scrapes and with none; the
+    difference divided."""
+    counts = []
+    for count in (0, scrapes):
+        out = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+             "-c", _CALLGRIND, str(path), who, str(count)],
+            cwd=ROOT, capture_output=True, text=True, check=True,
+        ).stderr  # fmt: skip
+        counts.append(int(out.rsplit("Collected : ", 1)[1].split()[0]))
+    return (counts[1] - counts[0]) / scrapes
+
+
 def cold_ms(path: Path, who: str, runs: int) -> float:
     """CPU time of the first scrape of a fresh process (nothing cached), median."""
     times = []
@@ -239,7 +273,7 @@ def cold_ms(path: Path, who: str, runs: int) -> float:
     return statistics.median(times) * 1000
 
 
-def scrape_vs_series(series_counts: list[int], rounds: int, cold_runs: int) -> None:
+def scrape_vs_series(series_counts: list[int], rounds: int, cold_runs: int, callgrind: int) -> None:
     print(
         f"\nPart 1: scrape time by series; 3 live workers; same process, {rounds} interleaved "
         "rounds, medians (wall clock); cold = first scrape of a fresh process (CPU, median of "
@@ -276,6 +310,14 @@ def scrape_vs_series(series_counts: list[int], rounds: int, cold_runs: int) -> N
                     print(
                         f"{series:>7} {count:>8} {'text, cold':>12} {'':>21} {'':>20} {'':>6} "
                         f"{theirs:>15.2f} {ours:>7.2f} {ours / theirs:>6.3f}"
+                    )
+                if callgrind:
+                    theirs = instructions(path, "plain", callgrind)
+                    ours = instructions(path, "ours", callgrind)
+                    print(
+                        f"{series:>7} {count:>8} {'text':>12}  callgrind, instructions per warm "
+                        f"scrape: prometheus_client {theirs / 1e6:.1f} M, flask-appmetrics "
+                        f"{ours / 1e6:.1f} M, ratio {ours / theirs:.3f}"
                     )
 
 
@@ -385,13 +427,16 @@ def main() -> None:
     parser.add_argument("--series", type=int, nargs="*", default=[1_000, 10_000])
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--cold", type=int, default=5, help="fresh processes (0: skip)")
+    parser.add_argument(
+        "--callgrind", type=int, default=0, help="scrapes counted by callgrind (0: skip)"
+    )
     parser.add_argument("--dead", type=int, nargs="*", default=[0, 100, 1000])
     parser.add_argument("--dead-series", type=int, default=10_000)
     parser.add_argument("--dead-rounds", type=int, default=5)
     parser.add_argument("--recycle", type=int, default=0, help="gunicorn requests (0: skip)")
     args = parser.parse_args()
     if args.series:
-        scrape_vs_series(args.series, args.rounds, args.cold)
+        scrape_vs_series(args.series, args.rounds, args.cold, args.callgrind)
     if args.dead:
         scrape_vs_dead(args.dead, args.dead_series, args.dead_rounds)
     if args.recycle:

@@ -75,37 +75,46 @@ class _Rendering:
         #: per family, the prefixes in the order of its plan, and the plan's size
         self.ordered: dict[str, tuple[int, list[str]]] = {}
 
-    def learn(self, table: SeriesTable, family: Family) -> bool:
-        """Encode the family's series that have no line yet; ``False`` if the encoder's
-        text cannot be cut into lines."""
-        new = family.slots[self.done.get(family.name, 0) :]
+    def learn(
+        self, table: SeriesTable, family: Family, slots: list[int], values: list[float]
+    ) -> str | None:
+        """Encode *slots* of *family* with *values*, keep each one's line up to the value
+        and the family's header; return the lines (the header left out), or ``None`` if
+        the encoder's text cannot be cut into lines."""
         metric = Metric(family.name, family.help, family.typ)
         names, labels = table.names, table.labels
-        for slot in new:
-            metric.add_sample(names[slot], dict(labels[slot]), 0.0)
+        for slot, value in zip(slots, values, strict=True):
+            metric.add_sample(names[slot], labels[slot], value)
         try:
             text = self.encoder(Collected([metric])).decode("utf-8")
         except Exception:
-            return False
+            return None
         if not text.endswith(self.trailer):
-            return False
-        lines = text[: len(text) - len(self.trailer)].split("\n")
+            return None
+        text = text[: len(text) - len(self.trailer)]
+        lines = text.split("\n")
         if lines.pop() != "":
-            return False
-        count = len(lines) - len(new)
-        if count < 0:
-            return False
-        header, samples = lines[:count], lines[count:]
-        if not all(line.startswith("#") for line in header):
-            return False
+            return None
+        count = len(lines) - len(slots)
+        if count < 0 or not all(line.startswith("#") for line in lines[:count]):
+            return None
         prefixes = self.prefixes
         if len(prefixes) < len(table):
             prefixes.extend([""] * (len(table) - len(prefixes)))
-        for slot, line in zip(new, samples, strict=True):
-            if line.startswith("#") or not line.endswith(" 0.0"):
-                return False
-            prefixes[slot] = line[:-3]
-        self.headers[family.name] = "".join(line + "\n" for line in header)
+        for slot, line, value in zip(slots, lines[count:], values, strict=True):
+            written = " " + format_value(value)
+            if line.startswith("#") or not line.endswith(written):
+                return None
+            prefixes[slot] = line[: len(line) - len(written) + 1]
+        header = "".join(line + "\n" for line in lines[:count])
+        self.headers[family.name] = header
+        return text[len(header) :]
+
+    def learn_all(self, table: SeriesTable, family: Family) -> bool:
+        """Encode the family's series that have no line yet (with a value of 0)."""
+        new = family.slots[self.done.get(family.name, 0) :]
+        if self.learn(table, family, new, [0.0] * len(new)) is None:
+            return False
         self.done[family.name] = len(family.slots)
         return True
 
@@ -161,18 +170,27 @@ def render(
         append = out.append
         done = rendering.done
         headers = rendering.headers
-        prefixes = rendering.prefixes
         touched = aggregate.families
         for name, family in table.families.items():
             if name not in touched or name in exclude:
                 continue
-            if done.get(name, -1) < len(family.slots):
-                if not rendering.learn(table, family):
+            values = aggregate.page_values(family)
+            learned = done.get(name, -1) == len(family.slots)
+            if not learned and values is not None:
+                # Encoded with this scrape's values: the text is the page's, as it is.
+                text = rendering.learn(table, family, family.plan.order, values)
+                if text is None:
                     _unsupported(table, encoder)
                     return None
-                prefixes = rendering.prefixes
+                done[name] = len(family.slots)
+                append(headers[name])
+                append(text)
+                continue
+            if not learned and not rendering.learn_all(table, family):
+                _unsupported(table, encoder)
+                return None
+            prefixes = rendering.prefixes
             append(headers[name])
-            values = aggregate.page_values(family)
             if values is None:  # some series have no value in this scrape
                 for slot, value in aggregate.lines(family):
                     append(prefixes[slot])
