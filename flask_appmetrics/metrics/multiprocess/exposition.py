@@ -7,10 +7,11 @@ next, so it is made once, by the encoder itself, and kept: a scrape then writes 
 as that text, the value (formatted as prometheus_client formats it) and a newline.
 
 Nothing is assumed about the format: the first time an encoder meets a family, the family
-is encoded by it, and the text is cut into the family's header (its ``#`` lines) and one
-line per series, each of which must end with the value that was given (``0.0``). An
-encoder whose output is not like that (an unknown format) is not cut: the page is then
-encoded whole, as prometheus_client would, and no faster.
+is encoded by it (with this scrape's values, and that text goes on the page), and the text
+is cut into the family's header (its ``#`` lines) and one line per series, each of which
+must end with a space and the value that was given. An encoder whose output is not like
+that (an unknown format) is not cut: the page is then encoded whole, as prometheus_client
+would, and no faster.
 """
 
 from __future__ import annotations
@@ -145,7 +146,10 @@ def _rendering(table: SeriesTable, encoder: Encoder) -> _Rendering | None:
         if found is None:
             if len(renderings) >= _ENCODERS_LIMIT:
                 del renderings[next(iter(renderings))]
-            found = _Rendering(encoder, encoder(Collected(())).decode("utf-8"))
+            try:
+                found = _Rendering(encoder, encoder(Collected(())).decode("utf-8"))
+            except Exception:  # encoded whole instead, where it fails the same way
+                found = _UNSUPPORTED
         renderings[key] = found  # most recently used last
     return found if isinstance(found, _Rendering) else None
 
