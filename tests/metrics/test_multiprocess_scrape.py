@@ -208,10 +208,8 @@ def test_live_and_exited_workers_every_type_and_mode(tmp_path: Path) -> None:
             for p in live_dir.glob("*.db"):  # the live workers' files, as they are now
                 shutil.copyfile(p, kept / p.name)
             expected = reference(kept, exited, tmp_path / "reference")
-            for encoder in ENCODERS:
-                body = ours(live_dir, encoder)
-                if encoder in (TEXT, OPENMETRICS):
-                    _equal(page(body, encoder), expected)
+            for encoder in (TEXT, OPENMETRICS):
+                _equal(page(ours(live_dir, encoder), encoder), expected)
             return expected
 
         first = check()
@@ -296,18 +294,19 @@ def test_a_file_that_grows_and_changes_between_scrapes(tmp_path: Path) -> None:
     path = directory / f"histogram_{os.getpid()}.db"
     d = MmapedDict(str(path))
     keys = []
-    for i in range(3000):  # past the first 64 KiB: the file is resized and mapped again
+    for i in range(1200):  # past the first 64 KiB: the file is resized and mapped again
         key = mmap_key("h", "h_bucket", ["le"], [str(i * 0.25)], "h help")
         keys.append(key)
         d.write_value(key, i, 0)
-        if i % 700 == 0:
+        if i % 300 == 0:
             _equal(page(ours(directory)), _theirs(directory))
             d.write_value(keys[0], i * 2, 0)
     d.write_value(mmap_key("h", "h_sum", [], [], "h help"), 12.5, 0)
     d.close()
     mine = page(ours(directory))
     _equal(mine, _theirs(directory))
-    assert mine[("h_count", frozenset())] == sum(range(1, 3000)) + 2800 * 2
+    assert path.stat().st_size > 1 << 16
+    assert mine[("h_count", frozenset())] == sum(range(1, 1200)) + 900 * 2
     assert mine[("h_sum", frozenset())] == 12.5
 
 
