@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 _ATTEMPTS = 3
 _LOCKED_READ_WAIT_SECONDS = 5.0
 _INT = struct.Struct("i")
+#: struct format of an entry, by key length
+_PARTS: dict[int, str] = {}
 _logged: set[str] = set()
 
 
@@ -80,9 +82,13 @@ class _Layout:
         used = len(data)
         pos = self.used
         unpack_int = _INT.unpack_from
-        keys, parts, slots, families = [], [], [], set()
+        keys: list[bytes] = []
+        parts: list[str] = []
+        slots: list[int] = []
         file = self.file
+        typ = file.typ
         pid = file.pid_label if self.op == ALL else ""
+        known = table.known
         try:
             while pos < used:
                 if pos + 4 > used:
@@ -92,15 +98,22 @@ class _Layout:
                 end = pos + 4 + length + pad + 16
                 if length < 0 or end > used:
                     raise CorruptFileError(f"entry at byte {pos} runs past the used size {used}")
-                key = data[pos + 4 : pos + 4 + length]
-                slot = table.slot(key, file.typ, pid)
-                keys.append(data[pos : pos + 4 + length])
-                parts.append(f"{4 + length}s{pad}xdd")
+                raw = data[pos : pos + 4 + length]
+                key = raw[4:]
+                slot = known.get((key, pid))
+                if slot is None:
+                    slot = table.slot(key, typ, pid)
+                keys.append(raw)
+                part = _PARTS.get(length)
+                if part is None:
+                    part = _PARTS[length] = f"{4 + length}s{pad}xdd"
+                parts.append(part)
                 slots.append(slot)
-                families.add(table.family_of[slot].name)
                 pos = end
         finally:
             table.settle()  # also for the keys read before a corrupt entry
+        family_of = table.family_of
+        families = {family_of[slot].name for slot in set(slots)}
         self.keys += tuple(keys)
         self.slots += tuple(slots)
         self.families = self.families.union(families)
@@ -130,24 +143,28 @@ def _runs(
     them, so a file is usually a few runs, and a run is added with one slice operation
     instead of one Python step per entry.
     """
-    order = sorted(range(len(slots)), key=slots.__getitem__)
+    count = len(slots)
+    if not count:
+        return []
+    first = slots[0]
+    if slots == tuple(range(first, first + count)):  # the file that numbered its series
+        return [(first, first + count, itemgetter(slice(1, 3 * count, 3)))]
+    order = sorted(range(count), key=slots.__getitem__)  # stable: file order within a slot
+    ordered = [slots[k] for k in order]
+    positions = [3 * k + 1 for k in order]  # a value is the second of three items per entry
+    breaks = [k + 1 for k, (a, b) in enumerate(pairwise(ordered)) if b != a + 1]
+    if len(breaks) >= _MAX_RUNS and (len(breaks) + 1) * _RUN_SIZE > count:
+        return None
     runs: list[tuple[int, int, Callable[[tuple[object, ...]], tuple[float, ...]]]] = []
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and slots[order[j + 1]] == slots[order[j]] + 1:
-            j += 1
-        # A value is the second of three items per entry in a row.
-        positions = [3 * order[k] + 1 for k in range(i, j + 1)]
+    for i, j in pairwise([0, *breaks, count]):
+        run = positions[i:j]
+        start = run[0]
         pick: Callable[[tuple[object, ...]], tuple[float, ...]]
-        if all(b - a == 3 for a, b in pairwise(positions)):  # a slice of the row
-            pick = itemgetter(slice(positions[0], positions[-1] + 1, 3))
+        if run == list(range(start, start + 3 * len(run), 3)):  # a slice of the row
+            pick = itemgetter(slice(start, run[-1] + 1, 3))
         else:
-            pick = itemgetter(*positions)
-        runs.append((slots[order[i]], slots[order[j]] + 1, pick))
-        if len(runs) > _MAX_RUNS and len(runs) * _RUN_SIZE > len(slots):
-            return None
-        i = j + 1
+            pick = itemgetter(*run)
+        runs.append((ordered[i], ordered[j - 1] + 1, pick))
     return runs
 
 

@@ -182,8 +182,8 @@ class SeriesTable:
         self.names: list[str] = []
         self.labels: list[dict[str, str]] = []
         self.family_of: list[Family] = []
-        #: (raw key, pid label or "") -> slot
-        self._by_key: dict[tuple[bytes, str], int] = {}
+        #: (raw key, pid label or "") -> slot, for the keys met already
+        self.known: dict[tuple[bytes, str], int] = {}
         #: (family, sample name, labels) or (family, None, labels, bound) -> slot: keys
         #: that differ (help text, "1" and "1.0" bounds) but name the same series share it
         self._by_series: dict[tuple[object, ...], int] = {}
@@ -200,7 +200,7 @@ class SeriesTable:
 
         :raises ValueError: *key* is not a key prometheus_client writes.
         """
-        found = self._by_key.get((key, pid))
+        found = self.known.get((key, pid))
         if found is not None:
             return found
         parsed = parse_key(key)
@@ -214,7 +214,7 @@ class SeriesTable:
         else:
             labels = (*parsed.labels, ("pid", pid)) if pid else parsed.labels
             slot = self._sample(family, parsed.name, labels)
-        self._by_key[(key, pid)] = slot
+        self.known[(key, pid)] = slot
         return slot
 
     def _new(self, family: Family, name: str, labels: dict[str, str]) -> int:
