@@ -91,7 +91,17 @@ def appmetrics_without_health() -> Flask:
     app = appmetrics()
     instrumentation = app.extensions["appmetrics"].instrumentation
     instrumentation.observer = None
+    instrumentation.route_observer = None
     instrumentation.user_observer = None
+    return app
+
+
+def appmetrics_with_objectives() -> Flask:
+    """flask-appmetrics with two service level objectives (availability and latency)
+    counting the benchmarked route."""
+    app = trivial_app()
+    app.config["APPMETRICS_SLOS"] = [{"availability": 0.999, "latency": ("250ms", 0.99)}]
+    FlaskMetrics(app, registry=CollectorRegistry())
     return app
 
 
@@ -109,6 +119,7 @@ VARIANTS: dict[str, Callable[[], Flask]] = {
     "floor": floor,
     "appmetrics": appmetrics,
     "appmetrics_metrics_only": appmetrics_without_health,
+    "appmetrics_2_objectives": appmetrics_with_objectives,
     "prometheus_flask_exporter": peer,
 }
 

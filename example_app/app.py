@@ -34,12 +34,20 @@ metrics = FlaskMetrics()
 LLM_ENDPOINTS = ("/api/generate", "/api/subtopics", "/api/explanations", "/api/images")
 
 #: flask-appmetrics settings this app chooses (an app's own config still wins): Gemini's
-#: free-tier-like quota limits, so the quota gauges and alerts have something to show.
+#: free-tier-like quota limits, so the quota gauges and alerts have something to show; and
+#: the service's objectives: the API answers without a 5xx 99.5% of the time, and the main
+#: endpoint, which waits on two generations, within 2.5 s 95% of the time (2.5 s is a
+#: bucket of the default histogram). ops/prometheus/rules/flask_appmetrics.slo.yml holds
+#: the rules `flask --app example_app appmetrics rules` writes from them.
 APPMETRICS_DEFAULTS: dict[str, Any] = {
     "APPMETRICS_GEMINI_ENDPOINTS": LLM_ENDPOINTS,
     "APPMETRICS_QUOTA_RPM": 60,
     "APPMETRICS_QUOTA_TPM": 1_000_000,
     "APPMETRICS_QUOTA_RPD": 1_500,
+    "APPMETRICS_SLOS": (
+        {"name": "api", "blueprint": "api", "availability": 0.995},
+        {"name": "generate", "endpoints": ("api.generate",), "latency": ("2.5s", 0.95)},
+    ),
 }
 
 

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from .recording.receivers import SignalReceivers
     from .recording.request_hooks import RequestInstrumentation
     from .settings import Settings
+    from .slo.tracker import SloTracker
+    from .web.guard import Guard
 
 EXTENSION_KEY = "appmetrics"
 
@@ -47,6 +49,10 @@ class AppState:
     redis: RedisLink | None
     #: prometheus_client's multiprocess directory, when that mode is on (gunicorn workers).
     multiprocess_dir: str | None
+    #: The app's service level objectives, their windows and burn rates.
+    slo: SloTracker
+    #: Who may read the extension's views (``flask appmetrics routes`` describes it).
+    guard: Guard
 
     def scrape_registry(self) -> CollectorRegistry:
         """The registry ``/metrics`` serves: in multiprocess mode, a fresh one per scrape

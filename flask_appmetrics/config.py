@@ -6,21 +6,23 @@ effective value is visible in ``app.config``; a bad value raises
 on the first request.
 
 Each concern has its own frozen settings class (in :mod:`flask_appmetrics.settings`)
-and loader below; :class:`Settings` gathers them. Keys are listed in :data:`DEFAULTS`,
-which the README's configuration table is checked against.
+and loader below; :class:`Settings` gathers them. Keys are listed in :data:`DEFAULTS` and
+described in :data:`DESCRIPTIONS`, from which the configuration reference is generated.
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
 import itertools
 import logging
 import math
 import os
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from . import config_strings as strings
 from .errors import ConfigurationError
 from .llm.pricing import DEFAULT_GEMINI_PRICES, parse_prices
 from .llm.quota import DEFAULT_TIMEZONE, QuotaLimits
@@ -35,8 +37,11 @@ from .settings import (
     SentrySettings,
     Settings,
     SharedSettings,
+    SloSettings,
     StatusSettings,
 )
+from .slo.objectives import CONFIG_KEY as SLOS_KEY
+from .slo.objectives import from_config
 
 logger = logging.getLogger("flask_appmetrics")
 
@@ -99,8 +104,174 @@ DEFAULTS: dict[str, Any] = {
     "APPMETRICS_REDIS_SOCKET_TIMEOUT_SECONDS": 0.05,
     "APPMETRICS_REDIS_RETRY_SECONDS": 5.0,
     "APPMETRICS_REDIS_FLUSH_SECONDS": 1.0,
+    # -- service level objectives (see slo/objectives.py) -----------------------------------
+    # Objectives of this app, besides those declared with @metrics.slo: none by default.
+    "APPMETRICS_SLOS": (),
+    # The rolling period objectives are judged over; the SRE workbook's burn-rate table
+    # is written for 30 days.
+    "APPMETRICS_SLO_WINDOW_DAYS": 30,
 }
 
+#: One sentence per key of :data:`DEFAULTS`: what it does, in which unit. The documentation's
+#: configuration reference is generated from these two tables (a test checks that they
+#: have the same keys). Single backticks mark code (the docs' default role).
+DESCRIPTIONS: dict[str, str] = {
+    "APPMETRICS_METRICS_PATH": "Path of the Prometheus page; `None` turns it off.",
+    "APPMETRICS_HEALTH_PATH": "Path of the JSON health endpoint; `None` turns it off.",
+    "APPMETRICS_LIVEZ_PATH": (
+        "Path of the liveness probe, 200 while the process serves; `None` turns it off."
+    ),
+    "APPMETRICS_READYZ_PATH": (
+        "Path of the readiness probe, 503 while a critical health check fails; `None` turns it off."
+    ),
+    "APPMETRICS_STATUS_PATH": (
+        "Path of the HTML status page (also served at the health path to browsers allowed "
+        "to see details); `None` turns it off."
+    ),
+    "APPMETRICS_STATUS_REFRESH_SECONDS": (
+        "How often the status page reloads its figures, in seconds (0.5 to 3600)."
+    ),
+    "APPMETRICS_BUCKETS": (
+        "Upper bounds of the `http_request_duration_seconds` buckets, in seconds, "
+        "strictly increasing; apps sharing a registry must agree on them."
+    ),
+    "APPMETRICS_EXCLUDE_PATHS": (
+        "Paths whose requests are not recorded, with everything below them by whole "
+        "segments (`/internal` covers `/internal/jobs`, not `/internalize`)."
+    ),
+    "APPMETRICS_MAX_ERROR_TYPES": (
+        "Distinct `error_type` values of `application_errors_total` kept before further "
+        "exception types are counted as `other`."
+    ),
+    "APPMETRICS_STRICT": (
+        "Raise `TypeError` or `ValueError` on bad input to the helpers, signals and custom "
+        "metrics instead of logging and dropping it (meant for tests)."
+    ),
+    "APPMETRICS_GEMINI_ENDPOINTS": (
+        "Endpoint label values of the Gemini families whose series exist at 0 from the "
+        "start and are always kept."
+    ),
+    "APPMETRICS_GEMINI_MODELS": (
+        "Model label values of the Gemini families whose series exist at 0 from the start "
+        "and are always kept."
+    ),
+    "APPMETRICS_GEMINI_PRICES": (
+        "Prices in USD per million tokens by model-name prefix, "
+        '`{"model": {"input": x, "output": y, "cached": z}}`, for '
+        "`gemini_api_cost_usd_total`."
+    ),
+    "APPMETRICS_MAX_LABEL_VALUES": (
+        "Distinct values a label fed from input (Gemini endpoint and model, cache operation "
+        "and layer, breaker service) takes beyond the configured ones before the rest "
+        "become `other`."
+    ),
+    "APPMETRICS_MAX_LABEL_LENGTH": (
+        "Most UTF-8 bytes of a label value fed from input; a longer value becomes its first "
+        "bytes, `~` and 8 hex digits of its hash (at least 16)."
+    ),
+    "APPMETRICS_QUOTA_RPM": "API requests allowed per minute; `None` means unlimited.",
+    "APPMETRICS_QUOTA_TPM": "API tokens allowed per minute; `None` means unlimited.",
+    "APPMETRICS_QUOTA_RPD": "API requests allowed per day; `None` means unlimited.",
+    "APPMETRICS_QUOTA_TPD": "API tokens allowed per day; `None` means unlimited.",
+    "APPMETRICS_QUOTA_TIMEZONE": (
+        "IANA time zone whose midnight starts a new quota day (Gemini's quotas reset at "
+        "midnight Pacific time)."
+    ),
+    "APPMETRICS_HEALTH_LATENCY_WINDOW": (
+        "Number of recent request durations kept for the health average and p95."
+    ),
+    "APPMETRICS_HEALTH_ERROR_WINDOW_SECONDS": (
+        "Span of the health error window (`recent_errors_5min`, the error ratio), in "
+        "seconds (1 to 604800)."
+    ),
+    "APPMETRICS_HEALTH_DEGRADED_ERROR_RATIO": (
+        "Share of 5xx responses in the error window (0 to 1) from which the app is `degraded`."
+    ),
+    "APPMETRICS_HEALTH_UNHEALTHY_ERROR_RATIO": (
+        "Share of 5xx responses in the error window (0 to 1) from which the app is "
+        "`unhealthy` and health answers 503."
+    ),
+    "APPMETRICS_HEALTH_MIN_REQUESTS": (
+        "Requests the error window must hold before the error ratio can make the app "
+        "`degraded` or `unhealthy` (`0` judges from the first request)."
+    ),
+    "APPMETRICS_HEALTH_LATENCY_THRESHOLD_SECONDS": (
+        "The p95 of recent request durations, in seconds, above which the app is "
+        "`degraded`; `None` turns the latency judgement off."
+    ),
+    "APPMETRICS_HEALTH_CHECK_TIMEOUT_SECONDS": (
+        "Time a health check may run before it fails, in seconds, for checks registered "
+        "without a timeout of their own."
+    ),
+    "APPMETRICS_USERS_WINDOW_SECONDS": (
+        "How long a user counts in `concurrent_users` after their last request, in seconds."
+    ),
+    "APPMETRICS_USERS_MAX_TRACKED": (
+        "Most distinct users tracked at once (each takes a fixed-size hash, about 1 MiB "
+        "for 10,000)."
+    ),
+    "APPMETRICS_AUTH_TOKEN": (
+        "Bearer token that `/metrics`, the status page and health details require "
+        "(`Authorization: Bearer <token>`); `None` requires none."
+    ),
+    "APPMETRICS_AUTH_USERNAME": (
+        "HTTP Basic user name accepted with `APPMETRICS_AUTH_PASSWORD`; `None` turns "
+        "Basic auth off."
+    ),
+    "APPMETRICS_AUTH_PASSWORD": (
+        "HTTP Basic password accepted with `APPMETRICS_AUTH_USERNAME`; `None` turns Basic auth off."
+    ),
+    "APPMETRICS_AUTH_HEALTH": (
+        "What of health needs credentials: `details` (the summary stays public), `all` "
+        "(`/api/health` and `/readyz` too) or `none`."
+    ),
+    "APPMETRICS_SENTRY_DSN": (
+        "Sentry DSN to report errors to; `None` falls back to the `SENTRY_DSN` environment "
+        'variable and `""` turns Sentry off.'
+    ),
+    "APPMETRICS_SENTRY_ENVIRONMENT": (
+        "Sentry environment; `None` falls back to `SENTRY_ENVIRONMENT`, else `production`."
+    ),
+    "APPMETRICS_SENTRY_RELEASE": "Sentry release; `None` falls back to `SENTRY_RELEASE`.",
+    "APPMETRICS_SENTRY_OPTIONS": (
+        'More keyword arguments for `sentry_sdk.init`, such as `{"traces_sample_rate": 0.1}`.'
+    ),
+    "APPMETRICS_SENTRY_SCRUB_FIELDS": (
+        "More field names whose values are removed from Sentry events, on top of the built-in list."
+    ),
+    "APPMETRICS_REDIS_URL": (
+        "`redis://`, `rediss://` or `unix://` URL through which workers and hosts share "
+        "the health error window, concurrent users and the quota; `None` keeps them in "
+        "each process."
+    ),
+    "APPMETRICS_REDIS_PREFIX": (
+        "Prefix of every Redis key; `{app_name}` in it becomes the Flask app's name, so "
+        "replicas of one service share their windows and other services do not."
+    ),
+    "APPMETRICS_REDIS_SOCKET_TIMEOUT_SECONDS": (
+        "The most a Redis call may delay a request, in seconds (0.001 to 5)."
+    ),
+    "APPMETRICS_REDIS_RETRY_SECONDS": (
+        "How long to use local windows after a Redis failure before trying Redis again, in seconds."
+    ),
+    "APPMETRICS_REDIS_FLUSH_SECONDS": (
+        "How often each worker sends its batched health and user updates to Redis, in seconds."
+    ),
+    "APPMETRICS_SLOS": (
+        "Service level objectives of the app besides those declared with `metrics.slo`: a "
+        'list of mappings such as `{"name": "api", "blueprint": "api", "availability": '
+        '0.999, "latency": ("300ms", 0.99)}` (`blueprint` or `endpoints` scope one, else '
+        "it counts the whole app)."
+    ),
+    "APPMETRICS_SLO_WINDOW_DAYS": (
+        "Rolling period, in days (7 to 366), over which every objective's error budget is "
+        "counted and its burn-rate alert thresholds are scaled."
+    ),
+}
+
+
+#: Every key the extension reads starts with this.
+PREFIX = "APPMETRICS_"
 
 #: Integers beyond this are no usable setting, and beyond float's range they make gauges
 #: (quota limits) fail with OverflowError at every scrape.
@@ -108,7 +279,12 @@ _MAX_INTEGER = 2**53
 
 
 class ConfigReader:
-    """Reads typed values from a Flask config, writing back the defaults it used."""
+    """Reads typed values from a Flask config, writing back the defaults it used.
+
+    A value given as a string (an environment variable copied into the config) is parsed
+    where the string can mean one thing only (:mod:`flask_appmetrics.config_strings`), and
+    the parsed value is written back, so that ``app.config`` holds the value in effect.
+    """
 
     def __init__(self, config: MutableMapping[str, Any]) -> None:
         self._config = config
@@ -120,14 +296,49 @@ class ConfigReader:
             default = copy.copy(default)
         return self._config.setdefault(key, default)
 
+    def parse(self, key: str, text: str, parse: Callable[[str], Any]) -> Any:
+        """*text*, part of *key*'s value, parsed by *parse*.
+
+        :raises ConfigurationError: *parse* refused it, naming *key* and the reason.
+        """
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise ConfigurationError(key, f"{error}, got {text!r}") from None
+
+    def from_string(self, key: str, text: str, parse: Callable[[str], Any]) -> Any:
+        """*key*'s value *text* parsed by *parse*, and written back to the config in its
+        place (see :meth:`parse`)."""
+        return self.store(key, self.parse(key, text, parse))
+
+    def store(self, key: str, value: Any) -> Any:
+        """Write *value*, parsed from what *key* was given, back to the config."""
+        self._config[key] = value
+        return value
+
+    def absent(self, key: str) -> bool:
+        """Whether *key*, one whose value may be ``None``, is ``None`` or says so as a
+        string (``"none"``, ``"null"``; written back as ``None``)."""
+        value = self.raw(key)
+        if isinstance(value, str) and strings.is_none(value):
+            value = self.store(key, None)
+        return value is None
+
     def boolean(self, key: str) -> bool:
         value = self.raw(key)
+        if isinstance(value, str):
+            value = self.from_string(key, value, strings.boolean)
+        elif type(value) is int and value in (0, 1):
+            # from_prefixed_env() reads "0" and "1" as JSON numbers.
+            value = self.store(key, bool(value))
         if not isinstance(value, bool):
             raise ConfigurationError(key, f"expected True or False, got {value!r}")
         return value
 
     def integer(self, key: str, *, minimum: int = 0, maximum: int = _MAX_INTEGER) -> int:
         value = self.raw(key)
+        if isinstance(value, str):
+            value = self.from_string(key, value, strings.integer)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigurationError(key, f"expected an integer, got {value!r}")
         if value < minimum:
@@ -139,9 +350,11 @@ class ConfigReader:
     def number(
         self, key: str, *, minimum: float = 0.0, maximum: float = math.inf, optional: bool = False
     ) -> float | None:
-        value = self.raw(key)
-        if value is None and optional:
+        if optional and self.absent(key):
             return None
+        value = self.raw(key)
+        if isinstance(value, str):
+            value = self.from_string(key, value, strings.number)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigurationError(key, f"expected a number, got {value!r}")
         if isinstance(value, int) and abs(value) > _MAX_INTEGER:
@@ -159,12 +372,21 @@ class ConfigReader:
         value = self.raw(key)
         if value is None and optional:
             return None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            # The usual way to get here: from_prefixed_env() read a numeric token as JSON.
+            raise ConfigurationError(
+                key,
+                f"expected a string, got the number {value!r} (from_prefixed_env() parses "
+                "values as JSON: quote a numeric string in the variable, '\"12345\"')",
+            )
         if not isinstance(value, str) or not value:
             raise ConfigurationError(key, f"expected a non-empty string, got {value!r}")
         return value
 
     def path(self, key: str) -> str | None:
-        value = self.text(key, optional=True)
+        if self.absent(key):
+            return None
+        value = self.text(key)
         if value is not None and not value.startswith("/"):
             raise ConfigurationError(key, f"must start with '/' (or be None), got {value!r}")
         if value is not None and ("<" in value or ">" in value):
@@ -174,7 +396,9 @@ class ConfigReader:
 
     def strings(self, key: str) -> tuple[str, ...]:
         value = self.raw(key)
-        if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
+        if isinstance(value, str):
+            value = self.store(key, tuple(self.parse(key, value, strings.items)))
+        if not isinstance(value, (list, tuple, set, frozenset)):
             raise ConfigurationError(key, f"expected a list of strings, got {value!r}")
         for item in value:
             if not isinstance(item, str) or not item:
@@ -183,18 +407,30 @@ class ConfigReader:
 
     def mapping(self, key: str) -> Mapping[str, Any]:
         value = self.raw(key)
+        if isinstance(value, str):
+            value = self.from_string(key, value, strings.mapping)
         if not isinstance(value, Mapping):
-            raise ConfigurationError(key, f"expected a mapping, got {value!r}")
+            raise ConfigurationError(
+                key, f"expected a mapping (a dict, or a JSON object in a string), got {value!r}"
+            )
         return value
 
 
 def _buckets(reader: ConfigReader) -> tuple[float, ...]:
     key = "APPMETRICS_BUCKETS"
     value = reader.raw(key)
-    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or not value:
+    parsed = isinstance(value, str)
+    if parsed:
+        value = reader.parse(key, value, strings.items)
+    if isinstance(value, bytes) or not isinstance(value, (list, tuple)) or not value:
         raise ConfigurationError(key, f"expected a non-empty list of numbers, got {value!r}")
     buckets: list[float] = []
-    for item in value:
+    for given in value:
+        item = given
+        if isinstance(item, str):
+            # "0.1,0.5,1" from the environment, or ["0.1", "0.5"]: each bound is a number.
+            item = reader.parse(key, item, strings.number)
+            parsed = True
         if isinstance(item, bool) or not isinstance(item, (int, float)):
             raise ConfigurationError(key, f"bucket bounds must be numbers, got {item!r}")
         try:
@@ -206,6 +442,8 @@ def _buckets(reader: ConfigReader) -> tuple[float, ...]:
         buckets.append(bound)
     if any(b <= a for a, b in itertools.pairwise(buckets)):
         raise ConfigurationError(key, f"bucket bounds must be strictly increasing, got {value!r}")
+    if parsed:
+        reader.store(key, tuple(buckets))
     return tuple(b for b in buckets if b != math.inf)
 
 
@@ -376,7 +614,6 @@ def _health(reader: ConfigReader) -> HealthSettings:
             f"got {degraded}",
         )
     threshold_key = "APPMETRICS_HEALTH_LATENCY_THRESHOLD_SECONDS"
-    threshold = reader.raw(threshold_key)
     return HealthSettings(
         latency_window=reader.integer("APPMETRICS_HEALTH_LATENCY_WINDOW", minimum=1),
         error_window_seconds=_seconds(
@@ -385,7 +622,7 @@ def _health(reader: ConfigReader) -> HealthSettings:
         degraded_error_ratio=degraded,
         unhealthy_error_ratio=unhealthy,
         latency_threshold_seconds=None
-        if threshold is None
+        if reader.absent(threshold_key)
         else _seconds(reader, threshold_key, _DURATION_SECONDS),
         check_timeout_seconds=_seconds(
             reader, "APPMETRICS_HEALTH_CHECK_TIMEOUT_SECONDS", _DURATION_SECONDS
@@ -397,7 +634,14 @@ def _health(reader: ConfigReader) -> HealthSettings:
 
 
 def _optional_limit(reader: ConfigReader, key: str) -> int | None:
-    return None if reader.raw(key) is None else reader.integer(key, minimum=1)
+    return None if reader.absent(key) else reader.integer(key, minimum=1)
+
+
+def _prices(reader: ConfigReader) -> Any:
+    # parse_prices checks the structure; a string can only be the table as JSON.
+    key = "APPMETRICS_GEMINI_PRICES"
+    value = reader.raw(key)
+    return reader.from_string(key, value, strings.mapping) if isinstance(value, str) else value
 
 
 def _shared(reader: ConfigReader) -> SharedSettings:
@@ -411,9 +655,7 @@ def _shared(reader: ConfigReader) -> SharedSettings:
     return SharedSettings(
         gemini_endpoints=reader.strings("APPMETRICS_GEMINI_ENDPOINTS"),
         gemini_models=reader.strings("APPMETRICS_GEMINI_MODELS"),
-        gemini_prices=parse_prices(
-            "APPMETRICS_GEMINI_PRICES", reader.raw("APPMETRICS_GEMINI_PRICES")
-        ),
+        gemini_prices=parse_prices("APPMETRICS_GEMINI_PRICES", _prices(reader)),
         max_label_values=reader.integer("APPMETRICS_MAX_LABEL_VALUES", minimum=1),
         max_label_length=reader.integer(
             "APPMETRICS_MAX_LABEL_LENGTH", minimum=MIN_MAX_LABEL_LENGTH
@@ -455,13 +697,43 @@ def _status(reader: ConfigReader) -> StatusSettings:
     return StatusSettings(path=reader.path("APPMETRICS_STATUS_PATH"), refresh_seconds=refresh)
 
 
+#: Bounds of ``APPMETRICS_SLO_WINDOW_DAYS``: the slowest alert reads 3 days, which must be
+#: well within the period; beyond a year no process or Prometheus keeps the history.
+_SLO_DAYS = (7.0, 366.0)
+
+
+def _slo(reader: ConfigReader) -> SloSettings:
+    days = reader.number("APPMETRICS_SLO_WINDOW_DAYS", minimum=_SLO_DAYS[0], maximum=_SLO_DAYS[1])
+    assert days is not None  # number() returns None only when optional
+    # Whole minutes: the period is a Prometheus range ([30d], [10080m]) in the rules.
+    period = round(days * 1440) * 60.0
+    value = reader.raw(SLOS_KEY)
+    if isinstance(value, str):  # from the environment: a JSON array of objects
+        value = reader.store(SLOS_KEY, reader.parse(SLOS_KEY, value, strings.items))
+    return SloSettings(declarations=from_config(value), period_seconds=period)
+
+
+def _unknown_key(key: str) -> str:
+    """The message for *key*, not one of ours: the closest real keys, if any is close."""
+    # Compared without the prefix, which every key shares and which would make them all
+    # look alike.
+    names = [name.removeprefix(PREFIX) for name in DEFAULTS]
+    close = difflib.get_close_matches(key.removeprefix(PREFIX), names, n=2, cutoff=0.6)
+    if not close:
+        return (
+            "unknown flask-appmetrics setting (a typo?); the configuration reference lists the keys"
+        )
+    suggestion = " or ".join(PREFIX + name for name in close)
+    return f"unknown flask-appmetrics setting; did you mean {suggestion}?"
+
+
 def load_settings(config: MutableMapping[str, Any]) -> Settings:
     """Read, default and validate every ``APPMETRICS_*`` key of *config*."""
     reader = ConfigReader(config)
     known = set(DEFAULTS)
-    unknown = sorted(k for k in config if k.startswith("APPMETRICS_") and k not in known)
+    unknown = sorted(k for k in config if k.startswith(PREFIX) and k not in known)
     if unknown:
-        raise ConfigurationError(unknown[0], "unknown flask-appmetrics setting (a typo?)")
+        raise ConfigurationError(unknown[0], _unknown_key(unknown[0]))
     http = HttpSettings(
         buckets=_buckets(reader),
         exclude_paths=reader.strings("APPMETRICS_EXCLUDE_PATHS"),
@@ -484,4 +756,5 @@ def load_settings(config: MutableMapping[str, Any]) -> Settings:
         health=_health(reader),
         shared=_shared(reader),
         status=_status(reader),
+        slo=_slo(reader),
     )

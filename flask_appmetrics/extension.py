@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import weakref
+from typing import TYPE_CHECKING, TypeVar
 
-from .app_state import EXTENSION_KEY, AppState, set_latest, state_of, strict_now
+from flask import Blueprint
+
+from .app_state import EXTENSION_KEY, AppState, current_state, set_latest, state_of, strict_now
+from .cli import appmetrics as appmetrics_commands
 from .config import DEFAULT_BUCKETS, load_settings
-from .errors import AlreadyInitializedError, AppMetricsError
+from .errors import AlreadyInitializedError, AppMetricsError, ConfigurationError
 from .health.checks import CheckFunc, CheckRegistry, F
 from .health_wiring import build_monitor
 from .integrations.redis.windows import shared_windows
 from .integrations.sentry import app_secrets, init_sentry
 from .metrics.cache_layers import CacheLayersMixin
-from .metrics.custom import CustomMetricsMixin
+from .metrics.custom_mixin import CustomMetricsMixin
 from .metrics.multiprocess.setup import check_setup as check_multiprocess_setup
 from .metrics.registry_state import registry_state
 from .recording.identity import UserIdentity
 from .recording.receivers import install as install_receivers
 from .recording.request_hooks import RequestInstrumentation
 from .signals import app_initialized
+from .slo.objectives import Declaration, Scope, declare, threshold_problem
+from .slo_wiring import build_tracker, refuse_unmeasurable
 from .web.guard import AuthDecorator, Guard
 from .web.health_views import HEALTH_BLUEPRINT, health_blueprint
 from .web.metrics_view import METRICS_BLUEPRINT, metrics_blueprint
@@ -27,15 +33,19 @@ from .web.route_conflicts import LateConflictCheck, OwnRoute, refuse_conflicts
 from .web.status_page import STATUS_BLUEPRINT, status_blueprint, status_page
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from flask import Flask
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
     from .llm.quota import QuotaCounter
     from .settings import Settings
+    from .slo.tracker import SloTracker
 
 logger = logging.getLogger("flask_appmetrics")
+
+#: What :meth:`FlaskMetrics.slo` decorates: a view function or a blueprint.
+Target = TypeVar("Target")
 
 
 class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
@@ -52,14 +62,23 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
 
     The metric families are registered once per registry, whatever the number of apps
     (an app factory called per test, say); every app that calls :meth:`init_app` is
-    instrumented. Per-app state lives in ``app.extensions["appmetrics"]``.
+    instrumented. Per-app state lives in ``app.extensions["appmetrics"]``. In tests, give
+    each app a registry of its own (``metrics.init_app(app, registry=CollectorRegistry())``):
+    its values, quota and custom metrics then start afresh.
 
     :param app: an app to initialise now, or ``None`` to call :meth:`init_app` later.
     :param registry: where the metrics live; ``None`` means ``prometheus_client.REGISTRY``
         so that the process collector and the app's own metrics show on the same page.
+        :meth:`init_app` may give an app another one.
+    :param auth: a view decorator of the app's own (``login_required``,
+        ``jwt_required()``) that decides who may read ``/metrics`` and the health details,
+        besides the ``APPMETRICS_AUTH_*`` credentials.
+    :param user_identity: returns who the current request's user is, for
+        ``concurrent_users`` (``None`` leaves the request uncounted); by default
+        :func:`~flask_appmetrics.default_user_identity`.
     :param quota: where the ``quota_*`` gauges count API usage (a
-        :class:`~flask_appmetrics.QuotaCounter`); ``None`` is an in-process counter whose
-        day ends at midnight ``APPMETRICS_QUOTA_TIMEZONE``.
+        :class:`~flask_appmetrics.QuotaCounter`); ``None`` is an in-process counter per
+        registry whose day ends at midnight ``APPMETRICS_QUOTA_TIMEZONE``.
     """
 
     def __init__(
@@ -76,13 +95,36 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         self._quota = quota
         # Extension-wide on purpose: checks apply to every app this instance initialises.
         self._checks = CheckRegistry()
+        # Extension-wide too, like the checks: objectives declared on views apply to every
+        # app that routes them. The apps' trackers are told when one is added.
+        self._slo: list[Declaration] = []
+        self._trackers: weakref.WeakSet[SloTracker] = weakref.WeakSet()
         self._user_identity = user_identity
+        self._app_registries = weakref.WeakSet()
+        self._declared = {}
+        self._cache_layers = {}
         if app is not None:
             self.init_app(app)
 
-    def init_app(self, app: Flask) -> None:
+    def init_app(
+        self,
+        app: Flask,
+        *,
+        registry: CollectorRegistry | None = None,
+        quota: QuotaCounter | None = None,
+    ) -> None:
         """Instrument *app*, register the metric catalog (once per registry), add the views.
 
+        :param registry: the registry of this app, when not the extension's
+            (:attr:`registry`): the catalog, the quota gauges and every custom metric
+            declared through this extension are declared there too, and calls record
+            there while this app is the one recording (in its context, or the most
+            recently initialised app outside any). A fresh one per test starts every value
+            at zero; apps sharing a registry must agree on the settings that shape its
+            series.
+        :param quota: where this app counts API usage, when not the extension's (a
+            :class:`~flask_appmetrics.QuotaCounter`); like the constructor's, it counts
+            for every app on the registry.
         :raises AlreadyInitializedError: *app* was initialised before.
         :raises ConfigurationError: an ``APPMETRICS_*`` key has a bad value.
         :raises RouteConflictError: the app already routes one of our paths (a
@@ -104,16 +146,26 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
                 "call it while the app is being set up (in the app factory)."
             )
         settings = load_settings(app.config)
+        # A latency objective off the histogram's buckets cannot be measured: refused here
+        # (those declared later are refused as they are declared).
+        refuse_unmeasurable((*self._slo, *settings.slo.declarations), settings.http.buckets)
         # Before anything is installed: a path the app already routes is refused here.
         routes = _own_routes(settings)
         refuse_conflicts(app, routes)
         # Before any metric is touched: a half-configured multiprocess mode is refused here.
         multiprocess_dir = check_multiprocess_setup()
+        if registry is None:
+            registry = self.registry
+        own_registry = registry is not self.registry
         # Before opening anything (a Redis link): settings other than those of a live app
         # on this registry are refused here.
-        shared_state = registry_state(self.registry)
+        shared_state = registry_state(registry)
         shared_state.strict = strict_now
         metric_set = shared_state.metric_set_for(settings.http.buckets, settings.shared)
+        if own_registry:
+            # The app's own registry shows what this extension declared, as its own does.
+            self._declare_in(registry)
+            self._layers_in(registry)
         # Redis-backed windows (APPMETRICS_REDIS_URL), shared by every worker and host.
         shared = shared_windows(
             settings,
@@ -121,9 +173,18 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
             secret=app.config.get("SECRET_KEY"),
             on_error=metric_set.count_internal_error,
         )
-        quota = self._quota or (shared.quota if shared is not None else None)
+        if quota is None:
+            quota = self._quota or (shared.quota if shared is not None else None)
         series = shared_state.shared_series(app, settings.shared, quota)
         own_blueprints = frozenset({METRICS_BLUEPRINT, HEALTH_BLUEPRINT, STATUS_BLUEPRINT})
+        slo = build_tracker(
+            app,
+            settings,
+            self._slo_declarations,
+            own_blueprints=own_blueprints,
+            window_factory=shared.slo_window if shared is not None else None,
+            on_internal_error=metric_set.count_internal_error,
+        )
         health = build_monitor(
             app,
             settings.health,
@@ -133,12 +194,14 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
             requests=shared.requests if shared is not None else None,
             users=shared.users if shared is not None else None,
             redis=shared.link if shared is not None else None,
+            objectives=slo.safe_statuses,
         )
         instrumentation = RequestInstrumentation(
             metric_set,
             settings.http,
             own_blueprints=own_blueprints,
             observer=health.observe,
+            route_observer=slo.observe,
             user_observer=health.note_user,
             on_internal_error=metric_set.count_internal_error,
             label_length=shared_state.label_length,
@@ -146,7 +209,7 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         receivers = install_receivers(app, series, settings.shared, strict=settings.strict)
         state = AppState(
             settings=settings,
-            registry=self.registry,
+            registry=registry,
             metric_set=metric_set,
             instrumentation=instrumentation,
             own_blueprints=own_blueprints,
@@ -154,6 +217,8 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
             receivers=receivers,
             redis=shared.link if shared is not None else None,
             multiprocess_dir=multiprocess_dir,
+            slo=slo,
+            guard=Guard(settings.auth, self._auth),
         )
         self._register_views(app, state)
         # A route the app adds on one of our paths after this call (a blueprint registered
@@ -166,7 +231,12 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         app.before_request_funcs[None].insert(0, late_check)
         # The request hooks last: an app is either measured and registered, or neither.
         instrumentation.install(app)
+        self._trackers.add(slo)
+        # `flask appmetrics ...`, also offered by the package's flask.commands entry point.
+        app.cli.add_command(appmetrics_commands)
         app.extensions[EXTENSION_KEY] = state
+        if own_registry:
+            self._app_registries.add(registry)
         set_latest(state)
         app_initialized.send(app)
         logger.info("Prometheus metrics initialized successfully")
@@ -180,7 +250,7 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         """Register the blueprints of *app*'s paths that are set, each view given the
         pieces of *state* it serves and the guard that decides who may read them."""
         settings = state.settings
-        guard = Guard(settings.auth, self._auth)
+        guard = state.guard
         count_internal_error = state.metric_set.count_internal_error
         if settings.endpoints.metrics_path is not None:
             app.register_blueprint(
@@ -227,6 +297,107 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         """Unregister the health check *name* (no error if absent)."""
         self._checks.remove(name)
 
+    # -- service level objectives ----------------------------------------------------------
+
+    def slo(
+        self,
+        *,
+        availability: float | None = None,
+        latency: tuple[str | float, float] | None = None,
+        name: str | None = None,
+    ) -> Callable[[Target], Target]:
+        """Declare service level objectives for the decorated view, or for a blueprint::
+
+            @app.get("/search")
+            @metrics.slo(availability=0.999, latency=("300ms", 0.99))
+            def search(): ...
+
+            metrics.slo(availability=0.995)(api)  # every view of the blueprint api
+
+        *availability*: the share of requests that must not fail with a 5xx; *latency*:
+        ``(threshold, share)``, the share that must finish within *threshold*
+        (``"300ms"``, ``"0.3s"`` or seconds), which must be a bucket boundary of
+        ``http_request_duration_seconds`` (``APPMETRICS_BUCKETS``). Both are judged over
+        the last ``APPMETRICS_SLO_WINDOW_DAYS`` (30). *name* defaults to the view's
+        endpoint, or the blueprint's name. Objectives belong to this extension and apply
+        to every app it initialises that routes the view or registers the blueprint.
+        See :doc:`/guide/slo`.
+
+        :raises ConfigurationError: a value is malformed, or the latency threshold is not
+            a bucket boundary of an app already initialised.
+        """
+        # Malformed values are refused here, before anything is decorated.
+        declare(Scope("app"), availability=availability, latency=latency, name=name, source="slo()")
+
+        def decorate(target: Target) -> Target:
+            if isinstance(target, Blueprint):
+                scope = Scope("blueprint", blueprint=target.name)
+                source = f"metrics.slo() on blueprint {target.name!r}"
+            elif callable(target):
+                scope = Scope("view", view=target)
+                source = f"@metrics.slo on {getattr(target, '__qualname__', target)!r}"
+            else:
+                raise TypeError(f"metrics.slo() decorates a view or a blueprint, not {target!r}")
+            self._add_declaration(
+                declare(scope, availability=availability, latency=latency, name=name, source=source)
+            )
+            return target
+
+        return decorate
+
+    def add_slo(
+        self,
+        *,
+        availability: float | None = None,
+        latency: tuple[str | float, float] | None = None,
+        name: str | None = None,
+        blueprint: str | None = None,
+        endpoints: str | Sequence[str] | None = None,
+    ) -> None:
+        """Declare service level objectives for the whole app (default), a blueprint (by
+        name) or endpoints (Flask endpoint names); see :meth:`slo` for the rest::
+
+            metrics.add_slo(name="api", availability=0.999)
+
+        :raises ConfigurationError: as :meth:`slo`.
+        """
+        if blueprint is not None and endpoints is not None:
+            raise ValueError("give blueprint or endpoints, not both")
+        scope = Scope("app")
+        if blueprint is not None:
+            scope = Scope("blueprint", blueprint=blueprint)
+        elif endpoints is not None:
+            names = (endpoints,) if isinstance(endpoints, str) else tuple(endpoints)
+            scope = Scope("endpoints", endpoints=names)
+        source = f"metrics.add_slo({name or scope.describe()!r})"
+        self._add_declaration(
+            declare(scope, availability=availability, latency=latency, name=name, source=source)
+        )
+
+    def _add_declaration(self, declaration: Declaration) -> None:
+        for tracker in list(self._trackers):
+            problem = threshold_problem(declaration, tracker.buckets)
+            if problem is not None:
+                raise ConfigurationError(declaration.source, problem)
+        self._slo.append(declaration)
+        for tracker in list(self._trackers):
+            tracker.invalidate()
+
+    def _slo_declarations(self) -> tuple[Declaration, ...]:
+        return tuple(self._slo)
+
+    def _registry_now(self) -> CollectorRegistry | None:
+        """The registry of the app recording now, when it is one of this extension's apps
+        with a registry of its own (see :meth:`init_app`); ``None`` otherwise, for
+        :attr:`registry`. The app recording is the one in context, else the most recently
+        initialised one."""
+        if not self._app_registries:
+            return None  # the usual case: every app records into the extension's registry
+        state = current_state()
+        if state is None or state.registry not in self._app_registries:
+            return None
+        return state.registry
+
     @staticmethod
     def state(app: Flask) -> AppState | None:
         """The per-app state of *app*, or ``None`` if it was not initialised."""
@@ -234,7 +405,8 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
 
     def metric(self, name: str) -> Counter | Gauge | Histogram:
         """The collector of the extension's family *name* (``"http_requests_total"``) in
-        this extension's registry, to record into from app code.
+        this extension's registry (or the registry of the app in context, when
+        :meth:`init_app` gave it one), to record into from app code.
 
         Works before and after :meth:`init_app`: a module imported after it (a blueprint
         imported inside the app factory) cannot create its own
@@ -250,7 +422,8 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         :raises UnknownMetricError: *name* is not one of the extension's families.
         :raises MetricConflictError: the name is taken by an incompatible collector.
         """
-        return registry_state(self.registry).catalog_metric(name, buckets=DEFAULT_BUCKETS)
+        registry = self._registry_now() or self.registry
+        return registry_state(registry).catalog_metric(name, buckets=DEFAULT_BUCKETS)
 
 
 def _own_routes(settings: Settings) -> tuple[OwnRoute, ...]:

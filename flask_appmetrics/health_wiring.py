@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .integrations.redis.link import RedisLink
     from .metrics.catalog import MetricSet
     from .settings import HealthSettings
+    from .slo.burn import ObjectiveStatus
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ def build_monitor(
     requests: RequestWindow | None = None,
     users: UserWindow | None = None,
     redis: RedisLink | None = None,
+    objectives: Callable[[], tuple[ObjectiveStatus, ...]] | None = None,
 ) -> HealthMonitor:
     """The monitor ``init_app`` gives *app*, wired to the registry's metrics.
 
@@ -51,6 +53,7 @@ def build_monitor(
     :param users: a shared users window (Redis) instead of the in-process one.
     :param redis: the app's Redis link: adds the app's non-critical ``redis`` check,
         which fails (``degraded``) while the windows fall back to local ones.
+    :param objectives: the app's service level objectives' statuses (its SLO tracker).
     """
     monitor = HealthMonitor(
         settings,
@@ -61,6 +64,7 @@ def build_monitor(
         identify=_identify(user_identity),
         context=app.app_context,
         on_internal_error=metric_set.count_internal_error,
+        objectives=objectives,
     )
     if redis is not None:
         monitor.add_check("redis", redis.check, critical=False)

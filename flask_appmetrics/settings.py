@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .llm.pricing import ModelPrice
     from .llm.quota import QuotaLimits
+    from .slo.objectives import Declaration
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,15 @@ class StatusSettings:
 
 
 @dataclass(frozen=True)
+class SloSettings:
+    """Service level objectives declared in config (``APPMETRICS_SLOS``) and the rolling
+    period every objective of the app is judged over (``APPMETRICS_SLO_WINDOW_DAYS``)."""
+
+    declarations: tuple[Declaration, ...]
+    period_seconds: float
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything ``init_app`` read from ``app.config``."""
 
@@ -188,3 +198,5 @@ class Settings:
     shared: SharedSettings
     #: The HTML status page.
     status: StatusSettings
+    #: Service level objectives.
+    slo: SloSettings

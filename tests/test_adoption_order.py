@@ -149,7 +149,7 @@ def test_an_own_counter_defined_before_init_app_is_adopted(tmp_path: Path) -> No
 def test_an_own_counter_defined_after_init_app_is_refused_by_prometheus_client(
     tmp_path: Path,
 ) -> None:
-    """What the README states: the registry refuses a second collector of the name in the
+    """What the HTTP guide states: the registry refuses a second collector of the name in the
     module's own constructor, before flask-appmetrics is involved; metrics.metric() is
     the way for a module that runs after init_app."""
     result = _run(tmp_path, before=False, definition=OWN_COUNTER)

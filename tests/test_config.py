@@ -68,6 +68,8 @@ EXPECTED_DEFAULTS: dict[str, Any] = {
     "APPMETRICS_REDIS_SOCKET_TIMEOUT_SECONDS": 0.05,
     "APPMETRICS_REDIS_RETRY_SECONDS": 5.0,
     "APPMETRICS_REDIS_FLUSH_SECONDS": 1.0,
+    "APPMETRICS_SLOS": (),
+    "APPMETRICS_SLO_WINDOW_DAYS": 30,
 }  # fmt: skip
 
 
@@ -94,14 +96,16 @@ def test_user_values_are_kept(app_factory: AppFactory) -> None:
         ("APPMETRICS_BUCKETS", []),
         ("APPMETRICS_BUCKETS", [1.0, 0.5]),
         ("APPMETRICS_BUCKETS", ["fast", "slow"]),
-        ("APPMETRICS_BUCKETS", "0.1,1"),
-        ("APPMETRICS_EXCLUDE_PATHS", "/metrics"),
+        ("APPMETRICS_BUCKETS", "0.1,fast"),
+        ("APPMETRICS_BUCKETS", "1,0.1"),
+        ("APPMETRICS_EXCLUDE_PATHS", 3),
         ("APPMETRICS_EXCLUDE_PATHS", [""]),
         ("APPMETRICS_METRICS_PATH", "metrics"),
         ("APPMETRICS_METRICS_PATH", 3),
         ("APPMETRICS_MAX_ERROR_TYPES", 0),
-        ("APPMETRICS_MAX_ERROR_TYPES", "10"),
-        ("APPMETRICS_STRICT", "yes"),
+        ("APPMETRICS_MAX_ERROR_TYPES", "ten"),
+        ("APPMETRICS_STRICT", "maybe"),
+        ("APPMETRICS_STRICT", 2),
         ("APPMETRICS_BUCKTES", [1.0]),
     ],
 )

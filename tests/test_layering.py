@@ -5,13 +5,17 @@ matches a module gives its floor, so the specific ones come before ``metrics.*``
 
     0  errors, _version, signals
     1  llm.*, health.windows, health.checks, metrics.labels, metrics.registration,
-       recording.validation (pure checks of app input)
-    2  settings, config, integrations.genai (token counts read from google-genai objects)
+       recording.validation (pure checks of app input), config_strings (values as the
+       environment gives them), slo.objectives, slo.windows, slo.burn (service level
+       objectives, their windows and burn rates)
+    2  settings, config, integrations.genai (token counts read from google-genai objects),
+       slo.* (objectives resolved against routes, the per-app tracker, generated rules)
     3  metrics.* (the rest, multiprocess included), health.monitor, integrations.sentry
     4  recording.*, integrations.redis.*
-    5  web.*, health_wiring (the monitor wired to Flask, metrics and user identity)
+    5  web.*, health_wiring (the monitor wired to Flask, metrics and user identity),
+       slo_wiring (the objectives' tracker wired to the app's routes)
     6  app_state
-    7  helpers (the module-level recording API)
+    7  helpers (the module-level recording API), cli.* (the ``flask appmetrics`` commands)
     8  extension, gunicorn, integrations.caching, integrations.pybreaker
     9  __init__ (the re-exports)
 
@@ -60,6 +64,12 @@ FLOORS: list[tuple[int, str]] = [
     (1, "metrics"),
     (1, "metrics.labels"),
     (1, "metrics.registration"),
+    (1, "config_strings"),
+    (1, "slo"),
+    (1, "slo.objectives"),
+    (1, "slo.windows"),
+    (1, "slo.burn"),
+    (2, "slo.*"),
     (2, "settings"),
     (2, "config"),
     (3, "metrics.*"),
@@ -75,8 +85,11 @@ FLOORS: list[tuple[int, str]] = [
     (5, "web"),
     (5, "web.*"),
     (5, "health_wiring"),
+    (5, "slo_wiring"),
     (6, "app_state"),
     (7, "helpers"),
+    (7, "cli"),
+    (7, "cli.*"),
     (8, "extension"),
     (8, "gunicorn"),
     (8, "integrations.*"),

@@ -504,6 +504,13 @@ def test_every_config_key_accepts_or_names_itself(key: str, value: Any) -> None:
     if error is not None:
         assert error.key == key or key in str(error), (key, str(error))
         assert "appmetrics" not in app.extensions  # nothing half-initialised
+    elif isinstance(value, str) or type(value) is int:
+        # A string (or 0/1 for a boolean) may be parsed: app.config then holds the value
+        # in effect, one that reads back the same way.
+        again = Flask("config_again")
+        again.config[key] = app.config[key]
+        FlaskMetrics(registry=CollectorRegistry()).init_app(again)
+        assert again.config[key] == app.config[key]
     else:
         assert app.config[key] is value  # kept visibly, as given
 

@@ -16,6 +16,14 @@ judged when asked:
   non-critical check failed, or a circuit breaker is open (``circuit_breaker_state`` 2);
 * ``healthy`` otherwise.
 
+With service level objectives declared (:mod:`flask_appmetrics.slo`), the error budget
+judges traffic instead of the fixed thresholds: ``degraded`` while an objective burns its
+budget fast (the fast alert's condition: over 14.4 times the sustainable rate over both
+the last hour and the last 5 minutes, for a 30-day period), and the two ``degraded`` rules
+above on the error ratio and the p95 latency no longer apply. ``unhealthy`` on the error
+ratio, the checks and the circuit breakers stand either way. Each objective's burn rates
+and remaining budget are in the report (``objectives``).
+
 The error ratio counts only once the window holds ``APPMETRICS_HEALTH_MIN_REQUESTS``
 requests (20 by default): below that, a single failure on a quiet replica would be a ratio
 of 1.0. ``recent_errors_5min`` is exact either way.
@@ -58,6 +66,7 @@ from .windows import (
 
 if TYPE_CHECKING:
     from ..settings import HealthSettings
+    from ..slo.burn import ObjectiveStatus
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +104,8 @@ class HealthReport:
     scope: Scope = "process"
     #: Requests the error window needs before its error ratio can change the status.
     min_requests: int = 0
+    #: Each service level objective's burn rates and budget (none declared: empty).
+    objectives: tuple[ObjectiveStatus, ...] = ()
 
     @property
     def http_status(self) -> int:
@@ -104,8 +115,8 @@ class HealthReport:
     def as_dict(self) -> dict[str, Any]:
         """The JSON of ``/api/health``: ``status``, ``recent_errors_5min``,
         ``avg_response_time_ms`` and ``concurrent_users`` first (the keys clients have
-        always read), then what an operator needs."""
-        return {
+        always read), then what an operator needs; ``objectives`` last, when declared."""
+        body: dict[str, Any] = {
             "status": self.status,
             "recent_errors_5min": self.requests.errors,
             "avg_response_time_ms": round(self.latency.average * 1000.0, 3),
@@ -123,6 +134,9 @@ class HealthReport:
             "error_ratio_min_requests": self.min_requests,
             "scope": self.scope,
         }
+        if self.objectives:
+            body["objectives"] = [status.as_dict() for status in self.objectives]
+        return body
 
 
 class HealthMonitor:
@@ -141,6 +155,8 @@ class HealthMonitor:
     :param latency: replaces the in-process latency window (a shared one, say).
     :param requests: replaces the in-process request/error window.
     :param users: replaces the in-process users window.
+    :param objectives: returns each service level objective's status (never raises);
+        with any, the error budget judges traffic (see the module's docs).
     """
 
     def __init__(
@@ -156,8 +172,10 @@ class HealthMonitor:
         latency: LatencyWindow | None = None,
         requests: RequestWindow | None = None,
         users: UserWindow | None = None,
+        objectives: Callable[[], tuple[ObjectiveStatus, ...]] | None = None,
     ) -> None:
         self.settings = settings
+        self._objectives = objectives
         self.checks = checks
         #: Checks of this app alone (its Redis link, say), run after :attr:`checks`; one
         #: of the same name replaces the shared check for this app.
@@ -239,6 +257,7 @@ class HealthMonitor:
         latency = self.latency.stats()
         checks = self.run_checks()
         breakers = self.breaker_states()
+        objectives = self._objectives() if self._objectives is not None else ()
         status: Status = "healthy"
         reasons: list[str] = []
 
@@ -255,14 +274,17 @@ class HealthMonitor:
         if judged and ratio >= settings.unhealthy_error_ratio:
             error_status = "unhealthy"
             worsen("unhealthy", f"error ratio {ratio:.3f} >= {settings.unhealthy_error_ratio:g}")
-        elif judged and ratio >= settings.degraded_error_ratio:
+        elif judged and ratio >= settings.degraded_error_ratio and not objectives:
             error_status = "degraded"
             worsen("degraded", f"error ratio {ratio:.3f} >= {settings.degraded_error_ratio:g}")
         latency_status: Status = "healthy"
         threshold = settings.latency_threshold_seconds
-        if threshold is not None and latency.count and latency.p95 > threshold:
+        if threshold is not None and latency.count and latency.p95 > threshold and not objectives:
             latency_status = "degraded"
             worsen("degraded", f"p95 latency {latency.p95:.3f} s > {threshold:g} s")
+        for objective in objectives:
+            if objective.fast_burn:
+                worsen("degraded", objective.reason())
         for result in checks:
             if not result.passed:
                 level: Status = "unhealthy" if result.critical else "degraded"
@@ -283,6 +305,7 @@ class HealthMonitor:
             reasons=tuple(reasons),
             error_status=error_status,
             latency_status=latency_status,
+            objectives=objectives,
         )
 
 

@@ -36,6 +36,9 @@ def register_cache_layer(
 class CacheLayersMixin(RegistryBound):
     """The cache-layer method of :class:`~flask_appmetrics.FlaskMetrics`."""
 
+    #: The layers registered through this extension, for registries its apps get later.
+    _cache_layers: dict[str, tuple[ValueFunction | None, ValueFunction | None]]
+
     def register_cache_layer(
         self,
         layer: str,
@@ -49,6 +52,15 @@ class CacheLayersMixin(RegistryBound):
         A callable that raises (or returns ``None``) leaves its sample out of that scrape
         and counts ``flask_appmetrics_internal_errors_total{component="scrape_value"}``;
         ``/metrics`` still answers. May be called before ``init_app``. Registering a layer
-        again replaces its callables.
+        again replaces its callables. The layer shows in the registry of every app of this
+        extension, those given a registry of their own included.
         """
         register_cache_layer(self.registry, layer, size_bytes=size_bytes, items=items)
+        self._cache_layers[layer] = (size_bytes, items)
+        for registry in self._app_registry_list():
+            register_cache_layer(registry, layer, size_bytes=size_bytes, items=items)
+
+    def _layers_in(self, registry: CollectorRegistry) -> None:
+        """Register every layer registered so far in *registry*, a new app's own."""
+        for layer, (size_bytes, items) in list(self._cache_layers.items()):
+            register_cache_layer(registry, layer, size_bytes=size_bytes, items=items)

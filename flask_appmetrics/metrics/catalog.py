@@ -27,12 +27,13 @@ INTERNAL_ERROR_COMPONENTS: tuple[str, ...] = (
     "got_request_exception",
     "finish",
     "user_identity",
-    # health, probes and the status page
+    # health, probes, the status page and the service level objectives
     "health",
     "readyz",
     "status_page",
     "concurrent_users",
     "redis",
+    "slo",
     # signal receivers and values read at scrape time
     "signal_receiver",
     "cache_event",

@@ -103,6 +103,20 @@ class BoundedLabel:
             return self.length(value) if value in self._allowed else OVERFLOW_VALUE
         return self.admit(self.length(value))
 
+    def kept(self, value: str) -> str | None:
+        """What *value* maps to now, without admitting it: its capped self if kept (or
+        allowed), :data:`OVERFLOW_VALUE` for that value itself, else ``None`` (no series
+        can have it)."""
+        capped = self.length(value)
+        if capped in (self._allowed if self._allowed is not None else self._seen):
+            return capped
+        return OVERFLOW_VALUE if value == OVERFLOW_VALUE else None
+
+    def forget(self, value: str) -> None:
+        """Give *value*'s place back (its series were removed): a new value may take it."""
+        with self._lock:
+            self._seen.discard(value)
+
     def admit(self, value: str) -> str:
         """Map *value*, already capped in length, into the bounded set."""
         if self._allowed is not None:

@@ -435,15 +435,28 @@ def registry_state(registry: CollectorRegistry) -> RegistryState:
 
 
 class RegistryBound:
-    """Base of the extension's registry-wide methods: the registry it records into."""
+    """Base of the extension's registry-wide methods: the registries it records into."""
 
     _registry: CollectorRegistry | None
+    #: The registries given to ``init_app`` other than :attr:`registry`, while they live.
+    _app_registries: weakref.WeakSet[CollectorRegistry]
 
     @property
     def registry(self) -> CollectorRegistry:
         """The registry this extension records into: ``prometheus_client.REGISTRY`` unless
-        another one was given."""
+        another one was given; an app initialised with a registry of its own records into
+        that one."""
         return self._registry if self._registry is not None else REGISTRY
+
+    def _app_registry_list(self) -> list[CollectorRegistry]:
+        """The registries of this extension's apps that were given their own, while they
+        live."""
+        return list(self._app_registries)
+
+    def _registry_now(self) -> CollectorRegistry | None:
+        """The registry a call records into now, when not :attr:`registry`: the app
+        recording's own. Only the extension knows which app that is; here, never."""
+        return None
 
 
 def _never_strict() -> bool:

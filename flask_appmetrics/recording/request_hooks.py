@@ -85,6 +85,9 @@ _FILE_BLOCK = 8192
 
 #: Called when a request that counts for health ends: ``(duration_seconds, status_code)``.
 RequestObserver = Callable[[float, int], None]
+#: Called when a request that counts for health ends, with its labels:
+#: ``(method, endpoint, duration_seconds, status_code)``.
+RouteObserver = Callable[[str, str, float, int], None]
 #: Called, in the request context, once per request that counts for health: to note its user.
 UserObserver = Callable[["RequestContext"], None]
 
@@ -329,6 +332,8 @@ class RequestInstrumentation:
     :param settings: the app's HTTP settings.
     :param own_blueprints: names of the extension's blueprints, kept out of the health window.
     :param observer: told about each finished request that counts for health.
+    :param route_observer: told the same, with the request's method and endpoint labels
+        (the service level objectives count by route).
     :param user_observer: given the request context of each request that counts for
         health, at ``after_request`` (after every ``before_request`` hook ran, so an
         identity another hook sets is there), or when an exception propagates.
@@ -344,6 +349,7 @@ class RequestInstrumentation:
         *,
         own_blueprints: frozenset[str],
         observer: RequestObserver | None = None,
+        route_observer: RouteObserver | None = None,
         user_observer: UserObserver | None = None,
         on_internal_error: Callable[[str], None] | None = None,
         label_length: LabelLength | None = None,
@@ -355,6 +361,7 @@ class RequestInstrumentation:
         self._errors = metric_set.counter("application_errors_total")
         self._error_type = BoundedLabel(settings.max_error_types, length=label_length)
         self.observer = observer
+        self.route_observer = route_observer
         self.user_observer = user_observer
         self._on_internal_error = on_internal_error
 
@@ -481,8 +488,11 @@ class RequestInstrumentation:
             route.duration.observe(duration)
             route.count(status)
             route.in_progress.dec()
-            if route.in_window and self.observer is not None:
-                self.observer(duration, status)
+            if route.in_window:
+                if self.observer is not None:
+                    self.observer(duration, status)
+                if self.route_observer is not None:
+                    self.route_observer(route.method, route.endpoint, duration, status)
         except Exception:
             self._internal_error("finish")
 

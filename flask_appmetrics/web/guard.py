@@ -145,6 +145,11 @@ class Guard:
     def __init__(self, settings: AuthSettings, decorator: AuthDecorator | None = None) -> None:
         self.settings = settings
         self._probe = decorator(_probe) if decorator is not None else None
+        self._decorator_name = (
+            None
+            if decorator is None
+            else str(getattr(decorator, "__qualname__", None) or type(decorator).__name__)
+        )
         if settings.token is not None and len(settings.token) < _MIN_TOKEN_LENGTH:
             logger.warning(
                 "APPMETRICS_AUTH_TOKEN is shorter than %d characters: easy to guess",
@@ -217,6 +222,33 @@ class Guard:
         if resource == "details":
             return self.settings.health != "none"
         return self.settings.health == "all"
+
+    def credentials(self) -> tuple[str, ...]:
+        """What lets a request through, in words (``flask appmetrics routes``)."""
+        found = []
+        if self.settings.token is not None:
+            found.append("a bearer token (APPMETRICS_AUTH_TOKEN)")
+        if self.settings.username is not None:
+            found.append("basic auth (APPMETRICS_AUTH_USERNAME)")
+        if self._decorator_name is not None:
+            found.append(f"the auth= decorator {self._decorator_name}")
+        return tuple(found)
+
+    def describe(self, resource: Resource | Literal["livez"]) -> str:
+        """Who may read *resource*, in one line (``flask appmetrics routes``)."""
+        if resource == "livez":
+            return "public (always)"
+        if not self.enabled:
+            return "public (no APPMETRICS_AUTH_* credentials, no auth= decorator)"
+        who = " or ".join(self.credentials())
+        if resource in ("metrics", "details") and self.protects(resource):
+            return f"needs {who}"
+        if resource in ("health", "readyz") and self.protects(resource):
+            return f"needs {who} (APPMETRICS_AUTH_HEALTH='all')"
+        if resource != "metrics" and self.protects("details"):
+            shown = "summary" if resource == "health" else "status"
+            return f"{shown} public; details need {who}"
+        return "public (APPMETRICS_AUTH_HEALTH='none')"
 
     def refusal(
         self, resource: Resource, on_failure: Callable[[], Response] | None = None

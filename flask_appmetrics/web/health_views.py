@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app
 
+from ..slo.burn import FAST_BURN, duration
 from .responses import ErrorCounter, failed, health_json, wants_health_json
 from .status_page import wants_html
 
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 HEALTH_BLUEPRINT = "appmetrics_health"
 
 _IETF_STATUS = {"healthy": "pass", "degraded": "warn", "unhealthy": "fail"}
+#: Whose requests an objective's figures count, in words.
+_VIEWS = {"process": "this process's requests", "shared": "every process's requests"}
 
 
 def _now() -> str:
@@ -102,6 +105,21 @@ def ietf_body(report: HealthReport, description: str) -> dict[str, Any]:
         ],
     }
     checks.update(_check_entries(report.checks, time))
+    for objective in report.objectives:
+        # The fast burn's long window: what makes the app degraded when its short one agrees.
+        rate = objective.burn_rate(FAST_BURN.long_seconds)
+        checks[f"{objective.objective.name}:{objective.objective.sli}BurnRate"] = [
+            {
+                "componentType": "system",
+                "observedValue": round(rate, 6),
+                "status": "warn" if objective.fast_burn else "pass",
+                "time": time,
+                "output": f"{objective.objective.describe()}: error budget burning "
+                f"{rate:.2f}x over {duration(FAST_BURN.long_seconds)}, "
+                f"{objective.budget_remaining:.1%} of it left "
+                f"({_VIEWS[objective.scope]})",
+            }
+        ]
     for service, state in report.breakers.items():
         checks[f"{service}:circuitBreaker"] = [
             {

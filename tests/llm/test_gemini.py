@@ -174,7 +174,7 @@ def test_configured_prices(app_factory: AppFactory, registry: CollectorRegistry)
         ("APPMETRICS_GEMINI_PRICES", {"m": {"input": -1.0, "output": 1.0}}),
         ("APPMETRICS_GEMINI_PRICES", {"m": {"input": 1.0, "output": 1.0, "outptu": 2.0}}),
         ("APPMETRICS_GEMINI_PRICES", [("m", 1.0)]),
-        ("APPMETRICS_GEMINI_MODELS", "gemini-1.5-flash"),
+        ("APPMETRICS_GEMINI_MODELS", '["gemini-1.5-flash"'),
         ("APPMETRICS_GEMINI_ENDPOINTS", [""]),
         ("APPMETRICS_MAX_LABEL_VALUES", 0),
     ],

@@ -245,7 +245,7 @@ def test_remaining_is_infinite_when_unlimited(app: Flask, registry: CollectorReg
     [
         ("APPMETRICS_QUOTA_RPM", 0),
         ("APPMETRICS_QUOTA_TPM", -5),
-        ("APPMETRICS_QUOTA_RPD", "100"),
+        ("APPMETRICS_QUOTA_RPD", "100 a day"),
         ("APPMETRICS_QUOTA_TPD", 1.5),
         ("APPMETRICS_QUOTA_TIMEZONE", "Mars/Olympus_Mons"),
         ("APPMETRICS_QUOTA_TIMEZONE", ""),

@@ -162,7 +162,7 @@ def test_the_cap_is_configurable_and_reaches_custom_metrics_declared_earlier(
     assert registry.get_sample_value("cache_layer_operations_total", layer) == 1.0
 
 
-@pytest.mark.parametrize("value", [15, 0, -1, "128", 2.5, None])
+@pytest.mark.parametrize("value", [15, 0, -1, "128 bytes", 2.5, None])
 def test_a_bad_cap_fails_at_start(app_factory: AppFactory, value: object) -> None:
     with pytest.raises(ConfigurationError, match="APPMETRICS_MAX_LABEL_LENGTH"):
         app_factory({"APPMETRICS_MAX_LABEL_LENGTH": value})

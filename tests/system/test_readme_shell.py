@@ -1,9 +1,10 @@
-"""The README's shell blocks, run for real.
+"""The shell blocks of the README and of the documentation pages, run for real.
 
-The opening block's two commands each get a test of their own (the test command is run on
-one test file: running the whole suite from inside itself would never end). Every other
-``bash`` block runs as written with ``bash -e -o pipefail``, on a free port instead of 5000,
-in a session of its own that is killed afterwards, so a server it started cannot outlive it.
+The README's opening block's two commands each get a test of their own (the test command is
+run on one test file: running the whole suite from inside itself would never end). Every
+other ``bash`` block (the README's, and each ``.. code-block:: bash`` under ``docs/``) runs
+as written with ``bash -e -o pipefail``, on a free port instead of 5000, in a session of its
+own that is killed afterwards, so a server it started cannot outlive it.
 """
 
 from __future__ import annotations
@@ -22,12 +23,16 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support import docs
 from tests.support.readme import blocks
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-SHELL_BLOCKS = blocks("bash")[1:]
+#: ``(where, source)`` of every shell block to run: ``README.md:<line>``, ``<page>:<line>``.
+SHELL_BLOCKS = [(f"README.md:{line}", source) for line, source in blocks("bash")[1:]] + [
+    (block.id, block.source) for block in docs.blocks("bash")
+]
 
 
 def free_port() -> int:
@@ -122,9 +127,9 @@ def test_the_test_command_sets_up_and_runs_pytest(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("line", "source"), SHELL_BLOCKS, ids=[f"line{n}" for n, _ in SHELL_BLOCKS]
+    ("where", "source"), SHELL_BLOCKS, ids=[where for where, _ in SHELL_BLOCKS]
 )
-def test_shell_examples_run(line: int, source: str, tmp_path: Path) -> None:
+def test_shell_examples_run(where: str, source: str, tmp_path: Path) -> None:
     port = str(free_port())
     script = source.replace("127.0.0.1:5000", f"127.0.0.1:{port}").replace(
         "--port 5000", f"--port {port}"
@@ -134,5 +139,5 @@ def test_shell_examples_run(line: int, source: str, tmp_path: Path) -> None:
         try:
             code = proc.wait(timeout=180)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"README line {line}: still running after 180 s\n{log.read_text()}")
-    assert code == 0, f"README line {line} exited {code}:\n{log.read_text()}"
+            pytest.fail(f"{where}: still running after 180 s\n{log.read_text()}")
+    assert code == 0, f"{where} exited {code}:\n{log.read_text()}"

@@ -64,12 +64,15 @@ from zoneinfo import ZoneInfo
 from ...errors import ConfigurationError
 from ...health.windows import BucketedCounter, Clock, RecentUsers, RequestCounts
 from ...llm.quota import InMemoryQuota, QuotaUsage
+from ...slo.windows import ObjectiveWindow, SloWindow
 from .link import PendingOps, RedisLink
+from .slo_windows import SharedSloWindow
 
 if TYPE_CHECKING:
     import redis
 
     from ...settings import Settings
+    from ...slo.objectives import Objective
 
 logger = logging.getLogger(__name__)
 
@@ -352,6 +355,12 @@ class SharedWindows:
     requests: SharedRequestWindow
     users: SharedUserWindow
     quota: SharedQuota
+    #: The service level objectives' period (``APPMETRICS_SLO_WINDOW_DAYS``).
+    slo_period_seconds: float = 30 * _DAY_SECONDS
+
+    def slo_window(self, objective: Objective) -> ObjectiveWindow:
+        """A window of *objective*'s requests shared by every process."""
+        return SharedSloWindow(self.link, objective, SloWindow(self.slo_period_seconds))
 
 
 #: App names many unrelated services have (``Flask(__name__)`` in ``app.py``, ``python
@@ -419,4 +428,4 @@ def shared_windows(
         link.where,
         link.prefix,
     )
-    return SharedWindows(link, requests, users, quota)
+    return SharedWindows(link, requests, users, quota, settings.slo.period_seconds)
