@@ -17,7 +17,8 @@ Medians and their ratio are printed, and the pages are checked to hold the same 
 process (the machine's neighbours slow the wall clock, not the work done). Also printed:
 the first scrape of a fresh process (CPU time, median of ``--cold`` processes), where
 nothing is cached yet. With ``--callgrind N``: the instructions one warm scrape executes
-(valgrind's callgrind, N scrapes counted), which no neighbour on the machine changes.
+(valgrind's callgrind, N scrapes counted), which no neighbour on the machine changes (in
+part 2 too, for ours).
 
 Part 2, exited workers (``--dead``). Each exited worker adds a copy of a small worker's
 files (20 routes) under a pid no process can have, as gunicorn or uWSGI leave them when
@@ -321,7 +322,7 @@ def scrape_vs_series(series_counts: list[int], rounds: int, cold_runs: int, call
                     )
 
 
-def scrape_vs_dead(dead_counts: list[int], series: int, rounds: int) -> None:
+def scrape_vs_dead(dead_counts: list[int], series: int, rounds: int, callgrind: int) -> None:
     print(
         f"\nPart 2: scrape time by exited workers (each {SMALL_WORKER_ROUTES} routes), "
         f"3 live workers with a {series}-series page; {rounds} interleaved rounds, medians"
@@ -330,6 +331,7 @@ def scrape_vs_dead(dead_counts: list[int], series: int, rounds: int) -> None:
         f"{'exited':>7} {'files plain':>12} {'files ours':>11} {'1st ms':>8} "
         f"{'prometheus_client ms':>21} {'flask-appmetrics ms':>20} {'ratio':>6} "
         f"{'CPU ms: ours':>13} {'ratio':>6}"
+        + (f" {'ours, M instructions':>21}" if callgrind else "")
     )
     with tempfile.TemporaryDirectory(prefix="appmetrics-mp-") as tmp:
         live = Path(tmp) / "live"
@@ -343,6 +345,7 @@ def scrape_vs_dead(dead_counts: list[int], series: int, rounds: int) -> None:
             template = sorted(small.glob(f"*_{small_pid}.db"))
             done = 0
             ours_at: dict[int, float] = {}
+            ir_at: dict[int, float] = {}
             for dead in sorted(dead_counts):
                 plain = Path(tmp) / f"plain-{dead}"
                 plain.mkdir()
@@ -359,11 +362,16 @@ def scrape_vs_dead(dead_counts: list[int], series: int, rounds: int) -> None:
                     plain_scrape(plain), our_scrape(live), rounds
                 )
                 ours_at[dead] = ours_cpu
-                print(
+                line = (
                     f"{dead:>7} {len(os.listdir(plain)):>12} {len(os.listdir(live)):>11} "
                     f"{first_ms:>8.1f} {theirs * 1000:>21.2f} {ours * 1000:>20.2f} "
                     f"{ours / theirs:>6.3f} {ours_cpu * 1000:>13.2f} {ours_cpu / theirs_cpu:>6.3f}"
                 )
+                if callgrind:
+                    counted = instructions(live, "ours", callgrind)
+                    ir_at[dead] = counted
+                    line += f" {counted / 1e6:>21.1f}"
+                print(line)
                 for f in plain.iterdir():
                     f.unlink()
                 plain.rmdir()
@@ -372,6 +380,11 @@ def scrape_vs_dead(dead_counts: list[int], series: int, rounds: int) -> None:
                 f"flask-appmetrics CPU time with {last} exited workers / with {first}: "
                 f"{ours_at[last] / ours_at[first]:.2f}"
             )
+            if ir_at:
+                print(
+                    f"flask-appmetrics instructions with {last} exited workers / with {first}: "
+                    f"{ir_at[last] / ir_at[first]:.3f}"
+                )
 
 
 def recycle(requests: int) -> None:
@@ -438,7 +451,7 @@ def main() -> None:
     if args.series:
         scrape_vs_series(args.series, args.rounds, args.cold, args.callgrind)
     if args.dead:
-        scrape_vs_dead(args.dead, args.dead_series, args.dead_rounds)
+        scrape_vs_dead(args.dead, args.dead_series, args.dead_rounds, args.callgrind)
     if args.recycle:
         recycle(args.recycle)
 
