@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .settings import Settings
     from .slo.tracker import SloTracker
     from .web.guard import Guard
+    from .web.status_page import StatusPage
 
 EXTENSION_KEY = "appmetrics"
 
@@ -53,6 +54,8 @@ class AppState:
     slo: SloTracker
     #: Who may read the extension's views (``flask appmetrics routes`` describes it).
     guard: Guard
+    #: The status page, unless ``APPMETRICS_STATUS_PATH`` turns it off.
+    status_page: StatusPage | None = None
 
     def scrape_registry(self) -> CollectorRegistry:
         """The registry ``/metrics`` serves: in multiprocess mode, a fresh one per scrape

@@ -86,6 +86,11 @@ DEFAULTS: dict[str, Any] = {
     "APPMETRICS_HEALTH_MIN_REQUESTS": 20,
     "APPMETRICS_HEALTH_LATENCY_THRESHOLD_SECONDS": 5.0,
     "APPMETRICS_HEALTH_CHECK_TIMEOUT_SECONDS": 0.5,
+    "APPMETRICS_HEALTH_CHECK_CACHE_SECONDS": 5.0,
+    "APPMETRICS_HEALTH_CHECK_FAILURE_CACHE_SECONDS": 1.0,
+    # Seconds of draining on SIGTERM; the environment variable of the same name is the
+    # default, as gunicorn's master (which cannot see app.config) reads it there.
+    "APPMETRICS_DRAIN_SECONDS": 0.0,
     "APPMETRICS_USERS_WINDOW_SECONDS": 300,
     "APPMETRICS_USERS_MAX_TRACKED": 10_000,
     # -- production (see AuthSettings, SentrySettings, RedisSettings) -------------------
@@ -203,6 +208,21 @@ DESCRIPTIONS: dict[str, str] = {
         "Time a health check may run before it fails, in seconds, for checks registered "
         "without a timeout of their own."
     ),
+    "APPMETRICS_HEALTH_CHECK_CACHE_SECONDS": (
+        "How long a passing check's result is reused, in seconds, by every probe, scrape "
+        "and status page of the process (`0` runs checks on every probe), for checks "
+        "registered without a time of their own."
+    ),
+    "APPMETRICS_HEALTH_CHECK_FAILURE_CACHE_SECONDS": (
+        "How long a failing check's result is reused, in seconds: shorter, so that a "
+        "recovery shows quickly."
+    ),
+    "APPMETRICS_DRAIN_SECONDS": (
+        "On SIGTERM, keep serving this many seconds while `/readyz` answers 503, then stop "
+        "as the server would (gunicorn's master with `flask_appmetrics.gunicorn`, or the "
+        "development server); the environment variable of the same name is the default, "
+        "else `0` (stop at once)."
+    ),
     "APPMETRICS_USERS_WINDOW_SECONDS": (
         "How long a user counts in `concurrent_users` after their last request, in seconds."
     ),
@@ -295,6 +315,12 @@ class ConfigReader:
             # A copy, so that an app changing its value in place cannot change every app's.
             default = copy.copy(default)
         return self._config.setdefault(key, default)
+
+    def default_from(self, key: str, read: Callable[[], Any]) -> None:
+        """Default *key* to ``read()`` (the environment, say) rather than to
+        :data:`DEFAULTS`, when the app did not set it."""
+        if key not in self._config:
+            self._config[key] = read()
 
     def parse(self, key: str, text: str, parse: Callable[[str], Any]) -> Any:
         """*text*, part of *key*'s value, parsed by *parse*.
@@ -604,6 +630,36 @@ def _seconds(reader: ConfigReader, key: str, bounds: tuple[float, float]) -> flo
     return value
 
 
+#: Bounds of the cache time of check results: an hour is beyond any use of a health check.
+_CACHE_SECONDS = (0.0, 3600.0)
+#: Bounds of the drain: Kubernetes' default grace period is 30 s; an hour is beyond any.
+_DRAIN_SECONDS = (0.0, 3600.0)
+DRAIN_KEY = "APPMETRICS_DRAIN_SECONDS"
+
+
+def drain_seconds_from_environment(environ: Mapping[str, str] | None = None) -> float:
+    """``APPMETRICS_DRAIN_SECONDS`` from the environment (0 when unset), as the gunicorn
+    config module and ``init_app`` read it.
+
+    :raises ConfigurationError: the variable is not a number of seconds within bounds.
+    """
+    raw = (os.environ if environ is None else environ).get(DRAIN_KEY, "").strip()
+    if not raw:
+        return 0.0
+    try:
+        value = strings.number(raw)
+    except ValueError:
+        raise ConfigurationError(
+            DRAIN_KEY, f"(environment variable) expected a number of seconds, got {raw!r}"
+        ) from None
+    low, high = _DRAIN_SECONDS
+    if not math.isfinite(value) or not low <= value <= high:
+        raise ConfigurationError(
+            DRAIN_KEY, f"(environment variable) must be between {low:g} and {high:g}, got {raw!r}"
+        )
+    return value
+
+
 def _health(reader: ConfigReader) -> HealthSettings:
     degraded = _positive(reader, "APPMETRICS_HEALTH_DEGRADED_ERROR_RATIO", maximum=1.0)
     unhealthy = _positive(reader, "APPMETRICS_HEALTH_UNHEALTHY_ERROR_RATIO", maximum=1.0)
@@ -614,6 +670,7 @@ def _health(reader: ConfigReader) -> HealthSettings:
             f"got {degraded}",
         )
     threshold_key = "APPMETRICS_HEALTH_LATENCY_THRESHOLD_SECONDS"
+    reader.default_from(DRAIN_KEY, drain_seconds_from_environment)
     return HealthSettings(
         latency_window=reader.integer("APPMETRICS_HEALTH_LATENCY_WINDOW", minimum=1),
         error_window_seconds=_seconds(
@@ -630,6 +687,13 @@ def _health(reader: ConfigReader) -> HealthSettings:
         users_window_seconds=_seconds(reader, "APPMETRICS_USERS_WINDOW_SECONDS", _WINDOW_SECONDS),
         users_max_tracked=reader.integer("APPMETRICS_USERS_MAX_TRACKED", minimum=1),
         min_requests=reader.integer("APPMETRICS_HEALTH_MIN_REQUESTS", minimum=0),
+        check_cache_seconds=_seconds(
+            reader, "APPMETRICS_HEALTH_CHECK_CACHE_SECONDS", _CACHE_SECONDS
+        ),
+        check_failure_cache_seconds=_seconds(
+            reader, "APPMETRICS_HEALTH_CHECK_FAILURE_CACHE_SECONDS", _CACHE_SECONDS
+        ),
+        drain_seconds=_seconds(reader, DRAIN_KEY, _DRAIN_SECONDS),
     )
 
 

@@ -13,6 +13,7 @@ from .cli import appmetrics as appmetrics_commands
 from .config import DEFAULT_BUCKETS, load_settings
 from .errors import AlreadyInitializedError, AppMetricsError, ConfigurationError
 from .health.checks import CheckFunc, CheckRegistry, F
+from .health.draining import DEFAULT_REASON, PROCESS_DRAIN, SIGTERM_DRAIN, Drain
 from .health_wiring import build_monitor
 from .integrations.redis.windows import shared_windows
 from .integrations.sentry import app_secrets, init_sentry
@@ -207,6 +208,16 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
             label_length=shared_state.label_length,
         )
         receivers = install_receivers(app, series, settings.shared, strict=settings.strict)
+        page = status_page(
+            app,
+            settings.status,
+            health,
+            # What /metrics serves, read when the page is served (by then `state`, assigned
+            # below, exists: the lambda is no mere alias of a method).
+            registry=lambda: state.scrape_registry(),  # noqa: PLW0108
+            own_paths=(route.path for route in routes),
+            on_error=metric_set.count_internal_error,
+        )
         state = AppState(
             settings=settings,
             registry=registry,
@@ -217,6 +228,7 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
             receivers=receivers,
             redis=shared.link if shared is not None else None,
             multiprocess_dir=multiprocess_dir,
+            status_page=page,
             slo=slo,
             guard=Guard(settings.auth, self._auth),
         )
@@ -245,6 +257,7 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         if settings.sentry.dsn is not None:
             secrets = app_secrets(settings, app.config.get("SECRET_KEY"))
             init_sentry(settings.sentry, secrets=secrets)
+        _drain_on_sigterm(settings.health.drain_seconds)
 
     def _register_views(self, app: Flask, state: AppState) -> None:
         """Register the blueprints of *app*'s paths that are set, each view given the
@@ -256,7 +269,7 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
             app.register_blueprint(
                 metrics_blueprint(settings.endpoints.metrics_path, guard, state.scrape_registry)
             )
-        page = status_page(settings.status, state.health)
+        page = state.status_page
         health_views = health_blueprint(
             settings.endpoints, state.health, guard, page, count_internal_error
         )
@@ -266,7 +279,13 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
             app.register_blueprint(status_blueprint(page, guard, count_internal_error))
 
     def health_check(
-        self, name: str, *, critical: bool = True, timeout: float | None = None
+        self,
+        name: str,
+        *,
+        critical: bool = True,
+        timeout: float | None = None,
+        cache_seconds: float | None = None,
+        failure_cache_seconds: float | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated function as the health check *name*, for every app.
 
@@ -277,21 +296,44 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
                 db.session.execute(text("SELECT 1"))
                 return True
 
-        The check runs in the app's context, in a thread of its own, whenever
-        ``/api/health``, ``/readyz`` or ``get_health_status()`` is served. It fails when it
-        returns ``False``, raises, or runs past *timeout* seconds (default
-        ``APPMETRICS_HEALTH_CHECK_TIMEOUT_SECONDS``); a failed critical check makes the app
-        ``unhealthy`` (503), a non-critical one ``degraded``. Checks belong to this
-        extension object and apply to every app it initialises, before or after; a name
-        registered again replaces the earlier check.
+        The check runs in the app's context, in a thread of its own, when ``/api/health``,
+        ``/readyz``, ``/metrics``, the status page or ``get_health_status()`` needs its
+        result and the last one is older than *cache_seconds* (default
+        ``APPMETRICS_HEALTH_CHECK_CACHE_SECONDS``; after a failure *failure_cache_seconds*,
+        default ``APPMETRICS_HEALTH_CHECK_FAILURE_CACHE_SECONDS``); callers arriving while it
+        runs share that run. It fails when it returns ``False``, raises, or runs past
+        *timeout* seconds (default ``APPMETRICS_HEALTH_CHECK_TIMEOUT_SECONDS``); a failed
+        critical check makes the app ``unhealthy`` (503), a non-critical one ``degraded``.
+        Checks belong to this extension object and apply to every app it initialises,
+        before or after; a name registered again replaces the earlier check.
         """
-        return self._checks.decorator(name, critical=critical, timeout=timeout)
+        return self._checks.decorator(
+            name,
+            critical=critical,
+            timeout=timeout,
+            cache_seconds=cache_seconds,
+            failure_cache_seconds=failure_cache_seconds,
+        )
 
     def add_health_check(
-        self, name: str, func: CheckFunc, *, critical: bool = True, timeout: float | None = None
+        self,
+        name: str,
+        func: CheckFunc,
+        *,
+        critical: bool = True,
+        timeout: float | None = None,
+        cache_seconds: float | None = None,
+        failure_cache_seconds: float | None = None,
     ) -> None:
         """Register *func* as the health check *name*; see :meth:`health_check`."""
-        self._checks.add(name, func, critical=critical, timeout=timeout)
+        self._checks.add(
+            name,
+            func,
+            critical=critical,
+            timeout=timeout,
+            cache_seconds=cache_seconds,
+            failure_cache_seconds=failure_cache_seconds,
+        )
 
     def remove_health_check(self, name: str) -> None:
         """Unregister the health check *name* (no error if absent)."""
@@ -399,6 +441,20 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         return state.registry
 
     @staticmethod
+    def start_draining(reason: str = DEFAULT_REASON, *, seconds: float | None = None) -> Drain:
+        """Take this server out of rotation while it keeps serving: ``/readyz`` answers
+        503 with *reason* from now on (in every worker forked by the same gunicorn or uWSGI
+        master), requests are served and counted as usual.
+
+        For servers whose shutdown flask-appmetrics cannot hook (call it from the server's
+        own shutdown hook), and for a Kubernetes ``preStop`` hook that calls a route of the
+        app. Draining is per server, not per app: it has no way back short of a restart.
+
+        :param seconds: when the server will stop serving, if known (shown by ``/readyz``).
+        """
+        return PROCESS_DRAIN.start(reason, seconds)
+
+    @staticmethod
     def state(app: Flask) -> AppState | None:
         """The per-app state of *app*, or ``None`` if it was not initialised."""
         return state_of(app)
@@ -424,6 +480,29 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         """
         registry = self._registry_now() or self.registry
         return registry_state(registry).catalog_metric(name, buckets=DEFAULT_BUCKETS)
+
+
+def _drain_on_sigterm(seconds: float) -> None:
+    """Drain for *seconds* (if above 0) on SIGTERM in this process, where its server lets
+    us."""
+    if seconds <= 0:
+        return
+    if PROCESS_DRAIN.armed() and not SIGTERM_DRAIN.installed:
+        return  # the server's master drains (gunicorn with flask_appmetrics.gunicorn)
+    if SIGTERM_DRAIN.install(seconds):
+        logger.info(
+            "flask-appmetrics: on SIGTERM this process drains for %g s (/readyz answers 503 "
+            "while requests are still served) before it stops",
+            seconds,
+        )
+        return
+    logger.warning(
+        "flask-appmetrics: APPMETRICS_DRAIN_SECONDS is %g but this process's server handles "
+        "SIGTERM itself, so nothing drains on SIGTERM. Under gunicorn use its config module "
+        "(-c python:flask_appmetrics.gunicorn, with the variable in gunicorn's environment); "
+        "elsewhere call FlaskMetrics.start_draining() from the server's shutdown hook.",
+        seconds,
+    )
 
 
 def _own_routes(settings: Settings) -> tuple[OwnRoute, ...]:

@@ -22,7 +22,13 @@ What the hooks do:
   not write are left alone, with a warning); refuses to start (exit with a message) when
   the setup is broken, or when several workers would each serve their own numbers
   because the variable is unset.
-* :func:`when_ready` (master): logs where metrics are aggregated.
+* :func:`when_ready` (master): logs where metrics are aggregated; with
+  ``APPMETRICS_DRAIN_SECONDS`` (in gunicorn's environment) above 0, makes the master drain
+  on SIGTERM: it keeps accepting and its workers keep serving for that many seconds while
+  their ``/readyz`` answers 503 with the reason, then gunicorn's graceful shutdown runs as
+  usual (listeners closed, workers given ``--graceful-timeout`` to finish). SIGINT and
+  SIGQUIT still stop at once. Send SIGTERM to the master only (Kubernetes and Docker do;
+  with systemd use ``KillMode=mixed``): a worker told to stop by itself stops.
 * :func:`child_exit` (master, per dead worker, also after ``SIGKILL``): folds the worker's
   counters, histograms and non-``live`` gauges into the directory's archive and deletes
   its files, ``live*`` gauges included (as
@@ -37,7 +43,9 @@ import contextlib
 import os
 from typing import Any, Protocol
 
+from .config import DRAIN_KEY, drain_seconds_from_environment
 from .errors import ConfigurationError
+from .health.draining import SIGTERM_DRAIN
 from .metrics.multiprocess.setup import ENV_VAR, check_setup, fold_exited, prepare_directory
 
 __all__ = ["child_exit", "on_starting", "when_ready"]
@@ -45,6 +53,7 @@ __all__ = ["child_exit", "on_starting", "when_ready"]
 
 class _Log(Protocol):
     def info(self, msg: str, *args: Any) -> None: ...
+    def warning(self, msg: str, *args: Any) -> None: ...
     def error(self, msg: str, *args: Any) -> None: ...
 
 
@@ -83,10 +92,12 @@ _create_directory()
 def on_starting(server: _Server) -> None:
     """Prepare the multiprocess directory, or stop gunicorn with the reason.
 
-    :raises SystemExit: the setup would give a wrong or empty ``/metrics`` page.
+    :raises SystemExit: the setup would give a wrong or empty ``/metrics`` page, or
+        ``APPMETRICS_DRAIN_SECONDS`` is not a number of seconds.
     """
     path = os.environ.get(ENV_VAR)
     try:
+        drain_seconds_from_environment()
         if path is None:
             workers = server.cfg.workers
             if workers > 1:
@@ -110,10 +121,28 @@ def on_starting(server: _Server) -> None:
 
 
 def when_ready(server: _Server) -> None:
-    """Log how ``/metrics`` aggregates the workers."""
+    """Log how ``/metrics`` aggregates the workers; drain on SIGTERM when asked to."""
     path = os.environ.get(ENV_VAR)
     if path is not None:
         server.log.info("flask-appmetrics: /metrics sums all workers' files in %s", path)
+    # gunicorn set its signal handlers just before this hook: ours goes in front of its
+    # SIGTERM handler, which gets the signal once the drain is over.
+    try:
+        seconds = drain_seconds_from_environment()
+    except ConfigurationError:  # refused by on_starting already, if that hook is in use
+        seconds = 0.0
+    if seconds <= 0:
+        return
+    if SIGTERM_DRAIN.install(seconds, log=server.log.info):
+        server.log.info(
+            "flask-appmetrics: on SIGTERM, workers keep serving for %g s while /readyz "
+            "answers 503, then gunicorn shuts down gracefully",
+            seconds,
+        )
+    else:
+        server.log.warning(
+            "flask-appmetrics: %s is set but SIGTERM cannot be deferred here", DRAIN_KEY
+        )
 
 
 #: How long the master waits for a fold another process is doing (a scrape's).

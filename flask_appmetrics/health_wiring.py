@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .health.draining import PROCESS_DRAIN
 from .health.monitor import HealthMonitor, Identify
 from .metrics.catalog import BREAKER_STATE_NAMES
 from .metrics.registry_state import registry_state
@@ -64,12 +65,20 @@ def build_monitor(
         identify=_identify(user_identity),
         context=app.app_context,
         on_internal_error=metric_set.count_internal_error,
+        drain=PROCESS_DRAIN,
         objectives=objectives,
     )
     if redis is not None:
-        monitor.add_check("redis", redis.check, critical=False)
-    # concurrent_users sums the users windows of every live app on the registry.
-    registry_state(metric_set.registry).count_users_of(monitor)
+        # Not reused: it says whether the windows are shared right now, which a request
+        # can change at any time, and a ping costs less than a stale verdict.
+        monitor.add_check(
+            "redis", redis.check, critical=False, cache_seconds=0, failure_cache_seconds=0
+        )
+    # concurrent_users sums the users windows of every live app on the registry; the
+    # health families show the checks and verdicts of every live app on it.
+    state = registry_state(metric_set.registry)
+    state.count_users_of(monitor)
+    state.report_health_of(monitor)
     return monitor
 
 

@@ -115,6 +115,17 @@ class HealthSettings:
       users wait noticeably whatever the backend.
     * ``check_timeout_seconds`` 0.5: checks run in parallel, so a probe answers within
       about this time even when a check hangs: inside Kubernetes' default 1 s probe timeout.
+    * ``check_cache_seconds`` 5.0: a passing check is run again at most every 5 seconds,
+      so load balancers, Kubernetes probes, scrapes and status pages asking many times a
+      second cost the database one query per 5 seconds per process; a dependency that goes
+      down shows within 5 seconds, quicker than the usual probe period times its failure
+      threshold.
+    * ``check_failure_cache_seconds`` 1.0: a failure is reused for less time, so that a
+      recovery shows within a second, while a dependency that is down (and may time out)
+      is still not hammered by every probe.
+    * ``drain_seconds`` 0: on SIGTERM the server stops at once, as servers do; set it to
+      the time your load balancer takes to notice a failing ``/readyz`` (Kubernetes: the
+      readiness probe's period times its failure threshold).
     * ``users_window_seconds`` 300 and ``users_max_tracked`` 10,000: "concurrent users" are
       the distinct identities seen in the last 5 minutes (the error window's span); 10,000
       entries of 8-byte digests cost about 1 MiB at most.
@@ -135,6 +146,12 @@ class HealthSettings:
     users_max_tracked: int
     #: Requests the error window must hold before the error ratio can change the status.
     min_requests: int = 20
+    #: Seconds a passing check's result is reused (0: checks run on every probe).
+    check_cache_seconds: float = 0.0
+    #: Seconds a failing check's result is reused.
+    check_failure_cache_seconds: float = 0.0
+    #: Seconds the server keeps serving after SIGTERM while ``/readyz`` answers 503.
+    drain_seconds: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ that registry lives for the whole process (and we never reset it: users cannot e
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -61,6 +62,18 @@ def _log_every_refusal() -> None:
     from flask_appmetrics.recording.validation import reset_log_limits
 
     reset_log_limits()
+
+
+@pytest.fixture(autouse=True)
+def _no_drain_left_behind() -> Iterator[None]:
+    """Draining is per process: a test that starts one, or that lets ``init_app`` take
+    SIGTERM (``APPMETRICS_DRAIN_SECONDS``), must not leave it to the next test or to
+    pytest's own SIGTERM."""
+    yield
+    from flask_appmetrics.health.draining import PROCESS_DRAIN, SIGTERM_DRAIN
+
+    SIGTERM_DRAIN.uninstall()
+    PROCESS_DRAIN.clear()
 
 
 #: Set by CI (``.ci/run``): a test skipped for a missing tool or extra fails the run there,

@@ -4,10 +4,10 @@ Floors, lowest first (names relative to ``flask_appmetrics``; the first pattern 
 matches a module gives its floor, so the specific ones come before ``metrics.*``):
 
     0  errors, _version, signals
-    1  llm.*, health.windows, health.checks, metrics.labels, metrics.registration,
-       recording.validation (pure checks of app input), config_strings (values as the
-       environment gives them), slo.objectives, slo.windows, slo.burn (service level
-       objectives, their windows and burn rates)
+    1  llm.*, health.windows, health.checks, health.draining, metrics.labels,
+       metrics.registration, recording.validation (pure checks of app input),
+       config_strings (values as the environment gives them), slo.objectives, slo.windows,
+       slo.burn (service level objectives, their windows and burn rates)
     2  settings, config, integrations.genai (token counts read from google-genai objects),
        slo.* (objectives resolved against routes, the per-app tracker, generated rules)
     3  metrics.* (the rest, multiprocess included), health.monitor, integrations.sentry
@@ -61,6 +61,7 @@ FLOORS: list[tuple[int, str]] = [
     (1, "health"),
     (1, "health.windows"),
     (1, "health.checks"),
+    (1, "health.draining"),
     (1, "metrics"),
     (1, "metrics.labels"),
     (1, "metrics.registration"),

@@ -25,7 +25,7 @@ from sphinx.util.docutils import SphinxDirective
 
 import flask_appmetrics
 from flask_appmetrics import config
-from flask_appmetrics.metrics.catalog import SCRAPE_TIME_FAMILIES, catalog_specs
+from flask_appmetrics.metrics.catalog import HEALTH_FAMILIES, SCRAPE_TIME_FAMILIES, catalog_specs
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +92,15 @@ class MetricCatalog(SphinxDirective):
         rows += [
             (family.name, "gauge", family.labelnames, family.documentation)
             for family in SCRAPE_TIME_FAMILIES
+        ]
+        rows += [
+            (
+                family.name,
+                "stateset" if family.name == "app_health_status" else "gauge",
+                family.labelnames,
+                family.documentation,
+            )
+            for family in HEALTH_FAMILIES
         ]
         lines = [
             ".. list-table::",

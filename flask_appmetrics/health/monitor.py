@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import count_internal_error
 from .checks import CheckFunc, CheckRegistry, CheckResult, CheckRunner, HealthCheck
+from .draining import Drain, DrainFlag
 from .windows import (
     BucketedCounter,
     Clock,
@@ -106,6 +107,8 @@ class HealthReport:
     min_requests: int = 0
     #: Each service level objective's burn rates and budget (none declared: empty).
     objectives: tuple[ObjectiveStatus, ...] = ()
+    #: The drain in progress (the server was told to stop), if any.
+    draining: Drain | None = None
 
     @property
     def http_status(self) -> int:
@@ -115,7 +118,8 @@ class HealthReport:
     def as_dict(self) -> dict[str, Any]:
         """The JSON of ``/api/health``: ``status``, ``recent_errors_5min``,
         ``avg_response_time_ms`` and ``concurrent_users`` first (the keys clients have
-        always read), then what an operator needs; ``objectives`` last, when declared."""
+        always read), then what an operator needs; ``objectives`` when declared, and
+        ``draining`` only while the server drains."""
         body: dict[str, Any] = {
             "status": self.status,
             "recent_errors_5min": self.requests.errors,
@@ -136,6 +140,8 @@ class HealthReport:
         }
         if self.objectives:
             body["objectives"] = [status.as_dict() for status in self.objectives]
+        if self.draining is not None:
+            body["draining"] = self.draining.as_dict()
         return body
 
 
@@ -157,6 +163,7 @@ class HealthMonitor:
     :param users: replaces the in-process users window.
     :param objectives: returns each service level objective's status (never raises);
         with any, the error budget judges traffic (see the module's docs).
+    :param drain: the server's drain flag, read by :meth:`draining`.
     """
 
     def __init__(
@@ -173,9 +180,11 @@ class HealthMonitor:
         requests: RequestWindow | None = None,
         users: UserWindow | None = None,
         objectives: Callable[[], tuple[ObjectiveStatus, ...]] | None = None,
+        drain: DrainFlag | None = None,
     ) -> None:
         self.settings = settings
         self._objectives = objectives
+        self.drain = drain
         self.checks = checks
         #: Checks of this app alone (its Redis link, say), run after :attr:`checks`; one
         #: of the same name replaces the shared check for this app.
@@ -190,7 +199,13 @@ class HealthMonitor:
         )
         self._identify = identify
         self._breakers = breakers
-        self._runner = CheckRunner(settings.check_timeout_seconds, context=context)
+        self._runner = CheckRunner(
+            settings.check_timeout_seconds,
+            context=context,
+            cache_seconds=settings.check_cache_seconds,
+            failure_cache_seconds=settings.check_failure_cache_seconds,
+            clock=clock,
+        )
         self._on_internal_error = on_internal_error
         self._started = clock()
 
@@ -218,15 +233,30 @@ class HealthMonitor:
     # -- judgement ------------------------------------------------------------------------
 
     def add_check(
-        self, name: str, func: CheckFunc, *, critical: bool = True, timeout: float | None = None
+        self,
+        name: str,
+        func: CheckFunc,
+        *,
+        critical: bool = True,
+        timeout: float | None = None,
+        cache_seconds: float | None = None,
+        failure_cache_seconds: float | None = None,
     ) -> HealthCheck:
         """Register *func* as the check *name* of this app only (``/api/health``,
         ``/readyz`` and :func:`get_health_status` run it with the shared checks).
 
         :raises TypeError: *func* is not callable or *name* not a string.
-        :raises ValueError: *name* is empty or *timeout* is not a positive number.
+        :raises ValueError: *name* is empty, *timeout* is not a positive number or a
+            cache time is negative.
         """
-        return self.own_checks.add(name, func, critical=critical, timeout=timeout)
+        return self.own_checks.add(
+            name,
+            func,
+            critical=critical,
+            timeout=timeout,
+            cache_seconds=cache_seconds,
+            failure_cache_seconds=failure_cache_seconds,
+        )
 
     def remove_check(self, name: str) -> None:
         """Unregister this app's check *name* (no error if absent)."""
@@ -241,8 +271,13 @@ class HealthMonitor:
         return tuple(merged.values())
 
     def run_checks(self) -> tuple[CheckResult, ...]:
-        """Run every registered check (in parallel, each within its timeout)."""
+        """Every registered check's result: reused while fresh (its cache time), else run
+        (in parallel, once however many callers ask, each within its timeout)."""
         return self._runner.run(self.all_checks())
+
+    def draining(self) -> Drain | None:
+        """The server's drain in progress, if it was told to stop."""
+        return self.drain.current() if self.drain is not None else None
 
     def breaker_states(self) -> dict[str, str]:
         """Each circuit breaker's state, by service."""
@@ -306,6 +341,7 @@ class HealthMonitor:
             error_status=error_status,
             latency_status=latency_status,
             objectives=objectives,
+            draining=self.draining(),
         )
 
 

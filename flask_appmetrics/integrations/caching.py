@@ -27,6 +27,7 @@ for other backends pass ``size_bytes=``/``items=`` callables.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import weakref
@@ -116,9 +117,11 @@ class _Recorder:
 def _simple_cache_sizes(backend: Any) -> tuple[ValueFunction, ValueFunction]:
     # Private attributes of cachelib's SimpleCache (Flask-Caching's "SimpleCache" backend):
     # no public API gives its entries or its size, and reading them under its own lock is
-    # the only way to measure the cache without changing it.
+    # the only way to measure the cache without changing it. cachelib before 0.15 (the
+    # newest on Python 3.10) has no lock: there the copy is one C-level call, which no other
+    # thread interrupts under the GIL.
     store: dict[str, tuple[float, Any]] = backend._cache
-    lock = backend._lock
+    lock = getattr(backend, "_lock", None) or contextlib.nullcontext()
 
     def entries() -> list[tuple[float, Any]]:
         with lock:  # the dict changes under concurrent writes

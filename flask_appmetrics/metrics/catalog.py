@@ -227,6 +227,32 @@ SCRAPE_TIME_FAMILIES: tuple[ScrapeTimeFamily, ...] = (
 )
 
 
+#: The verdicts of ``app_health_status``, best first.
+HEALTH_STATUSES = ("healthy", "degraded", "unhealthy")
+
+#: The health families, computed at scrape time from the apps' health checks (their
+#: cached results: a scrape runs only the checks whose result is stale, each within its
+#: timeout) and verdicts. ``app_health_status`` is an enum (an OpenMetrics stateset): one
+#: sample per verdict, 1 for the current one.
+HEALTH_FAMILIES: tuple[ScrapeTimeFamily, ...] = (
+    ScrapeTimeFamily(
+        "health_check_up",
+        "Whether the health check passed (1) or failed (0) at its last run",
+        ("check",),
+    ),
+    ScrapeTimeFamily(
+        "health_check_duration_seconds",
+        "How long the health check's last run took, in seconds (its timeout when it timed out)",
+        ("check",),
+    ),
+    ScrapeTimeFamily(
+        "app_health_status",
+        "The app's health verdict, as /api/health judges it: 1 for the current one",
+        ("app_health_status",),
+    ),
+)
+
+
 def hit_rate(hits: float, misses: float) -> float | None:
     """The share of get operations that hit; ``None`` before the first."""
     total = hits + misses

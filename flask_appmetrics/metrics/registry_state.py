@@ -48,7 +48,14 @@ from .catalog import (
 )
 from .labels import LabelLength, PinnedLabel
 from .registration import declare, register_collector
-from .scrape_time import ScrapeTimeGauges, UsersGauge, UsersSource, ValueFunction
+from .scrape_time import (
+    HealthGauges,
+    HealthSource,
+    ScrapeTimeGauges,
+    UsersGauge,
+    UsersSource,
+    ValueFunction,
+)
 
 logger = logging.getLogger("flask_appmetrics")
 
@@ -230,6 +237,7 @@ class RegistryState:
         self._metric_set: MetricSet | None = None
         self._gauges: ScrapeTimeGauges | None = None
         self._users: UsersGauge | None = None
+        self._health: HealthGauges | None = None
         self._series: SharedSeries | None = None
         # The settings in force (see agreed_values), and the apps using them, held weakly.
         self._agreed: dict[str, object] | None = None
@@ -255,6 +263,11 @@ class RegistryState:
     def scrape_time(self) -> ScrapeTimeGauges | None:
         """The scrape-time gauges, once an app was initialised on the registry."""
         return self._gauges
+
+    @property
+    def health_gauges(self) -> HealthGauges | None:
+        """The health families' collector, once an app was initialised on the registry."""
+        return self._health
 
     @property
     def series(self) -> SharedSeries | None:
@@ -303,17 +316,24 @@ class RegistryState:
                 registry = self.registry
                 gauges = ScrapeTimeGauges(self.count_internal_error)
                 register_collector(registry, gauges, gauges.names())
+                health = HealthGauges(self.count_internal_error)
+                try:
+                    register_collector(registry, health, health.names())
+                except BaseException:
+                    registry.unregister(gauges)
+                    raise
                 try:
                     # All or nothing: a conflict leaves none of our collectors behind.
                     metric_set = build_metric_set(registry, buckets)
                 except BaseException:
                     registry.unregister(gauges)
+                    registry.unregister(health)
                     raise
                 gauges.count_hits(metric_set.counter("cache_operations_total"))
                 self._users = UsersGauge(
                     metric_set.gauge("concurrent_users"), metric_set.count_internal_error
                 )
-                self._metric_set, self._gauges = metric_set, gauges
+                self._metric_set, self._gauges, self._health = metric_set, gauges, health
                 self._agreed = agreed_values(buckets, settings)
                 self.label_length.max_length = settings.max_label_length
             return self._metric_set
@@ -389,6 +409,13 @@ class RegistryState:
         with self.lock:
             assert self._users is not None, "metric_set_for comes first"
             self._users.add(source)
+
+    def report_health_of(self, source: HealthSource) -> None:
+        """Export *source*'s checks and verdict in the health families while it is alive
+        (after :meth:`metric_set_for`)."""
+        with self.lock:
+            assert self._health is not None, "metric_set_for comes first"
+            self._health.add(source)
 
     def count_internal_error(self, component: str) -> None:
         """Count a failure of the extension, once the registry has its metric set."""

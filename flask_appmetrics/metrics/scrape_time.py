@@ -1,4 +1,5 @@
-"""The gauges computed when a registry is collected: quota usage, cache hit rate and sizes.
+"""The gauges computed when a registry is collected: quota usage, cache hit rate and sizes,
+health checks and verdicts.
 
 One :class:`ScrapeTimeGauges` collector per registry serves every family of
 :data:`~flask_appmetrics.metrics.catalog.SCRAPE_TIME_FAMILIES`. Being one collector, it
@@ -6,6 +7,10 @@ reads the quota counter once per collection (with Redis: one round trip for the 
 gauges), and it can leave a sample out: a value that is not known yet (the hit rate before
 the first cache operation) or that could not be read (a size callable that raised) has no
 sample, where a ``Gauge`` would show a number.
+
+One :class:`HealthGauges` collector per registry serves
+:data:`~flask_appmetrics.metrics.catalog.HEALTH_FAMILIES` from the health monitors of the
+registry's apps.
 """
 
 from __future__ import annotations
@@ -14,15 +19,15 @@ import logging
 import math
 import threading
 import weakref
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Protocol, TypeVar
 
 from prometheus_client import Counter, Gauge
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric, StateSetMetricFamily
 
 from ..errors import count_internal_error
 from ..llm.quota import QuotaLimits, QuotaUsage
-from .catalog import SCRAPE_TIME_FAMILIES, hit_rate
+from .catalog import HEALTH_FAMILIES, HEALTH_STATUSES, SCRAPE_TIME_FAMILIES, hit_rate
 
 logger = logging.getLogger("flask_appmetrics")
 
@@ -205,6 +210,98 @@ class UsersGauge:
                 logger.exception("flask-appmetrics: a users window failed; skipped in the gauge")
                 count_internal_error("concurrent_users", self._on_error)
         return float(total)
+
+
+class CheckReading(Protocol):
+    """One health check's result, as the health gauges read it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def passed(self) -> bool: ...
+    @property
+    def duration_seconds(self) -> float: ...
+
+
+class HealthReading(Protocol):
+    """One evaluation of an app's health, as the health gauges read it."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def checks(self) -> Sequence[CheckReading]: ...
+
+
+class HealthSource(Protocol):
+    """What judges an app's health (its health monitor)."""
+
+    def evaluate(self) -> HealthReading: ...
+
+
+class HealthGauges:
+    """The health families of one registry: each check's last result and duration, and
+    the verdict, from the health monitors of the registry's apps still alive.
+
+    Evaluating reuses the checks' cached results and runs only the stale ones, each within
+    its timeout, so a scrape waits for a slow check no longer than that. Apps sharing a
+    registry (tests, several apps in one process) are summed up worst-first: a check name
+    is down if it is down in any app, takes the longest duration, and the verdict is the
+    worst. An app whose evaluation fails is skipped, logged and counted as an internal
+    error (``scrape_value``).
+
+    :param on_error: counts an internal error by component.
+    """
+
+    def __init__(self, on_error: Callable[[str], None]) -> None:
+        self._sources: weakref.WeakSet[HealthSource] = weakref.WeakSet()
+        self._on_error = on_error
+
+    def names(self) -> tuple[str, ...]:
+        """The families this collector serves."""
+        return tuple(f.name for f in HEALTH_FAMILIES)
+
+    def add(self, source: HealthSource) -> None:
+        """Report *source*'s health too, while it is alive (held weakly)."""
+        self._sources.add(source)
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, StateSetMetricFamily]:
+        up, duration, status = HEALTH_FAMILIES
+        return (
+            GaugeMetricFamily(up.name, up.documentation, labels=up.labelnames),
+            GaugeMetricFamily(duration.name, duration.documentation, labels=duration.labelnames),
+            # Its one label is named after the family, as OpenMetrics enums are.
+            StateSetMetricFamily(status.name, status.documentation),
+        )
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families())
+
+    def collect(self) -> Iterable[Metric]:
+        up: dict[str, bool] = {}
+        durations: dict[str, float] = {}
+        worst: int | None = None
+        for source in list(self._sources):
+            try:
+                report = source.evaluate()
+            except Exception:
+                logger.exception("flask-appmetrics: health evaluation failed; left out")
+                count_internal_error("scrape_value", self._on_error)
+                continue
+            rank = HEALTH_STATUSES.index(report.status) if report.status in HEALTH_STATUSES else 2
+            worst = rank if worst is None else max(worst, rank)
+            for check in report.checks:
+                up[check.name] = up.get(check.name, True) and check.passed
+                durations[check.name] = max(durations.get(check.name, 0.0), check.duration_seconds)
+        up_family, duration_family, status_family = self._families()
+        for name, passed in up.items():
+            up_family.add_metric([name], 1.0 if passed else 0.0)
+            duration_family.add_metric([name], durations[name])
+        if worst is not None:
+            status_family.add_metric(
+                [], {status: i == worst for i, status in enumerate(HEALTH_STATUSES)}
+            )
+        return [up_family, duration_family, status_family]
 
 
 def _samples(counter: Counter) -> Iterator[tuple[dict[str, str], float]]:

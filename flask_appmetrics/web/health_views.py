@@ -7,7 +7,9 @@
   dependencies, so Kubernetes restarts only a wedged process, not one whose database is down.
 * ``/readyz`` (``APPMETRICS_READYZ_PATH``): the registered checks only; 503 when a critical
   one fails. Traffic windows are left out on purpose: a readiness that failed on error
-  ratio would take every replica out of service at once when a dependency fails.
+  ratio would take every replica out of service at once when a dependency fails. While
+  the server drains (told to stop, see :mod:`flask_appmetrics.health.draining`) it answers
+  503 with the reason and runs no check.
 
 A client that asks for ``application/health+json`` gets the format of the IETF draft
 (draft-inadarei-api-health-check): ``pass``/``warn``/``fail`` and ``checks`` keyed
@@ -45,6 +47,15 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def _observed(result: CheckResult, fallback: str) -> str:
+    # When the result was obtained: a reused one is older than the response.
+    if not result.observed_at:
+        return fallback
+    return datetime.fromtimestamp(result.observed_at, timezone.utc).isoformat(
+        timespec="milliseconds"
+    )
+
+
 def _check_entries(results: tuple[CheckResult, ...], time: str) -> dict[str, list[dict[str, Any]]]:
     checks: dict[str, list[dict[str, Any]]] = {}
     for result in results:
@@ -53,7 +64,7 @@ def _check_entries(results: tuple[CheckResult, ...], time: str) -> dict[str, lis
             "observedValue": round(result.duration_seconds * 1000.0, 3),
             "observedUnit": "ms",
             "status": "pass" if result.passed else ("fail" if result.critical else "warn"),
-            "time": time,
+            "time": _observed(result, time),
         }
         if result.error is not None:
             entry["output"] = result.error
@@ -183,11 +194,19 @@ def health_blueprint(
         return health_json({"status": "pass"}, 200)
 
     def readyz_view() -> Response:
-        """``GET /readyz``: the checks; 503 when a critical one fails."""
+        """``GET /readyz``: the checks; 503 when a critical one fails or while draining."""
+        body: dict[str, Any]
         refused = guard.refusal("readyz", readyz_failed)
         if refused is not None:
             return refused
         try:
+            drain = monitor.draining()
+            if drain is not None:
+                # Out of the load balancer's rotation while requests are still served.
+                body = {"status": "fail", "reason": drain.describe()}
+                if wants_health_json():
+                    body["output"] = body.pop("reason")
+                return health_json(guard.visible(body), 503)
             results = monitor.run_checks()
             if any(not r.passed and r.critical for r in results):
                 status, code = "fail", 503
@@ -195,7 +214,7 @@ def health_blueprint(
                 status, code = "warn", 200
             else:
                 status, code = "pass", 200
-            body: dict[str, Any] = {"status": status}
+            body = {"status": status}
             if wants_health_json():
                 body["checks"] = _check_entries(results, _now())
             else:

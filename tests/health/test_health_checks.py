@@ -60,6 +60,7 @@ def test_passing_checks_are_reported(metrics: FlaskMetrics, app: Flask) -> None:
         "status": "pass",
         "critical": False,
         "duration_ms": body["checks"]["cache"]["duration_ms"],
+        "age_seconds": 0.0,  # run for this probe
     }
 
 
@@ -126,7 +127,8 @@ def test_default_timeout_comes_from_config(
 def test_a_hung_check_holds_one_thread_however_often_probed(
     metrics: FlaskMetrics, app: Flask, release: threading.Event
 ) -> None:
-    metrics.add_health_check("stuck", release.wait, timeout=0.01)
+    # Failures not reused: every probe asks for a run, and joins the one in flight.
+    metrics.add_health_check("stuck", release.wait, timeout=0.01, failure_cache_seconds=0)
     for _ in range(5):
         assert get_within(app, "/readyz")[0] == 503
     stuck = [t for t in threading.enumerate() if t.name == "appmetrics-check-stuck"]
@@ -241,7 +243,8 @@ def test_failures_are_logged_once_per_transition(
 ) -> None:
     caplog.set_level(logging.INFO, logger="flask_appmetrics")
     healthy = [False]
-    metrics.add_health_check("flaky", lambda: healthy[0])
+    # Results not reused: each probe runs the check.
+    metrics.add_health_check("flaky", lambda: healthy[0], cache_seconds=0, failure_cache_seconds=0)
     for _ in range(3):
         get(app)
     healthy[0] = True

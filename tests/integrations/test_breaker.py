@@ -59,7 +59,11 @@ def let_reset_timeout_pass(breaker: pybreaker.CircuitBreaker) -> None:
     # pybreaker compares the time it opened with the reset timeout; moving the opening
     # back in its storage is the same as waiting, without a timed test.
     storage = breaker._state_storage
-    storage.opened_at = datetime.now(timezone.utc) - timedelta(seconds=breaker.reset_timeout + 1)
+    # UTC either way: naive before pybreaker 1.3, aware since.
+    now = datetime.now(timezone.utc)
+    if storage.opened_at is not None and storage.opened_at.tzinfo is None:
+        now = now.replace(tzinfo=None)
+    storage.opened_at = now - timedelta(seconds=breaker.reset_timeout + 1)
 
 
 @pytest.fixture

@@ -5,6 +5,8 @@ The original service's business metrics are declared here exactly as the example
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -13,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from flask_appmetrics import CustomMetric, FlaskMetrics, MetricConflictError
 from tests.support.apps import AppFactory
+from tests.support.multiprocess import write_in_a_process
 
 
 def test_the_example_business_metrics(metrics: FlaskMetrics, client: FlaskClient) -> None:
@@ -166,11 +169,20 @@ def test_gauge_and_histogram_without_labels(
     assert registry.get_sample_value("job_seconds_bucket", {"le": "2.0"}) == 1.0
 
 
-def test_gauge_multiprocess_mode_is_passed_to_prometheus_client() -> None:
+_MODES_WORKER = """
+from prometheus_client import CollectorRegistry
+from flask_appmetrics import FlaskMetrics
+metrics = FlaskMetrics(registry=CollectorRegistry())
+metrics.gauge("jobs_queued", "Jobs waiting", multiprocess_mode="livemax").set(3)
+metrics.gauge("jobs_running", "Jobs running").set(1)
+"""
+
+
+def test_gauge_multiprocess_mode_is_passed_to_prometheus_client(tmp_path: Path) -> None:
+    # prometheus_client names each worker's gauge file after the gauge's mode.
+    pid = write_in_a_process(tmp_path, _MODES_WORKER)
+    assert (tmp_path / f"gauge_livemax_{pid}.db").exists()
+    assert (tmp_path / f"gauge_livesum_{pid}.db").exists()  # the default
     metrics = FlaskMetrics(registry=CollectorRegistry())
-    queue = metrics.gauge("jobs_queued", "Jobs waiting", multiprocess_mode="livemax")
-    assert queue.metric._multiprocess_mode == "livemax"
-    default = metrics.gauge("jobs_running", "Jobs running")
-    assert default.metric._multiprocess_mode == "livesum"
     with pytest.raises(ValueError, match="Invalid multiprocess mode"):
         metrics.gauge("jobs_broken", "x", multiprocess_mode="average")

@@ -1,12 +1,14 @@
 """Exited workers' metric files folded into one archive, and nothing else touched.
 
-The files are written with prometheus_client's own ``MmapedDict``, as its workers write
-them. Simulated exited workers get pids above the largest ``kernel.pid_max`` (2**22), so
-no process can hold them; live ones are this process or real child processes.
+The files are written by prometheus_client itself, through its public metrics, in worker
+processes forked for the purpose (``tests.support.multiprocess.write_workers``). Exited
+workers' files are then named after pids above the largest ``kernel.pid_max`` (2**22), so no
+process can hold them; live ones are this process or real child processes.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -18,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from prometheus_client.mmap_dict import MmapedDict, mmap_key
+from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from flask_appmetrics.metrics.multiprocess import archive as _mp_archive
@@ -32,6 +34,7 @@ from flask_appmetrics.metrics.multiprocess.files import (
 )
 from flask_appmetrics.metrics.multiprocess.reader import read_directory
 from flask_appmetrics.metrics.multiprocess.setup import prepare_directory, scrape_registry
+from tests.support.multiprocess import Update, write_workers
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Above any pid Linux hands out (kernel.pid_max is at most 2**22).
@@ -40,58 +43,46 @@ DEAD_PID = 5_000_000
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-def _write(
-    path: Path, name: str, rows: list[tuple[str, str, dict[str, str], float, float]]
-) -> None:
-    """Write ``(metric, sample, labels, value, timestamp)`` rows as prometheus_client does.
+def _counter(name: str, value: float, labels: dict[str, str] | None = None) -> Update:
+    return ("counter", name, labels or {}, "inc", value, {})
 
-    With ``MmapedDict.write_value`` (prometheus_client's own writer, not a documented API):
-    the public way (metrics updated in a process with ``PROMETHEUS_MULTIPROC_DIR`` set, see
-    ``tests.support.multiprocess``) names each file after the pid of a process that really
-    ran, and stamps ``mostrecent`` gauges with the time of the write. These tests need
-    files of hundreds of workers whose pids no process can hold (above ``pid_max``, so a
-    recycled pid cannot make one look alive) and timestamps they choose.
-    """
-    d = MmapedDict(str(path / name))
-    for metric, sample, labels, value, ts in rows:
-        key = mmap_key(metric, sample, list(labels), list(labels.values()), f"{metric} help")
-        d.write_value(key, value, ts)
-    d.close()
+
+def _gauge(name: str, value: float, mode: str, labels: dict[str, str] | None = None) -> Update:
+    return ("gauge", name, labels or {}, "set", value, {"multiprocess_mode": mode})
+
+
+def _worker_updates(n: int) -> list[Update]:
+    """What one worker does: every type and gauge mode, values that depend on *n*."""
+    ep = {"endpoint": f"/e{n % 3}"}
+    buckets: dict[str, object] = {"buckets": [0.1, 1.0]}
+    return [
+        _counter("http_requests", n + 1, {**ep, "status": "200"}),
+        _counter("http_requests", n % 2, {**ep, "status": "500"}),
+        # n % 4 requests within 0.1 s, 2 within 1 s, 1 slower; durations that are exact in
+        # binary, so sums are the same whatever order the files are added in.
+        *[("histogram", "latency", ep, "observe", 0.0625, buckets)] * (n % 4),
+        *[("histogram", "latency", ep, "observe", 0.5, buckets)] * 2,
+        ("histogram", "latency", ep, "observe", 4.0, buckets),
+        ("summary", "jobs", {}, "observe", n / 2, {}),
+        ("summary", "jobs", {}, "observe", n / 2, {}),
+        _gauge("inprog", 1, "livesum", ep),
+        _gauge("seen", n, "liveall"),
+        _gauge("peak", n % 97, "max"),
+        _gauge("low", -(n % 89), "min"),
+        _gauge("total", n, "sum"),
+        # Written one worker after the other: the larger n, the more recent.
+        _gauge("last", n, "mostrecent"),
+        _gauge("each", n, "all"),
+    ]
+
+
+def _workers(path: Path, workers: list[tuple[int, int]]) -> None:
+    """The files workers ``(pid, n)`` leave, ten each (one per type and gauge mode)."""
+    write_workers(path, [_worker_updates(n) for _, n in workers], [pid for pid, _ in workers])
 
 
 def _worker(path: Path, pid: int, n: int) -> None:
-    """The files one worker leaves: every type and gauge mode, values that depend on *n*."""
-    ep = {"endpoint": f"/e{n % 3}"}
-    _write(
-        path,
-        f"counter_{pid}.db",
-        [
-            ("http_requests", "http_requests_total", {**ep, "status": "200"}, n + 1, 0),
-            ("http_requests", "http_requests_total", {**ep, "status": "500"}, n % 2, 0),
-        ],
-    )
-    _write(
-        path,
-        f"histogram_{pid}.db",
-        [
-            ("latency", "latency_bucket", {**ep, "le": "0.1"}, n % 4, 0),
-            ("latency", "latency_bucket", {**ep, "le": "1.0"}, 2, 0),
-            ("latency", "latency_bucket", {**ep, "le": "+Inf"}, 1, 0),
-            ("latency", "latency_sum", ep, n * 0.5, 0),
-        ],
-    )
-    _write(
-        path,
-        f"summary_{pid}.db",
-        [("jobs", "jobs_count", {}, 2, 0), ("jobs", "jobs_sum", {}, n, 0)],
-    )
-    _write(path, f"gauge_livesum_{pid}.db", [("inprog", "inprog", ep, 1, 0)])
-    _write(path, f"gauge_liveall_{pid}.db", [("seen", "seen", {}, n, 0)])
-    _write(path, f"gauge_max_{pid}.db", [("peak", "peak", {}, n % 97, 0)])
-    _write(path, f"gauge_min_{pid}.db", [("low", "low", {}, -(n % 89), 0)])
-    _write(path, f"gauge_sum_{pid}.db", [("total", "total", {}, n, 0)])
-    _write(path, f"gauge_mostrecent_{pid}.db", [("last", "last", {}, n, 1_000_000 + n)])
-    _write(path, f"gauge_all_{pid}.db", [("each", "each", {}, n, 0)])
+    _workers(path, [(pid, n)])
 
 
 def _samples(families: object) -> Samples:
@@ -108,8 +99,9 @@ def _prometheus_client_page(path: Path, dead: list[int]) -> Samples:
     """What prometheus_client's collector shows once the dead are marked dead."""
     for pid in dead:
         mark_process_dead(pid, str(path))  # type: ignore[no-untyped-call]
-    files = [str(p) for p in path.glob("*.db")]
-    return _samples(MultiProcessCollector.merge(files))  # type: ignore[no-untyped-call]
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(path))  # type: ignore[no-untyped-call]
+    return _samples(registry.collect())
 
 
 def _copy(src: Path, dst: Path) -> None:
@@ -124,9 +116,8 @@ def test_folding_many_exited_workers_keeps_the_page_prometheus_client_shows(
     mine = tmp_path / "mine"
     mine.mkdir()
     dead = [DEAD_PID + i for i in range(120)]
-    for i, pid in enumerate(dead):
-        _worker(mine, pid, i)
-    _worker(mine, os.getpid(), 1000)  # a live worker: this process
+    # The last one is a live worker: this process.
+    _workers(mine, [*((pid, i) for i, pid in enumerate(dead)), (os.getpid(), 1000)])
     reference = tmp_path / "reference"
     _copy(mine, reference)
     expected = _prometheus_client_page(reference, dead)
@@ -156,9 +147,10 @@ def test_folding_again_adds_to_the_archive(tmp_path: Path) -> None:
     mine.mkdir()
     for batch in range(3):
         pids = [DEAD_PID + batch * 10 + i for i in range(10)]
-        for d in (mine, reference):
-            for pid in pids:
-                _worker(d, pid, pid % 50)
+        _workers(reference, [(pid, pid % 50) for pid in pids])
+        for pid in pids:
+            for name in reference.glob(f"*_{pid}.db"):
+                (mine / name.name).write_bytes(name.read_bytes())
         fold(str(mine))
         dead = list(range(DEAD_PID, DEAD_PID + batch * 10 + 10))
         assert _samples(read_directory(str(mine))) == _prometheus_client_page(reference, dead)
@@ -215,8 +207,9 @@ def test_a_foreign_db_file_breaks_prometheus_clients_collector_but_not_ours(
         conn.execute("create table t (x int)")
     conn.close()
     # Which error depends on the order glob returns the files in.
+    collector = MultiProcessCollector(CollectorRegistry(), path=str(tmp_path))  # type: ignore[no-untyped-call]
     with pytest.raises((ValueError, RuntimeError, struct.error)):
-        MultiProcessCollector.merge([str(p) for p in tmp_path.glob("*.db")])  # type: ignore[no-untyped-call]
+        list(collector.collect())  # type: ignore[no-untyped-call]
     registry = scrape_registry(str(tmp_path))
     assert (
         registry.get_sample_value("http_requests_total", {"endpoint": "/e1", "status": "200"}) == 5
@@ -226,10 +219,14 @@ def test_a_foreign_db_file_breaks_prometheus_clients_collector_but_not_ours(
 def test_scrape_folds_exited_workers_and_drops_their_live_gauges(tmp_path: Path) -> None:
     # A server without an exit hook (uWSGI): the worker that died mid-request left
     # in-progress at 1; the live worker (this process) has it at 0.
-    _write(tmp_path, f"gauge_livesum_{DEAD_PID}.db", [("inprog", "inprog", {}, 1, 0)])
-    _write(tmp_path, f"counter_{DEAD_PID}.db", [("jobs", "jobs_total", {}, 7, 0)])
-    _write(tmp_path, f"gauge_livesum_{os.getpid()}.db", [("inprog", "inprog", {}, 0, 0)])
-    _write(tmp_path, f"counter_{os.getpid()}.db", [("jobs", "jobs_total", {}, 2, 0)])
+    write_workers(
+        tmp_path,
+        [
+            [_gauge("inprog", 1, "livesum"), _counter("jobs", 7)],
+            [_gauge("inprog", 0, "livesum"), _counter("jobs", 2)],
+        ],
+        [DEAD_PID, os.getpid()],
+    )
     for _ in range(2):
         registry = scrape_registry(str(tmp_path))
         assert registry.get_sample_value("inprog") == 0
@@ -249,11 +246,13 @@ def _clone(src: Path, dst: Path) -> None:
 def test_directory_stays_flat_after_a_thousand_exited_workers(tmp_path: Path) -> None:
     templates = tmp_path.parent / f"{tmp_path.name}-templates"
     templates.mkdir()
-    _write(templates, "counter", [("jobs", "jobs_total", {}, 1, 0)])
-    _write(templates, "gauge", [("inprog", "inprog", {}, 1, 0)])
+    write_workers(templates, [[_counter("jobs", 1), _gauge("inprog", 1, "livesum")]], [DEAD_PID])
     for i in range(1000):
-        _clone(templates / "counter", tmp_path / f"counter_{DEAD_PID + i}.db")
-        _clone(templates / "gauge", tmp_path / f"gauge_livesum_{DEAD_PID + i}.db")
+        _clone(templates / f"counter_{DEAD_PID}.db", tmp_path / f"counter_{DEAD_PID + i}.db")
+        _clone(
+            templates / f"gauge_livesum_{DEAD_PID}.db",
+            tmp_path / f"gauge_livesum_{DEAD_PID + i}.db",
+        )
     registry = scrape_registry(str(tmp_path))
     assert registry.get_sample_value("jobs_total") == 1000
     assert registry.get_sample_value("inprog") is None
@@ -285,8 +284,7 @@ def _crash_on_folded_file(name: str) -> None:
 def _setup_dead(path: Path, count: int) -> tuple[list[int], Samples]:
     reference = path.parent / f"{path.name}-reference"
     pids = [DEAD_PID + i for i in range(count)]
-    for i, pid in enumerate(pids):
-        _worker(path, pid, i)
+    _workers(path, [(pid, i) for i, pid in enumerate(pids)])
     _copy(path, reference)
     return pids, _prometheus_client_page(reference, pids)
 
@@ -458,8 +456,9 @@ def test_a_pid_reused_by_another_program_does_not_keep_a_dead_workers_files(
     # metrics (here `sleep`: we name the dead worker's files after its pid).
     other = subprocess.Popen(["sleep", "60"])
     try:
-        _write(tmp_path, f"counter_{other.pid}.db", [("jobs", "jobs_total", {}, 4, 0)])
-        _write(tmp_path, f"gauge_livesum_{other.pid}.db", [("inprog", "inprog", {}, 1, 0)])
+        write_workers(
+            tmp_path, [[_counter("jobs", 4), _gauge("inprog", 1, "livesum")]], [other.pid]
+        )
         assert not process_alive(other.pid, _inodes(tmp_path, other.pid))
         registry = scrape_registry(str(tmp_path))
         assert registry.get_sample_value("jobs_total") == 4
@@ -529,7 +528,7 @@ def test_the_names_prometheus_client_writes() -> None:
 def test_unreadable_archive_is_reported_and_nothing_is_folded(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    _write(tmp_path, f"counter_{DEAD_PID}.db", [("jobs", "jobs_total", {}, 4, 0)])
+    write_workers(tmp_path, [[_counter("jobs", 4)]], [DEAD_PID])
     (tmp_path / ARCHIVE_NAME).write_text("{not json")
     with caplog.at_level(logging.ERROR, logger="flask_appmetrics"):
         registry = scrape_registry(str(tmp_path))
@@ -579,12 +578,11 @@ def test_child_exit_folds_the_worker_and_never_raises(
 def test_a_corrupt_file_is_skipped_whole_and_reported(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    _write(tmp_path, f"counter_{os.getpid()}.db", [("jobs", "jobs_total", {}, 2, 0)])
     bad = tmp_path / "counter_1.db"
-    _write(
+    write_workers(
         tmp_path,
-        bad.name,
-        [("jobs", "jobs_total", {}, 5, 0), ("jobs", "jobs_total", {"k": "v"}, 1, 0)],
+        [[_counter("jobs", 2)], [_counter("jobs", 5), _counter("other", 1)]],
+        [os.getpid(), 1],
     )
     data = bytearray(bad.read_bytes())
     used = struct.unpack_from("i", data)[0]
@@ -649,30 +647,37 @@ def test_an_exited_workers_configuration_leaves_the_page(tmp_path: Path) -> None
 
 def test_configuration_an_earlier_version_archived_is_dropped(tmp_path: Path) -> None:
     # Written with the ``max`` mode, by a worker that has exited, before and after a fold.
-    _write(
+    write_workers(
         tmp_path,
-        f"gauge_max_{DEAD_PID}.db",
         [
-            ("quota_limit", "quota_limit", {"limit": "rpm"}, 30, 0),
-            ("flask_appmetrics_info", "flask_appmetrics_info", {"version": "0.0.1"}, 1, 0),
-            ("peak", "peak", {}, 7, 0),
+            [
+                _gauge("quota_limit", 30, "max", {"limit": "rpm"}),
+                _gauge("flask_appmetrics_info", 1, "max", {"version": "0.0.1"}),
+                _gauge("peak", 7, "max"),
+            ]
         ],
+        [DEAD_PID],
     )
     registry = scrape_registry(str(tmp_path))
     assert registry.get_sample_value("quota_limit", {"limit": "rpm"}) is None
     assert registry.get_sample_value("flask_appmetrics_info", {"version": "0.0.1"}) is None
     assert registry.get_sample_value("peak") == 7
     archive = load_archive(str(tmp_path))
-    archive.values["gauge_max"].update(
-        {(k, ""): [30.0, 0.0] for k in _keys("quota_limit", {"limit": "tpm"})}
-    )
+    ((peak, _),) = archive.values["gauge_max"]
+    archive.values["gauge_max"][(_key_like(peak, "quota_limit", {"limit": "tpm"}), "")] = [
+        30.0,
+        0.0,
+    ]
     (tmp_path / ARCHIVE_NAME).write_bytes(archive.encode())
-    _write(tmp_path, f"counter_{DEAD_PID + 1}.db", [("jobs", "jobs_total", {}, 1, 0)])
+    write_workers(tmp_path, [[_counter("jobs", 1)]], [DEAD_PID + 1])
     registry = scrape_registry(str(tmp_path))
     assert registry.get_sample_value("quota_limit", {"limit": "tpm"}) is None
     assert registry.get_sample_value("peak") == 7
     assert registry.get_sample_value("jobs_total") == 1
 
 
-def _keys(metric: str, labels: dict[str, str]) -> list[str]:
-    return [mmap_key(metric, metric, list(labels), list(labels.values()), f"{metric} help")]
+def _key_like(key: str, metric: str, labels: dict[str, str]) -> str:
+    """The key prometheus_client's files give another gauge series, from one they gave:
+    JSON of (metric, sample, labels, help), keys sorted."""
+    help_text = json.loads(key)[3]
+    return json.dumps([metric, metric, labels, help_text], sort_keys=True)

@@ -178,6 +178,10 @@ BODIES = [
 ]
 
 
+def _iterable(cls: type) -> bool:
+    return hasattr(cls, "__iter__")
+
+
 @pytest.mark.parametrize("file_wrapper", [None, WerkzeugFileWrapper, GunicornFileWrapper])
 @pytest.mark.parametrize(("path", "headers", "endpoint", "status", "content"), BODIES)
 def test_each_body_is_recorded_once_when_the_server_closes_it(  # noqa: PLR0917 - parametrized
@@ -190,6 +194,10 @@ def test_each_body_is_recorded_once_when_the_server_closes_it(  # noqa: PLR0917 
     content: bytes,
     file_wrapper: type | None,
 ) -> None:
+    if "Range" in headers and file_wrapper is GunicornFileWrapper and not _iterable(file_wrapper):
+        # werkzeug's range wrapper keeps iter(body), which for a FileWrapper with only
+        # __getitem__ has no close(): the file stays open, with or without the extension.
+        pytest.skip("gunicorn before 26: werkzeug cannot close a range of its FileWrapper")
     for n in range(1, 4):
         served_status, body, _ = serve(host, path, headers=headers, file_wrapper=file_wrapper)
         assert served_status.startswith(status)

@@ -27,14 +27,31 @@ class Image:
 
     def count(self, colour: tuple[int, int, int], box: tuple[int, int, int, int], tol: int) -> int:
         """Pixels within *tol* per channel of *colour* in ``box = (x0, y0, x1, y1)``."""
+        return self.counts([colour], box, tol)[0]
+
+    def counts(
+        self, colours: list[tuple[int, int, int]], box: tuple[int, int, int, int], tol: int
+    ) -> list[int]:
+        """:meth:`count` of each of *colours*, in one pass over the box."""
         x0, y0, x1, y1 = box
-        n = 0
+        found = [0] * len(colours)
+        seen: dict[tuple[int, int, int], int | None] = {}
         for y in range(y0, y1):
             for x in range(x0, x1):
                 p = self.pixel(x, y)
-                if all(abs(a - b) <= tol for a, b in zip(p, colour, strict=True)):
-                    n += 1
-        return n
+                if p not in seen:
+                    seen[p] = next(
+                        (
+                            i
+                            for i, colour in enumerate(colours)
+                            if all(abs(a - b) <= tol for a, b in zip(p, colour, strict=True))
+                        ),
+                        None,
+                    )
+                index = seen[p]
+                if index is not None:
+                    found[index] += 1
+        return found
 
 
 def _paeth(a: int, b: int, c: int) -> int:

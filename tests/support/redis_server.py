@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import redis
 
 WAIT_SECONDS = 20.0
@@ -30,6 +32,8 @@ class RedisServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        if shutil.which("redis-server") is None:
+            pytest.skip("redis-server not installed (scripts/system-deps.sh installs it)")
         self.proc = subprocess.Popen(
             [
                 "redis-server",

@@ -9,9 +9,11 @@ the example app exports on a fresh registry, and the recording rules.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -75,11 +77,7 @@ def test_promql_names_parser() -> None:
     }
 
 
-@pytest.fixture(scope="module")
-def exported_names() -> set[str]:
-    """Every sample name the example app can export, from a fresh registry."""
-    registry = CollectorRegistry()
-    create_app({"TESTING": True}, extension=FlaskMetrics(registry=registry))
+def sample_names(registry: CollectorRegistry) -> set[str]:
     suffixes = {
         "counter": ("_total",),
         "histogram": ("_bucket", "_sum", "_count"),
@@ -91,6 +89,22 @@ def exported_names() -> set[str]:
         for suffix in suffixes.get(family.type, ("",)):
             names.add(family.name + suffix)
     return names
+
+
+@pytest.fixture(scope="module")
+def exported_names() -> set[str]:
+    """Every sample name the example app can export, from a fresh registry."""
+    registry = CollectorRegistry()
+    create_app({"TESTING": True}, extension=FlaskMetrics(registry=registry))
+    return sample_names(registry)
+
+
+@pytest.fixture(scope="module")
+def library_names() -> set[str]:
+    """Every sample name any app gets from the extension alone."""
+    registry = CollectorRegistry()
+    FlaskMetrics(Flask("plain"), registry=registry)
+    return sample_names(registry)
 
 
 def rule_groups() -> Iterator[dict[str, Any]]:
@@ -111,6 +125,15 @@ def dashboard_exprs() -> list[tuple[str, str]]:
         for target in panel.get("targets", []):
             exprs.append((panel["title"], target["expr"]))
     return exprs
+
+
+def recording_rules() -> dict[str, str]:
+    return {
+        rule["record"]: rule["expr"]
+        for group in rule_groups()
+        for rule in group["rules"]
+        if "record" in rule
+    }
 
 
 # -- promtool ------------------------------------------------------------------------------
@@ -154,8 +177,13 @@ def test_rule_unit_tests_pass() -> None:
     [
         ('status=~"5.."', 'status=~"4.."'),  # the error ratio counts the wrong class
         ('result="hit"', 'result="miss"'),  # the hit ratio counts misses
+        ('|/status"', '"'),  # the status page's polls count as traffic
+        ("|/livez", ""),  # so do the liveness probes
+        (">= 0.1", ">= 0"),  # the error alert fires on a handful of requests
         ("== 2", "== 1"),  # the breaker alert fires on half-open instead of open
         ("* 3600", "* 60"),  # cost per minute instead of per hour
+        ('status="unhealthy"', 'status="degraded"'),  # alerts on degraded instances
+        ("min by (job, check) (health_check_up)", "max by (job, check) (health_check_up)"),
     ],
 )
 def test_rule_unit_tests_catch_a_broken_rule(tmp_path: Path, old: str, new: str) -> None:
@@ -237,13 +265,219 @@ def test_dashboard_is_grafana_json_using_exported_names(exported_names: set[str]
         "gemini_api_tokens_total", "gemini_api_token_usage_total", "gemini_api_cost_usd_total",
         "concurrent_users", "flask_appmetrics_info", "flask_appmetrics_internal_errors_total",
         "subtopics_generated_total", "explanations_generated_total", "images_generated_total",
-        "content_quality_score_sum",
+        "content_quality_score_sum", "health_check_up", "health_check_duration_seconds",
+        "app_health_status",
     }  # fmt: skip
-    missing = families - used - {"circuit_breaker_state", "gemini_api_cost_usd_total"}
+    through_rules = {
+        "circuit_breaker_state",
+        "gemini_api_cost_usd_total",
+        "health_check_up",
+        "http_request_duration_seconds_bucket",
+    }
+    missing = families - used - through_rules
     assert not missing, missing
-    # Those two are read through recording rules; check the rules do read them.
+    # Those are read through recording rules; check the rules do read them.
     rule_exprs = " ".join(rule["expr"] for group in rule_groups() for rule in group["rules"])
-    assert {"circuit_breaker_state", "gemini_api_cost_usd_total"} <= promql_names(rule_exprs)
+    assert through_rules <= promql_names(rule_exprs)
+
+
+# -- what the HTTP numbers count -----------------------------------------------------------
+
+#: The extension's own endpoints, at their default paths: scrapes, probes, the status page.
+OWN_PATH_KEYS = (
+    "APPMETRICS_METRICS_PATH",
+    "APPMETRICS_HEALTH_PATH",
+    "APPMETRICS_LIVEZ_PATH",
+    "APPMETRICS_READYZ_PATH",
+    "APPMETRICS_STATUS_PATH",
+)
+#: The recording rules that select the app's own traffic; every other HTTP number reads them.
+FILTERED = (
+    "job_endpoint_status:http_requests:rate5m",
+    "job_endpoint_le:http_request_duration_seconds_bucket:rate5m",
+)
+RAW_HTTP = {"http_requests_total", "http_request_duration_seconds_bucket"}
+#: Dashboard panels that show every request on purpose (what scrapes and probes cost).
+WHOLE_TRAFFIC_PANELS = {"Request rate by endpoint", "Responses by status"}
+
+
+def own_endpoints_matcher() -> str:
+    from flask_appmetrics.config import DEFAULTS
+
+    return 'endpoint!~"' + "|".join(str(DEFAULTS[key]) for key in OWN_PATH_KEYS) + '"'
+
+
+def reads_filtered_traffic(
+    name: str, rules: dict[str, str], seen: frozenset[str] = frozenset()
+) -> bool:
+    """Whether recorded *name* reaches the raw HTTP metrics only through FILTERED."""
+    if name in FILTERED:
+        return True
+    used = promql_names(rules[name])
+    if used & RAW_HTTP:
+        return False
+    return all(
+        reads_filtered_traffic(n, rules, seen | {name})
+        for n in used
+        if n in rules and n not in seen
+    )
+
+
+def test_the_own_endpoints_are_left_out_in_one_place_with_the_default_paths() -> None:
+    from flask_appmetrics.config import DEFAULTS
+
+    rules = recording_rules()
+    matcher = own_endpoints_matcher()
+    for name in FILTERED:
+        assert matcher in rules[name], (name, matcher)
+    own = {str(DEFAULTS[key]) for key in OWN_PATH_KEYS}
+    kit_rules = yaml.safe_load((OPS / "prometheus/rules/flask_appmetrics.rules.yml").read_text())
+    kit = {rule["record"] for group in kit_rules["groups"] for rule in group["rules"]}
+    for group in rule_groups():
+        for rule in group["rules"]:
+            name = rule.get("record") or rule["alert"]
+            if name in FILTERED:
+                continue
+            # The kit's other HTTP rules go through the two above; rules generated for
+            # objectives select their endpoints by name, never the extension's own.
+            if name in kit:
+                assert not promql_names(rule["expr"]) & RAW_HTTP, name
+            raw = r"(?<![\w:])(?:" + "|".join(RAW_HTTP) + r")(?![\w:])(\{[^}]*\})?"
+            selectors = re.findall(raw, rule["expr"])
+            for labels in selectors:
+                chosen = re.search(r'endpoint=~?"([^"]*)"', labels)
+                assert chosen, (name, labels)
+                assert not set(chosen.group(1).split("|")) & own, (name, labels)
+
+
+def test_every_dashboard_latency_and_error_panel_counts_the_same_requests() -> None:
+    rules = recording_rules()
+    dashboard = json.loads(DASHBOARD.read_text())
+    http_panels = 0
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            names = promql_names(target["expr"])
+            if names & RAW_HTTP:
+                assert panel["title"] in WHOLE_TRAFFIC_PANELS, (panel["title"], target["expr"])
+                continue
+            for name in names & {n for n in rules if n.endswith(("_5m", "_rate5m"))}:
+                if "http" in name:
+                    assert reads_filtered_traffic(name, rules), (panel["title"], name)
+                    http_panels += 1
+    latency = next(p for p in dashboard["panels"] if p["title"].startswith("Latency p50"))
+    quantiles = [promql_names(t["expr"]) for t in latency["targets"]]
+    assert quantiles == [
+        {f"job:http_request_duration_seconds:{q}_5m"} for q in ("p50", "p95", "p99")
+    ]
+    assert http_panels >= 5
+
+
+def test_cost_today_counts_from_midnight_of_the_dashboard_time_zone() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    (panel,) = [p for p in dashboard["panels"] if p["title"].startswith("Cost today")]
+    # Grafana's "today so far": the panel's range starts at midnight, the query spans it.
+    assert panel["timeFrom"] == "now/d"
+    (target,) = panel["targets"]
+    assert "[$__range]" in target["expr"]
+    assert "increase(" in target["expr"]
+    assert target.get("instant") is True
+    assert dashboard["timezone"] == "browser"
+    assert "time zone" in panel["description"]
+    assert "now/d" in (OPS / "README.md").read_text()
+
+
+def test_only_the_example_row_uses_the_example_apps_own_metrics(library_names: set[str]) -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    known = library_names | recorded_names()
+    rows = sorted(
+        (p for p in dashboard["panels"] if p["type"] == "row"), key=lambda p: p["gridPos"]["y"]
+    )
+    example_rows = [row for row in rows if "example app" in row["title"]]
+    assert len(example_rows) == 1, [row["title"] for row in rows]
+    foreign = 0
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            continue
+        names = set().union(*(promql_names(t["expr"]) for t in panel.get("targets", [])))
+        if names - known:
+            foreign += 1
+            row = [r for r in rows if r["gridPos"]["y"] < panel["gridPos"]["y"]][-1]
+            assert row is example_rows[0], (panel["title"], names - known)
+            assert "example app" in panel["description"], panel["title"]
+    assert foreign >= 2
+    assert "business row is the example app" in (OPS / "README.md").read_text()
+
+
+# -- configuration named in the kit ----------------------------------------------------------
+
+
+def test_the_kit_names_only_configuration_keys_that_exist() -> None:
+    from flask_appmetrics.config import DEFAULTS
+
+    named: set[str] = set()
+    for path in OPS.rglob("*"):
+        if path.is_file():
+            named |= set(re.findall(r"\bAPPMETRICS_[A-Z][A-Z0-9_]*", path.read_text()))
+    assert "APPMETRICS_AUTH_TOKEN" in named
+    unknown = named - set(DEFAULTS)
+    assert not unknown, unknown
+
+
+@needs_promtool
+@pytest.mark.parametrize("block", ["authorization:", "basic_auth:"])
+def test_the_commented_auth_blocks_of_the_scrape_config_are_valid(
+    tmp_path: Path, block: str
+) -> None:
+    """Uncommented as the comment says, each auth block is valid Prometheus configuration."""
+    shutil.copytree(OPS / "prometheus", tmp_path / "prometheus")
+    config = tmp_path / "prometheus" / "prometheus.yml"
+    lines = config.read_text().splitlines()
+    start = lines.index(f"    # {block}")
+    end = start + 1
+    while end < len(lines) and lines[end].startswith("    #   "):
+        end += 1
+    assert end - start >= 3
+    lines[start:end] = [line.replace("    # ", "    ", 1) for line in lines[start:end]]
+    config.write_text("\n".join(lines) + "\n")
+    done = run_promtool("check", "config", "--syntax-only", config)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# -- _created series -------------------------------------------------------------------------
+
+_PAGE = """
+from prometheus_client import CollectorRegistry, generate_latest
+from example_app import create_app
+from flask_appmetrics import FlaskMetrics
+registry = CollectorRegistry()
+app = create_app({"TESTING": True}, extension=FlaskMetrics(registry=registry))
+app.test_client().post("/api/generate", json={"topic": "x"})
+print(generate_latest(registry).decode())
+"""
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_created_series_leave_the_page_as_the_kit_says(disabled: bool) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    if disabled:
+        env["PROMETHEUS_DISABLE_CREATED_SERIES"] = "True"
+    done = subprocess.run(
+        [sys.executable, "-c", _PAGE],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=OPS.parent,
+        timeout=120,
+        check=True,
+    )
+    samples = [s for f in text_string_to_metric_families(done.stdout) for s in f.samples]
+    created = [s for s in samples if s.name.endswith("_created")]
+    totals = [s for s in samples if s.name == "http_requests_total"]
+    assert totals
+    assert (not created) if disabled else (len(created) * 5 > len(samples)), len(created)
+    assert "PROMETHEUS_DISABLE_CREATED_SERIES=True" in (OPS / "README.md").read_text()
 
 
 @needs_promtool

@@ -29,10 +29,17 @@ from tests.support.gunicorn_server import (
     wait_for,
 )
 
-pytestmark = pytest.mark.slow
-
 ROOT = Path(__file__).resolve().parents[2]
 UWSGI_BIN = str(Path(sys.executable).with_name("uwsgi"))
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not os.access(UWSGI_BIN, os.X_OK),
+        reason="uwsgi not installed (the uwsgi dependency group; it builds from source with a "
+        "C compiler and the Python headers)",
+    ),
+]
 ITEMS = "/items/<int:item_id>"
 BLOCK = "/block/<name>"
 

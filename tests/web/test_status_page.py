@@ -96,7 +96,8 @@ def test_health_endpoint_gives_browsers_the_page_and_clients_json() -> None:
 def test_status_page_is_self_contained() -> None:
     html = make_app().test_client().get("/status").get_data(as_text=True)
     assert "<script src" not in html
-    assert "<link" not in html
+    # One link: an empty icon, so that the browser does not ask for /favicon.ico.
+    assert re.findall(r"<link[^>]*>", html) == ['<link rel="icon" href="data:,">']
     urls = set(re.findall(r"https?://[^\s\"'<>]+", html))
     assert urls == {"http://www.w3.org/2000/svg"}  # an XML namespace, never fetched
     assert 'data-status="healthy"' in html  # server-rendered, readable without JavaScript
@@ -273,17 +274,20 @@ def test_app_name_is_escaped_in_title_and_footer() -> None:
     page = parse(html)
     assert page.title == "<b>shop</b>: healthy"
     assert "<title>&lt;b&gt;shop&lt;/b&gt;: healthy</title>" in html
-    # The only <b> elements are the page's own four tiles.
-    assert page.tags.count("b") == 4
+    # The only <b> elements are the page's own: as many as for a plain name.
+    plain_app = Flask("shop")
+    FlaskMetrics(registry=CollectorRegistry()).init_app(plain_app)
+    assert page.tags.count("b") == parse(_get_page(plain_app)).tags.count("b")
     assert "&lt;b&gt;shop&lt;/b&gt; &middot;" in html
 
 
 def test_status_template_ships_with_the_package() -> None:
     from importlib.resources import files
 
-    template = files("flask_appmetrics.web").joinpath("templates", "status.html")
-    assert template.is_file()
-    assert "{{ snapshot|tojson }}" in template.read_text(encoding="utf-8")
+    templates = files("flask_appmetrics.web").joinpath("templates", "appmetrics")
+    assert templates.joinpath("status.html").is_file()
+    layout = templates.joinpath("status_layout.html")
+    assert "{{ snapshot|tojson }}" in layout.read_text(encoding="utf-8")
 
 
 def test_an_apps_own_status_template_does_not_replace_ours(tmp_path: Path) -> None:

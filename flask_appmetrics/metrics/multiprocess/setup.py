@@ -37,6 +37,13 @@ value worth reading):
 ``concurrent_users``                 scraping worker, hence exact; without it every worker has
                                      its own window and the families are left out rather
                                      than showing one worker's numbers
+``health_check_up``,                 the scraping worker's checks (its cached results, stale
+``health_check_duration_seconds``,   ones run within their timeout) and verdict: checks are
+``app_health_status``                about dependencies every worker shares, and a value
+                                     written to a file by each worker would be as old as the
+                                     last probe that worker served (or run every check once
+                                     per worker per scrape); the verdict's traffic windows are
+                                     the scraping worker's unless shared through Redis
 ===================================  ==========================================================
 
 Counters and histograms are summed over every file and the archive. One registry
@@ -56,7 +63,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ...errors import ConfigurationError
-from ..catalog import hit_rate
+from ..catalog import HEALTH_FAMILIES, hit_rate
 from ..registration import value_class_is_multiprocess
 from ..registry_state import registry_state
 from .archive import ArchiveError, dead_pids, fold, metric_files
@@ -287,6 +294,9 @@ def derived_gauges(
     omitted = frozenset() if shared_windows else windows
     if state.scrape_time is not None:
         out.append(LocalGauges(state.scrape_time, served, omitted))
+    if state.health_gauges is not None:
+        health = frozenset(f.name for f in HEALTH_FAMILIES)
+        out.append(LocalGauges(state.health_gauges, health))
     metric_set = state.metric_set
     if shared_windows and metric_set is not None:
         users = metric_set.metrics["concurrent_users"]
