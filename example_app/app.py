@@ -19,7 +19,7 @@ from flask_appmetrics.integrations.caching import instrument_cache
 from flask_appmetrics.integrations.pybreaker import monitor_breaker
 
 from . import business, settings
-from .llm import GeminiGenerator, OfflineGenerator, TextGenerator
+from .llm import ContentBlocked, GeminiGenerator, TextGenerator, offline_generator
 from .quota import QuotaGuard
 from .routes import SERVICE_KEY, api
 from .service import LLM_SERVICE, ContentService
@@ -31,7 +31,13 @@ logger = logging.getLogger("example_app")
 metrics = FlaskMetrics()
 
 #: The endpoints that call the LLM: their Gemini series exist at 0 from the start.
-LLM_ENDPOINTS = ("/api/generate", "/api/subtopics", "/api/explanations", "/api/images")
+LLM_ENDPOINTS = (
+    "/api/generate",
+    "/api/subtopics",
+    "/api/explanations",
+    "/api/explanations/stream",
+    "/api/images",
+)
 
 #: flask-appmetrics settings this app chooses (an app's own config still wins): Gemini's
 #: free-tier-like quota limits, so the quota gauges and alerts have something to show; and
@@ -89,6 +95,8 @@ def create_app(
         fail_max=options.breaker_fail_max,
         reset_timeout=options.breaker_reset_seconds,
         name=LLM_SERVICE,
+        # A blocked answer is the API working: it must not open the breaker.
+        exclude=[ContentBlocked],
     )
     monitor_breaker(breaker, app=app)
 
@@ -118,15 +126,15 @@ def _generator(options: settings.ExampleSettings) -> TextGenerator:
         assert options.api_key is not None  # settings.load refuses "gemini" without a key
         logger.info("LLM: Gemini API, model %s", options.model)
         return GeminiGenerator(options.api_key, options.model, base_url=options.gemini_base_url)
+    generator = offline_generator(
+        options.model, failure_rate=options.failure_rate, base_delay=options.latency_seconds
+    )
     logger.info(
-        "LLM: offline generator, model label %s (set GEMINI_API_KEY to call Gemini)",
+        "LLM: offline Gemini API stand-in at %s, model %s (set GEMINI_API_KEY to call Gemini)",
+        generator.base_url,
         options.model,
     )
-    return OfflineGenerator(
-        options.model,
-        failure_rate=options.failure_rate,
-        base_delay=options.latency_seconds,
-    )
+    return generator
 
 
 def _cache_check() -> bool:

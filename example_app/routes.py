@@ -1,11 +1,13 @@
 """The API blueprint: ``POST /api/generate``, ``/api/subtopics``, ``/api/explanations``,
-``/api/images``, and an index at ``/``.
+``/api/explanations/stream``, ``/api/images``, and an index at ``/``.
 
 Each takes a JSON body with a ``topic`` (and for explanations an optional ``subtopic``).
-With ``EXAMPLE_SIMULATION`` on, ``?fail=1`` makes the LLM call fail and ``?delay=0.5``
-slows it down, so errors, latency and the circuit breaker can be watched. Failures map to
-HTTP statuses an operator can alert on: 400 bad input, 429 quota, 502 LLM error, 503
-breaker open.
+With ``EXAMPLE_SIMULATION`` on and the offline LLM, ``?fail=1`` makes the LLM call fail,
+``?delay=0.5`` slows it down and ``?scenario=429`` (or ``safety``, ``max-tokens``, ``400``,
+...) gets that answer from the API stand-in, so errors, latency, quota refusals, blocked
+answers and the circuit breaker can be watched. Failures map to HTTP statuses an operator
+can alert on: 400 bad input, 422 answer blocked, 429 quota (ours or Google's), 502 LLM
+error, 503 breaker open.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from .content import clean_topic
-from .llm import MAX_SIMULATED_DELAY, GenerationError, Simulation
+from .llm import MAX_SIMULATED_DELAY, SCENARIOS, ContentBlocked, GenerationError, Simulation
 from .service import ContentService, QuotaExceeded, ServiceUnavailable
 
 api = Blueprint("api", __name__)
@@ -39,7 +41,12 @@ def _simulation() -> Simulation:
         delay = 0.0
     if not math.isfinite(delay):
         delay = 0.0
-    return Simulation(fail=fail, delay=min(max(delay, 0.0), MAX_SIMULATED_DELAY))
+    scenario = request.args.get("scenario")
+    return Simulation(
+        fail=fail,
+        delay=min(max(delay, 0.0), MAX_SIMULATED_DELAY),
+        scenario=scenario if scenario in SCENARIOS else None,
+    )
 
 
 def _error(status: int, message: str, retry_after: float | None = None) -> Response:
@@ -65,6 +72,11 @@ def _unavailable(exc: ServiceUnavailable) -> Response:
     return _error(503, str(exc), exc.retry_after)
 
 
+@api.errorhandler(ContentBlocked)
+def _blocked(exc: ContentBlocked) -> Response:
+    return _error(422, f"the model's answer was blocked: {exc}")
+
+
 @api.errorhandler(GenerationError)
 def _generation_failed(exc: GenerationError) -> Response:
     return _error(502, f"content generation failed: {exc}")
@@ -81,12 +93,14 @@ def index() -> Response:
             "POST /api/generate": '{"topic": "..."}: subtopics and an explanation',
             "POST /api/subtopics": '{"topic": "..."}',
             "POST /api/explanations": '{"topic": "...", "subtopic": "..."}',
+            "POST /api/explanations/stream": "the same, streamed as the model writes it",
             "POST /api/images": '{"topic": "..."}: an SVG illustration',
             "GET /metrics": "Prometheus metrics",
             "GET /api/health": "health (JSON; HTML status page in a browser)",
             "GET /status": "status page",
         },
-        simulation="?fail=1 and ?delay=<seconds> on the POST endpoints",
+        simulation="?fail=1, ?delay=<seconds> and ?scenario=<429|safety|...> on the POST "
+        "endpoints (offline LLM)",
     )
 
 
@@ -97,8 +111,8 @@ def generate() -> Response | tuple[Response, int]:
     if topic is None:
         return _error(400, "give a 'topic' string of 1 to 200 characters")
     service, simulation = _service(), _simulation()
-    subtopics = service.subtopics(topic, endpoint="/api/generate", simulation=simulation)
-    explanation = service.explanation(topic, None, endpoint="/api/generate", simulation=simulation)
+    subtopics = service.subtopics(topic, simulation=simulation)
+    explanation = service.explanation(topic, None, simulation=simulation)
     return jsonify(
         topic=topic,
         subtopics=subtopics.value,
@@ -112,21 +126,38 @@ def subtopics() -> Response:
     topic = clean_topic(_body().get("topic"))
     if topic is None:
         return _error(400, "give a 'topic' string of 1 to 200 characters")
-    result = _service().subtopics(topic, endpoint="/api/subtopics", simulation=_simulation())
+    result = _service().subtopics(topic, simulation=_simulation())
     return jsonify(topic=topic, subtopics=result.value, cached=result.cached)
 
 
-@api.post("/api/explanations")
-def explanations() -> Response:
+def _topic_and_subtopic() -> tuple[str, str | None] | None:
     body = _body()
     topic = clean_topic(body.get("topic"))
     subtopic = clean_topic(body.get("subtopic")) if body.get("subtopic") is not None else None
     if topic is None or (body.get("subtopic") is not None and subtopic is None):
+        return None
+    return topic, subtopic
+
+
+@api.post("/api/explanations")
+def explanations() -> Response:
+    parsed = _topic_and_subtopic()
+    if parsed is None:
         return _error(400, "give a 'topic' (and optionally a 'subtopic') of 1 to 200 characters")
-    result = _service().explanation(
-        topic, subtopic, endpoint="/api/explanations", simulation=_simulation()
-    )
+    topic, subtopic = parsed
+    result = _service().explanation(topic, subtopic, simulation=_simulation())
     return jsonify(topic=topic, subtopic=subtopic, explanation=result.value, cached=result.cached)
+
+
+@api.post("/api/explanations/stream")
+def explanation_stream() -> Response:
+    """The explanation as plain text, streamed while the model writes it."""
+    parsed = _topic_and_subtopic()
+    if parsed is None:
+        return _error(400, "give a 'topic' (and optionally a 'subtopic') of 1 to 200 characters")
+    topic, subtopic = parsed
+    pieces = _service().explanation_stream(topic, subtopic, simulation=_simulation())
+    return Response(pieces, mimetype="text/plain")
 
 
 @api.post("/api/images")
@@ -134,5 +165,5 @@ def images() -> Response:
     topic = clean_topic(_body().get("topic"))
     if topic is None:
         return _error(400, "give a 'topic' string of 1 to 200 characters")
-    result = _service().illustration(topic, endpoint="/api/images", simulation=_simulation())
+    result = _service().illustration(topic, simulation=_simulation())
     return jsonify(topic=topic, cached=result.cached, **result.value)

@@ -15,7 +15,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from .llm import GEMINI_MODEL, OFFLINE_MODEL
+from .llm import GEMINI_MODEL
 
 
 class ExampleConfigError(ValueError):
@@ -58,14 +58,15 @@ def defaults() -> dict[str, Any]:
         "GEMINI_API_KEY": os.environ.get("GEMINI_API_KEY") or None,
         # "auto" (Gemini with a key, else offline), "offline" or "gemini".
         "EXAMPLE_LLM": os.environ.get("EXAMPLE_LLM", "auto"),
-        # Model name; None for the implementation's default.
+        # Model name; None for gemini-2.5-flash.
         "EXAMPLE_MODEL": os.environ.get("EXAMPLE_MODEL") or None,
         # Another Gemini API root (a local stand-in); None for Google's.
         "EXAMPLE_GEMINI_BASE_URL": os.environ.get("EXAMPLE_GEMINI_BASE_URL") or None,
-        # Offline generator: fraction of calls that fail, and seconds each call takes.
+        # Offline server: fraction of calls that fail, and seconds each call takes.
         "EXAMPLE_FAILURE_RATE": _env_number("EXAMPLE_FAILURE_RATE"),
         "EXAMPLE_LATENCY_SECONDS": _env_number("EXAMPLE_LATENCY_SECONDS"),
-        # Honour ?fail=1 and ?delay=<seconds> on API requests (demo only; off in production).
+        # Honour ?fail=1, ?delay=<seconds> and ?scenario=<name> on API requests, offline only
+        # (demo only; off in production).
         "EXAMPLE_SIMULATION": os.environ.get("EXAMPLE_SIMULATION", "1") != "0",
         # Breaker: consecutive failures that open it, and seconds before it tries again.
         "EXAMPLE_BREAKER_FAIL_MAX": 5,
@@ -131,9 +132,7 @@ def load(config: MutableMapping[str, Any]) -> ExampleSettings:
         llm = "gemini" if api_key else "offline"
     if llm == "gemini" and not api_key:
         raise ExampleConfigError("GEMINI_API_KEY", "required when EXAMPLE_LLM is 'gemini'")
-    model = _optional_text(config, "EXAMPLE_MODEL") or (
-        GEMINI_MODEL if llm == "gemini" else OFFLINE_MODEL
-    )
+    model = _optional_text(config, "EXAMPLE_MODEL") or GEMINI_MODEL
     if not isinstance(config["EXAMPLE_SIMULATION"], bool):
         raise ExampleConfigError("EXAMPLE_SIMULATION", "expected True or False")
     return ExampleSettings(

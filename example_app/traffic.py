@@ -3,8 +3,9 @@
 ``python -m example_app.traffic --url http://127.0.0.1:5000 --requests 200``
 
 It sends a fixed number of requests (a mix of the API endpoints over a few topics, so the
-cache both hits and misses, plus some forced failures and slow calls) from a few threads,
-then prints a summary line per status code. Standard library only.
+cache both hits and misses, plus some forced failures, slow calls, quota refusals and
+blocked answers from the offline Gemini stand-in, and streamed explanations) from a few
+threads, then prints a summary line per status code. Standard library only.
 """
 
 from __future__ import annotations
@@ -38,8 +39,10 @@ class Call:
 def plan(count: int, *, seed: int = 0, failure_share: float = 0.1) -> list[Call]:
     """*count* requests, the same for the same seed.
 
-    :param failure_share: fraction of API calls that ask the offline generator to fail
-        (``?fail=1``); as many again ask for a slow answer (``?delay=``).
+    :param failure_share: fraction of API calls that ask the offline LLM to fail
+        (``?fail=1``); as many again ask for a slow answer (``?delay=``), and half as many
+        for Google's answers a backend must handle: a quota refusal (``?scenario=429``), a
+        blocked answer (``safety``) or a truncated one (``max-tokens``).
     """
     rng = random.Random(seed)
     calls: list[Call] = []
@@ -51,11 +54,18 @@ def plan(count: int, *, seed: int = 0, failure_share: float = 0.1) -> list[Call]
             query = "?fail=1"
         elif roll < 2 * failure_share:
             query = f"?delay={rng.choice((0.2, 0.5, 1.0))}"
+        elif roll < 2.5 * failure_share:
+            query = "?scenario=" + rng.choice(("429", "429", "safety", "max-tokens"))
         kind = rng.random()
-        if kind < 0.35:
+        if kind < 0.3:
             calls.append(Call("POST", "/api/generate" + query, {"topic": topic}))
-        elif kind < 0.55:
+        elif kind < 0.45:
             calls.append(Call("POST", "/api/subtopics" + query, {"topic": topic}))
+        elif kind < 0.6:
+            sub = rng.choice(("history", "basics", "applications"))
+            calls.append(
+                Call("POST", "/api/explanations/stream" + query, {"topic": topic, "subtopic": sub})
+            )
         elif kind < 0.75:
             sub = rng.choice(("history", "basics", "applications"))
             calls.append(

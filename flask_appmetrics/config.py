@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import config_strings as strings
 from .errors import ConfigurationError
+from .llm.conventions import LLM_FAMILIES
 from .llm.pricing import DEFAULT_GEMINI_PRICES, parse_prices
 from .llm.quota import DEFAULT_TIMEZONE, QuotaLimits
 from .metrics.labels import DEFAULT_MAX_LABEL_LENGTH, MIN_MAX_LABEL_LENGTH
@@ -33,6 +34,7 @@ from .settings import (
     EndpointSettings,
     HealthSettings,
     HttpSettings,
+    LlmSettings,
     RedisSettings,
     SentrySettings,
     Settings,
@@ -71,6 +73,12 @@ DEFAULTS: dict[str, Any] = {
     "APPMETRICS_GEMINI_ENDPOINTS": (),
     "APPMETRICS_GEMINI_MODELS": (),
     "APPMETRICS_GEMINI_PRICES": DEFAULT_GEMINI_PRICES,
+    # The endpoint label of an instrumented client's calls made outside any request.
+    "APPMETRICS_GEMINI_DEFAULT_ENDPOINT": "<background>",
+    # USD per day; None: no budget (spend today is still exported).
+    "APPMETRICS_GEMINI_DAILY_BUDGET_USD": None,
+    # Which LLM family sets are registered: "gemini" (gemini_api_*), "gen_ai" (OpenTelemetry).
+    "APPMETRICS_LLM_FAMILIES": LLM_FAMILIES,
     "APPMETRICS_MAX_LABEL_VALUES": 20,
     "APPMETRICS_MAX_LABEL_LENGTH": DEFAULT_MAX_LABEL_LENGTH,
     "APPMETRICS_QUOTA_RPM": None,
@@ -162,8 +170,22 @@ DESCRIPTIONS: dict[str, str] = {
     ),
     "APPMETRICS_GEMINI_PRICES": (
         "Prices in USD per million tokens by model-name prefix, "
-        '`{"model": {"input": x, "output": y, "cached": z}}`, for '
-        "`gemini_api_cost_usd_total`."
+        '`{"model": {"input": x, "output": y, "cached": z}}` with an optional '
+        '`"long_context": {"threshold": tokens, "input": x, "output": y}` tier, for '
+        "`gemini_api_cost_usd_total` and the daily spend (a model without a row is counted "
+        "in `gemini_api_unpriced_calls_total`)."
+    ),
+    "APPMETRICS_GEMINI_DEFAULT_ENDPOINT": (
+        "`endpoint` label of the calls an instrumented google-genai client makes outside any "
+        "request (inside one, the request's URL rule)."
+    ),
+    "APPMETRICS_GEMINI_DAILY_BUDGET_USD": (
+        "Daily LLM budget in USD, against the estimated spend since midnight in "
+        "`APPMETRICS_QUOTA_TIMEZONE` (`gemini_api_budget_remaining_usd`); `None` for none."
+    ),
+    "APPMETRICS_LLM_FAMILIES": (
+        "LLM family sets registered: `gemini` for the `gemini_api_*` families, `gen_ai` for "
+        "OpenTelemetry's `gen_ai_*` instruments; leave one out to turn it off."
     ),
     "APPMETRICS_MAX_LABEL_VALUES": (
         "Distinct values a label fed from input (Gemini endpoint and model, cache operation "
@@ -731,7 +753,22 @@ def _shared(reader: ConfigReader) -> SharedSettings:
             tpd=_optional_limit(reader, "APPMETRICS_QUOTA_TPD"),
         ),
         quota_timezone=zone,
+        gemini_daily_budget=reader.number(
+            "APPMETRICS_GEMINI_DAILY_BUDGET_USD", maximum=1e12, optional=True
+        ),
+        llm_families=_llm_families(reader),
     )
+
+
+def _llm_families(reader: ConfigReader) -> frozenset[str]:
+    key = "APPMETRICS_LLM_FAMILIES"
+    families = reader.strings(key)
+    unknown = sorted(set(families) - set(LLM_FAMILIES))
+    if unknown:
+        raise ConfigurationError(
+            key, f"unknown family set {unknown[0]!r}: expected some of {list(LLM_FAMILIES)}"
+        )
+    return frozenset(families)
 
 
 _PATH_KEYS = (
@@ -821,4 +858,11 @@ def load_settings(config: MutableMapping[str, Any]) -> Settings:
         shared=_shared(reader),
         status=_status(reader),
         slo=_slo(reader),
+        llm=LlmSettings(default_endpoint=_label_text(reader, "APPMETRICS_GEMINI_DEFAULT_ENDPOINT")),
     )
+
+
+def _label_text(reader: ConfigReader, key: str) -> str:
+    value = reader.text(key)
+    assert value is not None  # text() returns None only when optional
+    return value

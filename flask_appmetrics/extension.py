@@ -176,7 +176,9 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
         )
         if quota is None:
             quota = self._quota or (shared.quota if shared is not None else None)
-        series = shared_state.shared_series(app, settings.shared, quota)
+        series = shared_state.shared_series(
+            app, settings.shared, quota, llm=shared.llm if shared is not None else None
+        )
         own_blueprints = frozenset({METRICS_BLUEPRINT, HEALTH_BLUEPRINT, STATUS_BLUEPRINT})
         slo = build_tracker(
             app,

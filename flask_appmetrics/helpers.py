@@ -24,6 +24,8 @@ import logging
 import threading
 import warnings
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from contextlib import AbstractContextManager, nullcontext, suppress
+from contextvars import ContextVar, Token
 from time import perf_counter
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
@@ -31,8 +33,11 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 from flask import current_app, has_app_context
 
 from . import signals
-from .app_state import current_state
+from .app_state import current_state, state_of
 from .errors import StrictInputError, count_internal_error
+from .integrations.genai import errors as genai_errors
+from .integrations.genai import responses as genai_responses
+from .llm.streams import track_async_iterator, track_iterator
 from .recording.send import send
 
 if TYPE_CHECKING:
@@ -110,8 +115,12 @@ def record_gemini_usage(
     output_tokens: int | None = None,
     thoughts_tokens: int | None = None,
     cached_tokens: int | None = None,
+    error_type: str | None = None,
+    time_to_first_chunk: float | None = None,
 ) -> None:
-    """Record one Gemini API call.
+    """Record one Gemini API call (made without an instrumented client: a call of a client
+    given to :func:`~flask_appmetrics.integrations.genai.instrument_client` is recorded
+    already, and recording it here counts it twice).
 
     ::
 
@@ -121,21 +130,34 @@ def record_gemini_usage(
     Counts ``gemini_api_calls_total``, observes ``gemini_api_duration_seconds``, adds the
     tokens to ``gemini_api_tokens_total``, the breakdown to
     ``gemini_api_token_usage_total{token_type}`` and the estimated cost to
-    ``gemini_api_cost_usd_total``, and counts the call and its tokens against the quota.
+    ``gemini_api_cost_usd_total`` (and today's spend), counts the finish reasons of a
+    response, records the OpenTelemetry ``gen_ai_*`` instruments, and counts the call and
+    its tokens against the quota.
 
     :param endpoint: the app endpoint the call served (a label: keep it a route, not a URL).
     :param model: the model name.
     :param tokens: the call's total tokens, if known (else taken from *usage_metadata* or
         the sum of the breakdown).
     :param duration: the call's duration in seconds.
-    :param status: ``"success"`` or ``"error"``.
-    :param usage_metadata: a google-genai ``GenerateContentResponse`` or its
-        ``usage_metadata``, for the token breakdown.
+    :param status: ``"success"``, ``"error"``, ``"cancelled"`` (a stream abandoned early) or
+        ``"rejected"`` (refused before reaching the API, by a circuit breaker: counted in
+        ``gemini_api_rejected_calls_total`` only).
+    :param usage_metadata: a google-genai ``GenerateContentResponse`` (for the token
+        breakdown, the finish reasons and the model version) or its ``usage_metadata``.
     :param input_tokens: prompt tokens (cached ones included), overriding *usage_metadata*.
     :param output_tokens: response tokens, overriding *usage_metadata*.
     :param thoughts_tokens: thinking tokens, overriding *usage_metadata*.
     :param cached_tokens: prompt tokens served from the context cache.
+    :param error_type: for an ``"error"``, what failed (see
+        :mod:`flask_appmetrics.integrations.genai.errors`: ``RESOURCE_EXHAUSTED``,
+        ``timeout``...; another value counts as ``_OTHER``). Default ``_OTHER``.
+    :param time_to_first_chunk: for a stream, seconds from the request to its first chunk.
     """
+    extra: dict[str, Any] = {}
+    if error_type is not None:
+        extra["error_type"] = error_type
+    if time_to_first_chunk is not None:
+        extra["time_to_first_chunk"] = time_to_first_chunk
     app = target_app()
     if app is not None:
         send(
@@ -151,6 +173,7 @@ def record_gemini_usage(
             thoughts_tokens=thoughts_tokens,
             cached_tokens=cached_tokens,
             usage_metadata=usage_metadata,
+            **extra,
         )
 
 
@@ -241,28 +264,52 @@ def _context_app() -> Flask | None:
     return receivers.app if receivers is not None else None
 
 
+#: The ``track_gemini_call`` of the app code running now (a ``with`` block, a decorated
+#: function, or the pull of a decorated stream), which an instrumented client's call made
+#: inside it supersedes (:meth:`track_gemini_call._claimed_by_client`).
+_enclosing: ContextVar[track_gemini_call | None] = ContextVar(
+    "flask_appmetrics_gemini_call", default=None
+)
+
+
 class track_gemini_call:  # lower case: used like a function (context manager, decorator)
-    """Time a Gemini call and record it: ``"success"``, ``"error"`` (an exception) or
-    ``"cancelled"`` (a stream closed before its end, a cancelled task).
+    """Time a Gemini call and record it: ``"success"``, ``"error"`` (an exception),
+    ``"cancelled"`` (a stream closed before its end, a cancelled task) or ``"rejected"`` (a
+    pybreaker circuit breaker refused the call: it never reached the API).
 
     As a context manager, hand it the response for the token counts::
 
-        with track_gemini_call("/api/generate", "gemini-1.5-flash") as call:
+        with track_gemini_call("/api/generate", "gemini-2.5-flash") as call:
             response = client.models.generate_content(model=..., contents=prompt)
             call.record_response(response)
 
     ``async with`` works too. As a decorator (of a function or a coroutine function), the
     return value's ``usage_metadata`` is used if it has one::
 
-        @track_gemini_call("/api/generate", "gemini-1.5-flash")
+        @track_gemini_call("/api/generate", "gemini-2.5-flash")
         def generate(prompt: str) -> types.GenerateContentResponse: ...
 
     A decorated generator or async generator function (streaming, as with
-    ``generate_content_stream``) is timed from its first item requested to its end: the
-    call is a ``"success"`` once the stream is exhausted, an ``"error"`` if it raises, and
-    ``"cancelled"`` if it is closed early (the consumer stops and calls ``close()`` or
+    ``generate_content_stream``) is timed from its first item requested to its last item:
+    the call is a ``"success"`` once the stream is exhausted, an ``"error"`` if it raises,
+    and ``"cancelled"`` if it is closed early (the consumer stops and calls ``close()`` or
     ``aclose()``, or drops it and it is garbage-collected). The last item with a
-    ``usage_metadata`` gives the token counts (Gemini's last chunk carries the totals).
+    ``usage_metadata`` gives the token counts (Gemini's last chunk carries the totals); the
+    time to the first item is recorded as the time to first chunk, and a stream that ran
+    to its end its output tokens per second.
+
+    A failure is recorded with its ``error_type`` (see
+    :mod:`flask_appmetrics.integrations.genai.errors`): a google-genai ``APIError`` by its
+    status (``RESOURCE_EXHAUSTED`` for a 429, which also counts as a quota refusal),
+    timeouts, connection errors. A pybreaker ``CircuitBreakerError`` raised because the
+    breaker is open is no Gemini call: it is counted in ``gemini_api_rejected_calls_total``,
+    uses no quota and has no duration. (The ``CircuitBreakerError`` pybreaker raises when
+    the call that just failed trips the breaker is that call's failure.)
+
+    Inside the block (or the decorated function or stream), calls of a client instrumented
+    with :func:`~flask_appmetrics.integrations.genai.instrument_client` are recorded by the
+    client, each once, with this block's endpoint; the block then records nothing itself,
+    so a call is never counted twice.
 
     The call records into the app in context when it starts (else, as any helper, the most
     recently initialised app), so a stream finished after its request still counts there.
@@ -276,10 +323,24 @@ class track_gemini_call:  # lower case: used like a function (context manager, d
         self._counts: dict[str, Any] = {}
         self._start: float | None = None
         self._app: Flask | None = None
+        self._token: Token[track_gemini_call | None] | None = None
+        # Set by an instrumented client for its own calls (see integrations.genai.client).
+        self._client_call = False
+        self._operation = "generate_content"
+        self._provider = "gcp.gemini"
+        # A stream's timing, and what its chunks said.
+        self._stream = False
+        self._first: float | None = None
+        self._last: float | None = None
+        self._reasons: tuple[str, ...] = ()
+        self._response_model: str | None = None
+        self._superseded = False
 
     def record_response(self, response: object) -> None:
-        """Use *response* (or its ``usage_metadata``) for the token counts."""
+        """Use *response* (or its ``usage_metadata``) for the token counts, and its finish
+        reasons and model version."""
         self._counts["usage_metadata"] = response
+        self._note_facts(response)
 
     def usage(
         self,
@@ -301,13 +362,51 @@ class track_gemini_call:  # lower case: used like a function (context manager, d
             "usage_metadata": usage_metadata,
         }
         self._counts.update({key: value for key, value in given.items() if value is not None})
+        if usage_metadata is not None:
+            self._note_facts(usage_metadata)
+
+    def _note_facts(self, response: object) -> None:
+        try:
+            facts = genai_responses.describe(response)
+        except Exception:  # an odd object: its facts are not worth failing the call
+            return
+        if facts.finish_reasons:
+            self._reasons = facts.finish_reasons
+        if facts.response_model is not None:
+            self._response_model = facts.response_model
 
     def _note(self, item: object) -> None:
         if getattr(item, "usage_metadata", None) is not None:
-            self.record_response(item)
+            self._counts["usage_metadata"] = item
+        self._note_facts(item)
+
+    # -- the stream tracker interface (flask_appmetrics.llm.streams) ---------------------
+
+    def chunk(self, item: object) -> None:
+        """A streamed chunk arrived."""
+        now = perf_counter()
+        if self._first is None:
+            self._first = now
+        self._last = now
+        self._note(item)
+
+    def resumed(self) -> AbstractContextManager[Any]:
+        """The context of each pull from a stream: this call encloses what runs in it (a
+        client's own calls are its own business: nothing to enclose)."""
+        return nullcontext() if self._client_call else _Enclosing(self)
+
+    def _claimed_by_client(self) -> None:
+        """An instrumented client's call inside this block: that call is recorded by the
+        client; this block records nothing."""
+        self._superseded = True
+
+    # -- timing and recording ---------------------------------------------------------------
 
     def __enter__(self) -> track_gemini_call:
-        self._app = _context_app()
+        if self._app is None:
+            self._app = _context_app()
+        if not self._stream and not self._client_call:
+            self._token = _enclosing.set(self)
         self._start = perf_counter()
         return self
 
@@ -317,29 +416,27 @@ class track_gemini_call:  # lower case: used like a function (context manager, d
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        start = self._start if self._start is not None else perf_counter()
-        duration = perf_counter() - start
+        end = perf_counter()
+        if self._token is not None:
+            token, self._token = self._token, None
+            # Exited in another context than entered: nothing to undo there.
+            with suppress(ValueError):
+                _enclosing.reset(token)
         app, self._app = self._app, None
+        if self._superseded:
+            return  # the client recorded the call(s) made in this block
         app = app if app is not None else target_app()
         if app is None:
             return
-        if exc_type is None:
-            status = "success"
-        elif issubclass(exc_type, (GeneratorExit, asyncio.CancelledError)):
-            # Closed by its consumer or cancelled with its task: not a failure of the API.
-            status = "cancelled"
-        else:
-            status = "error"
         try:
-            send(
-                signals.gemini_call,
-                app,
-                endpoint=self.endpoint,
-                model=self.model,
-                status=status,
-                duration=duration,
-                **self._counts,
-            )
+            payload = self._payload(exc, end)
+        except Exception:
+            # Our own bug must not replace the block's outcome: log, count, move on.
+            logger.exception("flask-appmetrics failed to describe a Gemini call")
+            count_internal_error("gemini_call", _error_counter(app))
+            return
+        try:
+            send(signals.gemini_call, app, endpoint=self.endpoint, model=self.model, **payload)
         except StrictInputError:
             if exc_type is None:
                 raise
@@ -350,6 +447,37 @@ class track_gemini_call:  # lower case: used like a function (context manager, d
                 "that exception propagates",
                 exc_type.__name__,
             )
+
+    def _payload(self, exc: BaseException | None, end: float) -> dict[str, Any]:
+        start = self._start if self._start is not None else end
+        payload: dict[str, Any] = dict(self._counts)
+        if self._client_call:
+            payload["operation"] = self._operation
+            payload["provider"] = self._provider
+        if exc is None:
+            payload["status"] = "success"
+            if self._stream and self._last is not None:
+                end = self._last  # timed to the last chunk, not to the consumer's last pull
+        elif isinstance(exc, (GeneratorExit, asyncio.CancelledError)):
+            # Closed by its consumer or cancelled with its task: not a failure of the API.
+            payload["status"] = "cancelled"
+        else:
+            failure = genai_errors.describe(exc)
+            if failure.rejected:
+                return {"status": "rejected"}
+            payload["status"] = "error"
+            payload["error_type"] = failure.error_type
+            if failure.refusal is not None:
+                payload["refused_limit"] = failure.refusal.limit
+                payload["refused_value"] = failure.refusal.value
+        payload["duration"] = max(end - start, 0.0)
+        if self._first is not None:
+            payload["time_to_first_chunk"] = min(max(self._first - start, 0.0), payload["duration"])
+        if self._reasons and "finish_reasons" not in payload:
+            payload["finish_reasons"] = self._reasons
+        if self._response_model is not None:
+            payload["response_model"] = self._response_model
+        return payload
 
     async def __aenter__(self) -> track_gemini_call:
         return self.__enter__()
@@ -364,10 +492,26 @@ class track_gemini_call:  # lower case: used like a function (context manager, d
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
         endpoint, model = self.endpoint, self.model
+
+        def stream_call() -> track_gemini_call:
+            call = track_gemini_call(endpoint, model)
+            call._stream = True
+            return call
+
         if inspect.isasyncgenfunction(func):
-            return cast("Callable[P, R]", _track_async_stream(func, endpoint, model))
+
+            @functools.wraps(func)
+            def async_stream(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+                return track_async_iterator(stream_call, lambda: func(*args, **kwargs))
+
+            return cast("Callable[P, R]", async_stream)
         if inspect.isgeneratorfunction(func):
-            return cast("Callable[P, R]", _track_stream(func, endpoint, model))
+
+            @functools.wraps(func)
+            def stream(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+                return track_iterator(stream_call, lambda: func(*args, **kwargs))
+
+            return cast("Callable[P, R]", stream)
         if inspect.iscoroutinefunction(func):
             # google-genai's async client (client.aio): time the awaited call, not the
             # creation of the coroutine.
@@ -391,75 +535,29 @@ class track_gemini_call:  # lower case: used like a function (context manager, d
         return wrapper
 
 
-def _track_stream(
-    func: Callable[..., Generator[Any, Any, Any]], endpoint: str, model: str
-) -> Callable[..., Generator[Any, Any, Any]]:
-    """Wrap a generator function: one tracked call per stream, over its whole iteration.
+class _Enclosing:
+    """Makes *call* the enclosing call while one pull of its stream runs."""
 
-    ``yield from`` would hide the items (and their ``usage_metadata``), so the delegation
-    is spelled out: ``send``, ``throw`` and ``close`` reach the wrapped generator as they
-    would through ``yield from``.
-    """
+    __slots__ = ("_call", "_token")
 
-    @functools.wraps(func)
-    def stream(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-        # Runs at the first next(): a stream never iterated made no call and records none.
-        with track_gemini_call(endpoint, model) as call:
-            inner = func(*args, **kwargs)
-            try:
-                item = next(inner)
-            except StopIteration as stop:
-                return stop.value
-            while True:
-                call._note(item)
-                try:
-                    sent = yield item
-                except GeneratorExit:
-                    inner.close()  # its own cleanup (the HTTP stream) runs now
-                    raise
-                except BaseException as thrown:  # handed on, as yield from does
-                    try:
-                        item = inner.throw(thrown)
-                    except StopIteration as stop:
-                        return stop.value
-                else:
-                    try:
-                        item = inner.send(sent)
-                    except StopIteration as stop:
-                        return stop.value
+    def __init__(self, call: track_gemini_call) -> None:
+        self._call = call
+        self._token: Token[track_gemini_call | None] | None = None
 
-    return stream
+    def __enter__(self) -> None:
+        self._token = _enclosing.set(self._call)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _enclosing.reset(self._token)
 
 
-def _track_async_stream(
-    func: Callable[..., AsyncGenerator[Any, Any]], endpoint: str, model: str
-) -> Callable[..., AsyncGenerator[Any, Any]]:
-    """Wrap an async generator function, as :func:`_track_stream` does a generator one."""
+def enclosing_call() -> track_gemini_call | None:
+    """The :class:`track_gemini_call` of the app code running now, if any (for the
+    instrumented client, which records its calls in its place)."""
+    return _enclosing.get()
 
-    @functools.wraps(func)
-    async def stream(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
-        async with track_gemini_call(endpoint, model) as call:
-            inner = func(*args, **kwargs)
-            try:
-                item = await inner.__anext__()
-            except StopAsyncIteration:
-                return
-            while True:
-                call._note(item)
-                try:
-                    sent = yield item
-                except GeneratorExit:
-                    await inner.aclose()
-                    raise
-                except BaseException as thrown:  # handed on to the stream
-                    try:
-                        item = await inner.athrow(thrown)
-                    except StopAsyncIteration:
-                        return
-                else:
-                    try:
-                        item = await inner.asend(sent)
-                    except StopAsyncIteration:
-                        return
 
-    return stream
+def _error_counter(app: Flask) -> Callable[[str], None] | None:
+    state = state_of(app)
+    return state.metric_set.count_internal_error if state is not None else None

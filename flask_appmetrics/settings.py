@@ -174,8 +174,23 @@ class SharedSettings:
     max_label_length: int
     #: RPM, TPM, RPD and TPD limits; ``None`` is unlimited.
     quota_limits: QuotaLimits
-    #: IANA time zone whose midnight starts a new quota day.
+    #: IANA time zone whose midnight starts a new quota day (and budget day).
     quota_timezone: str
+    #: Daily LLM budget in USD; ``None`` for none (``gemini_api_budget_remaining_usd`` is
+    #: then +Inf).
+    gemini_daily_budget: float | None = None
+    #: The LLM family sets registered: ``gemini`` (``gemini_api_*``) and ``gen_ai``
+    #: (OpenTelemetry's ``gen_ai_*``).
+    llm_families: frozenset[str] = frozenset(("gemini", "gen_ai"))
+
+
+@dataclass(frozen=True)
+class LlmSettings:
+    """How an app's LLM calls are labelled (keys ``APPMETRICS_GEMINI_*``)."""
+
+    #: ``endpoint`` of an instrumented client's calls made outside any request (a worker
+    #: thread, a CLI command); inside one, the request's URL rule.
+    default_endpoint: str = "<background>"
 
 
 @dataclass(frozen=True)
@@ -217,3 +232,5 @@ class Settings:
     status: StatusSettings
     #: Service level objectives.
     slo: SloSettings
+    #: LLM call labelling.
+    llm: LlmSettings = LlmSettings()

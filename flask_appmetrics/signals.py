@@ -22,13 +22,22 @@ cache_event = _signals.signal("appmetrics.cache-event")
 
 #: A finished call to the Gemini API (or another LLM API). Sender: the Flask app.
 #: Keywords: ``endpoint`` (the app's route or API method the call served) and ``model``
-#: (label values, bounded); ``status``, ``"success"``, ``"error"`` or ``"cancelled"`` (a
-#: stream closed before its end); ``duration``, seconds or ``None``; ``tokens``, the
-#: total token count or ``None``; ``input_tokens``,
+#: (label values, bounded); ``status``, ``"success"``, ``"error"``, ``"cancelled"`` (a
+#: stream closed before its end) or ``"rejected"`` (a circuit breaker refused the call
+#: before it reached the API: counted as such, and nothing else); ``duration``, seconds or
+#: ``None``; ``tokens``, the total token count or ``None``; ``input_tokens``,
 #: ``output_tokens``, ``thoughts_tokens``, ``cached_tokens``, the breakdown, each an int or
 #: ``None``; ``usage_metadata``, a google-genai ``GenerateContentResponse`` or its
-#: ``usage_metadata`` (or ``None``), from which the missing counts are taken. The call also
-#: counts as one request (and its tokens) against the configured quota.
+#: ``usage_metadata`` (or ``None``), from which the missing counts (and, from a response,
+#: the finish reasons and model version) are taken. Optional: ``operation``
+#: (``"generate_content"``, ``"embeddings"`` or ``"count_tokens"``); ``provider``
+#: (``"gcp.gemini"``, ``"gcp.vertex_ai"`` or ``"gcp.gen_ai"``); ``error_type`` for an
+#: ``"error"`` (see :mod:`flask_appmetrics.integrations.genai.errors`; an unknown value
+#: counts as ``_OTHER``); ``refused_limit`` (``"rpm"``, ``"tpm"``, ``"rpd"``, ``"tpd"`` or
+#: ``"unknown"``) and ``refused_value`` for a ``RESOURCE_EXHAUSTED`` error; ``finish_reasons``
+#: (a list of Gemini finish reasons); ``response_model``; ``time_to_first_chunk`` (seconds,
+#: for a stream). The call also counts as one request (and its tokens) against the quota,
+#: and its estimated cost against the day's spend.
 gemini_call = _signals.signal("appmetrics.gemini-call")
 
 #: Something happened to a circuit breaker. Sender: the Flask app. Keywords: ``service``,

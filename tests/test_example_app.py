@@ -1,7 +1,8 @@
 """The example backend (example_app): the original service's service rebuilt on flask-appmetrics.
 
-Real Flask apps, real Flask-Caching, pybreaker and google-genai; the only stand-in is a
-local HTTP server playing Google's API for the real Gemini client.
+Real Flask apps, real Flask-Caching, pybreaker and google-genai; the only stand-in is the
+local server playing Google's Gemini API (:mod:`example_app.fake_gemini`), which the real
+client calls over HTTP, instrumented with ``instrument_client``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.serving import make_server
 
 from example_app import create_app, traffic
-from example_app.llm import GeminiGenerator, GenerationError, OfflineGenerator, Simulation
+from example_app.llm import (
+    GEMINI_MODEL,
+    GeminiGenerator,
+    GenerationError,
+    Simulation,
+    offline_generator,
+)
 from example_app.settings import ExampleConfigError
 from flask_appmetrics import FlaskMetrics
 
@@ -84,7 +91,7 @@ def test_startup_log_lines(
     ]
     positions = [messages.index(line) for line in expected]
     assert positions == sorted(positions)  # in the original service's order
-    assert any(m.startswith("LLM: offline generator") for m in messages)
+    assert any(m.startswith("LLM: offline Gemini API stand-in") for m in messages)
 
 
 def test_metrics_page_has_the_original_services_expected_samples(example: Flask) -> None:
@@ -95,7 +102,7 @@ def test_metrics_page_has_the_original_services_expected_samples(example: Flask)
     key = frozenset({"endpoint": "/metrics", "method": "GET", "status": "200"}.items())
     assert found[("http_requests_total", key)] == 1.0
     gemini = frozenset(
-        {"endpoint": "/api/generate", "model": "gemini-1.5-flash", "status": "success"}.items()
+        {"endpoint": "/api/generate", "model": GEMINI_MODEL, "status": "success"}.items()
     )
     assert found[("gemini_api_calls_total", gemini)] == 0.0
     assert (
@@ -108,9 +115,7 @@ def test_metrics_page_has_the_original_services_expected_samples(example: Flask)
     assert docs["cache_operations"] == "Total cache operations"
     # Every API endpoint's Gemini series exists before any call.
     for endpoint in ("/api/subtopics", "/api/explanations", "/api/images"):
-        labels = frozenset(
-            {"endpoint": endpoint, "model": "gemini-1.5-flash", "status": "error"}.items()
-        )
+        labels = frozenset({"endpoint": endpoint, "model": GEMINI_MODEL, "status": "error"}.items())
         assert found[("gemini_api_calls_total", labels)] == 0.0
 
 
@@ -138,7 +143,7 @@ def test_generate_records_business_gemini_and_cache(
     second = client.post("/api/generate", json={"topic": "black holes"})
     assert second.get_json() == {**body, "cached": True}
 
-    gemini = {"endpoint": "/api/generate", "model": "gemini-1.5-flash"}
+    gemini = {"endpoint": "/api/generate", "model": GEMINI_MODEL}
     assert value(registry, "gemini_api_calls_total", **gemini, status="success") == 2
     assert value(registry, "gemini_api_duration_seconds_count", **gemini) == 2
     tokens = value(registry, "gemini_api_tokens_total", **gemini)
@@ -148,12 +153,12 @@ def test_generate_records_business_gemini_and_cache(
     )
     assert tokens > 0
     assert tokens == by_type
-    # gemini-1.5-flash's list price: USD 0.075 (input) and 0.30 (output) per million tokens.
+    # gemini-2.5-flash's list price: USD 0.30 (input) and 2.50 (output) per million tokens.
     input_tokens = value(registry, "gemini_api_token_usage_total", **gemini, token_type="input")
     output_tokens = tokens - input_tokens
     assert input_tokens > 0
     assert output_tokens > 0
-    expected_cost = (input_tokens * 0.075 + output_tokens * 0.30) / 1_000_000
+    expected_cost = (input_tokens * 0.30 + output_tokens * 2.50) / 1_000_000
     assert value(registry, "gemini_api_cost_usd_total", **gemini) == pytest.approx(expected_cost)
     assert value(registry, "quota_requests_current_minute") == 2
     assert value(registry, "quota_tokens_today") == tokens
@@ -189,8 +194,64 @@ def test_explanations_and_images(
     assert value(registry, "images_generated_total", source="generated") == 1
     assert value(registry, "images_generated_total", source="placeholder") == 1
     assert value(registry, "content_quality_score_count", content_type="image") == 1
-    images = {"endpoint": "/api/images", "model": "gemini-1.5-flash"}
+    images = {"endpoint": "/api/images", "model": GEMINI_MODEL}
     assert value(registry, "gemini_api_calls_total", **images, status="error") == 1
+
+
+def test_a_streamed_explanation(
+    example: Flask, fresh: tuple[FlaskMetrics, CollectorRegistry]
+) -> None:
+    registry = fresh[1]
+    response = example.test_client().post(
+        "/api/explanations/stream", json={"topic": "jazz", "subtopic": "bebop"}
+    )
+    assert response.status_code == 200
+    assert response.mimetype == "text/plain"
+    assert "bebop" in response.get_data(as_text=True)
+    response.close()
+    stream = {"endpoint": "/api/explanations/stream", "model": GEMINI_MODEL}
+    assert value(registry, "gemini_api_calls_total", **stream, status="success") == 1
+    assert value(registry, "gemini_api_time_to_first_chunk_seconds_count", **stream) == 1
+    assert value(registry, "gemini_api_output_tokens_per_second_count", **stream) == 1
+    assert value(registry, "explanations_generated_total") == 1
+    assert value(registry, "circuit_breaker_successes_total", service="gemini") == 1
+
+
+def test_googles_quota_refusal_is_a_429_with_its_retry_delay(
+    example: Flask, fresh: tuple[FlaskMetrics, CollectorRegistry]
+) -> None:
+    registry = fresh[1]
+    response = example.test_client().post("/api/subtopics?scenario=429", json={"topic": "q"})
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "21"  # the API's RetryInfo
+    labels = {"endpoint": "/api/subtopics", "model": GEMINI_MODEL}
+    assert (
+        value(registry, "gemini_api_errors_total", **labels, error_type="RESOURCE_EXHAUSTED") == 1
+    )
+    assert value(registry, "quota_refused_total", model=GEMINI_MODEL, limit="rpm") == 1
+
+
+def test_a_blocked_answer_is_a_422_and_no_breaker_failure(
+    example: Flask, fresh: tuple[FlaskMetrics, CollectorRegistry]
+) -> None:
+    registry = fresh[1]
+    client = example.test_client()
+    for path in ("/api/subtopics?scenario=safety", "/api/explanations/stream?scenario=safety"):
+        assert client.post(path, json={"topic": "blocked"}).status_code == 422
+    reasons = {"model": GEMINI_MODEL, "finish_reason": "SAFETY"}
+    assert value(registry, "gemini_api_finish_reasons_total", **reasons) == 2
+    # The API answered: two successful calls, and the breaker counts no failure.
+    assert (
+        value(
+            registry,
+            "gemini_api_calls_total",
+            endpoint="/api/subtopics",
+            model=GEMINI_MODEL,
+            status="success",
+        )
+        == 1
+    )
+    assert value(registry, "circuit_breaker_failures_total", service="gemini") == 0
 
 
 def test_bad_input_is_a_400_and_records_nothing(
@@ -202,7 +263,7 @@ def test_bad_input_is_a_400_and_records_nothing(
     assert client.post("/api/explanations", json={"topic": "a", "subtopic": ""}).status_code == 400
     assert client.post("/api/subtopics", data="not json").status_code == 400
     registry = fresh[1]
-    calls = {"endpoint": "/api/generate", "model": "gemini-1.5-flash", "status": "success"}
+    calls = {"endpoint": "/api/generate", "model": GEMINI_MODEL, "status": "success"}
     assert value(registry, "gemini_api_calls_total", **calls) == 0
     labels = {"method": "POST", "endpoint": "/api/generate", "status": "400"}
     assert value(registry, "http_requests_total", **labels) == 4
@@ -229,7 +290,7 @@ def test_failures_open_the_breaker_and_degrade_health(
     assert value(registry, "circuit_breaker_rejected_calls_total", service="gemini") == 3
     assert value(registry, "circuit_breaker_successes_total", service="gemini") == 0
     assert value(registry, "circuit_breaker_transitions_total", service="gemini", state="open") == 1
-    subtopics = {"endpoint": "/api/subtopics", "model": "gemini-1.5-flash"}
+    subtopics = {"endpoint": "/api/subtopics", "model": GEMINI_MODEL}
     assert value(registry, "gemini_api_calls_total", **subtopics, status="error") == 3
     health = client.get("/api/health").get_json()
     assert health["circuit_breakers"] == {"gemini": "open"}
@@ -245,17 +306,18 @@ def test_failures_open_the_breaker_and_degrade_health(
 class RendezvousGenerator:
     """An LLM whose calls return only once two of them are in flight at the same time."""
 
-    model = "gemini-1.5-flash"
+    model = GEMINI_MODEL
 
     def __init__(self) -> None:
         self.barrier = threading.Barrier(2, timeout=20)
+        self.llm = offline_generator()
 
     def generate(self, prompt: str, *, simulation: Simulation | None = None) -> Any:
         try:
             self.barrier.wait()
         except threading.BrokenBarrierError as exc:
             raise GenerationError("calls were serialised") from exc
-        return OfflineGenerator().generate(prompt)
+        return self.llm.generate(prompt)
 
 
 def test_llm_calls_run_concurrently_through_the_breaker(
@@ -283,7 +345,7 @@ def test_simulated_delay_is_measured(fresh: tuple[FlaskMetrics, CollectorRegistr
     app = create_app({"TESTING": True}, extension=ext)
     response = app.test_client().post("/api/subtopics?delay=0.2", json={"topic": "slow"})
     assert response.status_code == 200
-    labels = {"endpoint": "/api/subtopics", "model": "gemini-1.5-flash"}
+    labels = {"endpoint": "/api/subtopics", "model": GEMINI_MODEL}
     # The call slept 0.2 s inside the timed block: the histogram saw at least that.
     assert value(registry, "gemini_api_duration_seconds_sum", **labels) >= 0.2
     assert value(registry, "gemini_api_duration_seconds_bucket", **labels, le="0.1") == 0
@@ -309,7 +371,7 @@ def test_quota_refuses_calls_over_the_limit(fresh: tuple[FlaskMetrics, Collector
 
 def test_offline_failure_rate_is_reproducible() -> None:
     def outcomes() -> list[bool]:
-        generator = OfflineGenerator(failure_rate=0.5, seed=7)
+        generator = offline_generator(failure_rate=0.5)
         result = []
         for _ in range(20):
             try:
@@ -407,7 +469,8 @@ def test_gemini_client_records_usage_metadata(
     labels = {"endpoint": "/api/subtopics", "model": "gemini-2.5-flash"}
     assert value(registry, "gemini_api_calls_total", **labels, status="success") == 1
     assert value(registry, "gemini_api_token_usage_total", **labels, token_type="input") == 11
-    assert value(registry, "gemini_api_token_usage_total", **labels, token_type="output") == 7
+    # Output includes the reasoning tokens; thoughts is that part on its own.
+    assert value(registry, "gemini_api_token_usage_total", **labels, token_type="output") == 10
     assert value(registry, "gemini_api_token_usage_total", **labels, token_type="thoughts") == 3
     assert value(registry, "gemini_api_tokens_total", **labels) == 21
 

@@ -8,20 +8,23 @@ matches a module gives its floor, so the specific ones come before ``metrics.*``
        metrics.registration, recording.validation (pure checks of app input),
        config_strings (values as the environment gives them), slo.objectives, slo.windows,
        slo.burn (service level objectives, their windows and burn rates)
-    2  settings, config, integrations.genai (token counts read from google-genai objects),
-       slo.* (objectives resolved against routes, the per-app tracker, generated rules)
+    2  settings, config, integrations.genai.tokens/errors/responses (what google-genai's
+       objects say: token counts, failures, finish reasons), slo.* (objectives resolved
+       against routes, the per-app tracker, generated rules)
     3  metrics.* (the rest, multiprocess included), health.monitor, integrations.sentry
     4  recording.*, integrations.redis.*
     5  web.*, health_wiring (the monitor wired to Flask, metrics and user identity),
        slo_wiring (the objectives' tracker wired to the app's routes)
     6  app_state
     7  helpers (the module-level recording API), cli.* (the ``flask appmetrics`` commands)
-    8  extension, gunicorn, integrations.caching, integrations.pybreaker
+    8  extension, gunicorn, integrations.caching, integrations.pybreaker, integrations.genai
+       (the instrumented client, and the package that re-exports it)
     9  __init__ (the re-exports)
 
-A subpackage's ``__init__`` holds a docstring only, so it imports nothing and its floor
-(the one most of its modules share) does not constrain them: ``recording.validation`` and
-``integrations.genai`` sit below their package's floor.
+A subpackage's ``__init__`` holds a docstring only (``integrations.genai``'s also re-exports
+its client, on that client's floor), so its floor (the one most of its modules share) does
+not constrain them: ``recording.validation`` and
+the readers of ``integrations.genai`` sit below their package's floor.
 
 The rule: a module may import a module on a strictly lower floor, or a module on its own
 floor in the same folder (``metrics/`` and ``metrics/multiprocess/`` are one folder, the
@@ -76,7 +79,9 @@ FLOORS: list[tuple[int, str]] = [
     (3, "metrics.*"),
     (3, "health.monitor"),
     (1, "recording.validation"),
-    (2, "integrations.genai"),
+    (2, "integrations.genai.tokens"),
+    (2, "integrations.genai.errors"),
+    (2, "integrations.genai.responses"),
     (3, "integrations.sentry"),
     (4, "recording"),
     (4, "recording.*"),

@@ -7,9 +7,11 @@ import running up the layers.
 
 Gemini's ``prompt_token_count`` includes the ``cached_content_token_count`` served from
 the context cache, and ``thoughts_token_count`` (billed as output) is separate from
-``candidates_token_count``. :class:`TokenUsage` keeps that meaning: ``input`` includes
-``cached``; ``output`` does not include ``thoughts``. These are OpenTelemetry's GenAI
-``gen_ai.token.type`` names ``input`` and ``output``, plus Gemini's two extra kinds.
+``candidates_token_count``. :class:`TokenUsage` keeps Gemini's fields as they are
+(``output`` is the candidates' tokens, without ``thoughts``); what is exported follows
+OpenTelemetry's GenAI ``gen_ai.token.type`` and Gemini's billing instead: *input* includes
+the cached tokens and *output* includes the reasoning ones (:meth:`TokenUsage.output_total`,
+:meth:`TokenUsage.breakdown`).
 """
 
 from __future__ import annotations
@@ -56,11 +58,20 @@ class TokenUsage:
         parts = [n for n in (self.input, self.output, self.thoughts) if n is not None]
         return sum(parts) if parts else None
 
+    def output_total(self) -> int | None:
+        """Output tokens as OpenTelemetry and Gemini's billing count them: the response's
+        and the reasoning ones (``None`` if neither is known)."""
+        if self.output is None and self.thoughts is None:
+            return None
+        return (self.output or 0) + (self.thoughts or 0)
+
     def breakdown(self) -> dict[str, int]:
-        """Known counts by OpenTelemetry-style token type (``input``, ``output``, ...)."""
+        """Known counts by token type: ``input`` (cached included) and ``output`` (thoughts
+        included), OpenTelemetry's ``gen_ai.token.type`` values, and the parts of each shown
+        on their own, ``cached`` and ``thoughts``."""
         pairs = (
             ("input", self.input),
-            ("output", self.output),
+            ("output", self.output_total()),
             ("thoughts", self.thoughts),
             ("cached", self.cached),
         )

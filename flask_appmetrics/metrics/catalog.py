@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from .._version import __version__
+from ..llm.conventions import GEN_AI_DURATION_BUCKETS, GEN_AI_TOKEN_BUCKETS, LLM_FAMILIES
 from .registration import MetricSpec, declare_all
 
 #: Every ``component`` of ``flask_appmetrics_internal_errors_total``: the places that catch a
@@ -49,8 +50,21 @@ INTERNAL_ERROR_COMPONENTS: tuple[str, ...] = (
 #: ``status`` values of ``gemini_api_calls_total``: ``cancelled`` is a stream its consumer
 #: closed before the end (or a task cancelled mid-call); only the first two are created at 0.
 GEMINI_STATUSES = ("success", "error", "cancelled")
-#: ``token_type`` values of ``gemini_api_token_usage_total``.
+#: ``status`` values a recorded call may have: those of ``gemini_api_calls_total``, and
+#: ``rejected``, a call a circuit breaker refused before it reached the API (counted in
+#: ``gemini_api_rejected_calls_total`` only: it is no API call).
+CALL_STATUSES = (*GEMINI_STATUSES, "rejected")
+#: ``token_type`` values of ``gemini_api_token_usage_total``: ``input`` includes ``cached``
+#: and ``output`` includes ``thoughts`` (OpenTelemetry's ``gen_ai.token.type`` meaning).
 TOKEN_TYPES = ("input", "output", "thoughts", "cached")
+#: Bucket boundaries of ``gemini_api_output_tokens_per_second``.
+OUTPUT_SPEED_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
+_GEN_AI_LABELS = (
+    "gen_ai_operation_name",
+    "gen_ai_provider_name",
+    "gen_ai_request_model",
+    "gen_ai_response_model",
+)
 #: ``limit`` values of ``quota_limit`` and ``quota_exceeded_total``.
 QUOTA_LIMITS = ("rpm", "tpm", "rpd", "tpd")
 #: ``circuit_breaker_state`` encoding; also the ``state`` label of transitions.
@@ -127,8 +141,9 @@ CATALOG: tuple[MetricSpec, ...] = (
     MetricSpec(
         "counter",
         "gemini_api_token_usage_total",
-        "Gemini API tokens by type: input (prompt, cached included), output, thoughts, "
-        "cached (the part of input served from the context cache)",
+        "Gemini API tokens by type: input (prompt, cached included), output (answer, "
+        "thoughts included), and the parts cached (served from the context cache) and "
+        "thoughts (reasoning)",
         ("endpoint", "model", "token_type"),
     ),
     MetricSpec(
@@ -136,6 +151,50 @@ CATALOG: tuple[MetricSpec, ...] = (
         "gemini_api_cost_usd_total",
         "Estimated Gemini API cost in USD, from APPMETRICS_GEMINI_PRICES",
         ("endpoint", "model"),
+    ),
+    MetricSpec(
+        "counter",
+        "gemini_api_errors_total",
+        "Failed Gemini API calls by error_type: Google's status (RESOURCE_EXHAUSTED, "
+        "INVALID_ARGUMENT, ...), an HTTP code, timeout, connection_error, invalid_response "
+        "or _OTHER",
+        ("endpoint", "model", "error_type"),
+    ),
+    MetricSpec(
+        "counter",
+        "gemini_api_finish_reasons_total",
+        "Why Gemini stopped generating, one per candidate (STOP, MAX_TOKENS, SAFETY, ...; "
+        "PROMPT_<reason> for a blocked prompt)",
+        ("model", "finish_reason"),
+    ),
+    MetricSpec(
+        "histogram",
+        "gemini_api_time_to_first_chunk_seconds",
+        "Seconds from a streamed call's request to its first chunk",
+        ("endpoint", "model"),
+        buckets=GEN_AI_DURATION_BUCKETS,
+    ),
+    MetricSpec(
+        "histogram",
+        "gemini_api_output_tokens_per_second",
+        "Output tokens (reasoning included) per second of a completed stream, from its first "
+        "chunk to its last",
+        ("endpoint", "model"),
+        buckets=OUTPUT_SPEED_BUCKETS,
+    ),
+    MetricSpec(
+        "counter",
+        "gemini_api_rejected_calls_total",
+        "Gemini calls refused before reaching the API (an open circuit breaker); not in "
+        "gemini_api_calls_total nor the quota",
+        ("endpoint", "model"),
+    ),
+    MetricSpec(
+        "counter",
+        "gemini_api_unpriced_calls_total",
+        "Gemini calls with tokens but no price in APPMETRICS_GEMINI_PRICES (their cost is "
+        "not in gemini_api_cost_usd_total)",
+        ("model",),
     ),
     # -- breakdowns: quota limits, breaker transitions, per-layer cache operations --
     MetricSpec(
@@ -154,6 +213,13 @@ CATALOG: tuple[MetricSpec, ...] = (
     ),
     MetricSpec(
         "counter",
+        "quota_refused_total",
+        "API calls the provider refused for quota (HTTP 429 RESOURCE_EXHAUSTED), by model and "
+        "the limit it named (rpm, tpm, rpd, tpd, or unknown)",
+        ("model", "limit"),
+    ),
+    MetricSpec(
+        "counter",
         "circuit_breaker_transitions_total",
         "Circuit breaker state changes, by the state entered",
         ("service", "state"),
@@ -169,6 +235,30 @@ CATALOG: tuple[MetricSpec, ...] = (
         "cache_layer_operations_total",
         "Cache operations reported with a layer, by layer, operation and result",
         ("layer", "operation", "result"),
+    ),
+    # -- OpenTelemetry GenAI client instruments (see llm.conventions) --------------------
+    MetricSpec(
+        "histogram",
+        "gen_ai_client_operation_duration_seconds",
+        "GenAI operation duration (OpenTelemetry gen_ai.client.operation.duration)",
+        (*_GEN_AI_LABELS, "error_type"),
+        buckets=GEN_AI_DURATION_BUCKETS,
+    ),
+    MetricSpec(
+        "histogram",
+        "gen_ai_client_token_usage",
+        "Number of input and output tokens used (OpenTelemetry gen_ai.client.token.usage; "
+        "input includes cached, output includes reasoning)",
+        (*_GEN_AI_LABELS, "gen_ai_token_type"),
+        buckets=GEN_AI_TOKEN_BUCKETS,
+    ),
+    MetricSpec(
+        "histogram",
+        "gen_ai_client_operation_time_to_first_chunk_seconds",
+        "Time to receive the first chunk of a streamed call (OpenTelemetry "
+        "gen_ai.client.operation.time_to_first_chunk)",
+        _GEN_AI_LABELS,
+        buckets=GEN_AI_DURATION_BUCKETS,
     ),
     # -- health ----------------------------------------------------------------------
     MetricSpec(
@@ -218,6 +308,26 @@ SCRAPE_TIME_FAMILIES: tuple[ScrapeTimeFamily, ...] = (
     ScrapeTimeFamily("quota_tokens_today", "API tokens today"),
     ScrapeTimeFamily("quota_rpm_remaining", "API requests left in the current minute"),
     ScrapeTimeFamily("quota_tpm_remaining", "API tokens left in the current minute"),
+    ScrapeTimeFamily(
+        "quota_learned_limit",
+        "Quota limits learned from the API's 429 refusals, when no APPMETRICS_QUOTA_* limit is "
+        "set: reported by the API, or observed (the model's traffic in the minute it was "
+        "refused)",
+        ("model", "limit", "source"),
+    ),
+    ScrapeTimeFamily(
+        "gemini_api_daily_budget_usd",
+        "Configured daily Gemini budget in USD (APPMETRICS_GEMINI_DAILY_BUDGET_USD); absent "
+        "when none",
+    ),
+    ScrapeTimeFamily(
+        "gemini_api_spend_today_usd",
+        "Estimated Gemini spend today in USD (the quota's day, APPMETRICS_QUOTA_TIMEZONE)",
+    ),
+    ScrapeTimeFamily(
+        "gemini_api_budget_remaining_usd",
+        "Daily Gemini budget left today in USD (0 when spent; +Inf without a budget)",
+    ),
     ScrapeTimeFamily(
         "cache_hit_rate",
         "Cache hit ratio of get operations since start (0-1); absent before the first",
@@ -288,6 +398,10 @@ class MetricSet:
         assert isinstance(metric, Gauge)
         return metric
 
+    def has(self, name: str) -> bool:
+        """Whether the family *name* is registered (the LLM families can be turned off)."""
+        return name in self.metrics
+
     def histogram(self, name: str) -> Histogram:
         metric = self.metrics[name]
         assert isinstance(metric, Histogram)
@@ -309,17 +423,35 @@ def duration_spec(buckets: tuple[float, ...]) -> MetricSpec:
     )
 
 
-def catalog_specs(buckets: tuple[float, ...]) -> tuple[MetricSpec, ...]:
-    """Every family of the catalog served by a prometheus_client metric, in page order."""
-    return (*CATALOG[:1], duration_spec(buckets), *CATALOG[1:])
+def llm_family_set(name: str) -> str | None:
+    """The set of :data:`LLM_FAMILIES` the family *name* belongs to, if any."""
+    if name.startswith("gemini_api_"):
+        return "gemini"
+    if name.startswith("gen_ai_"):
+        return "gen_ai"
+    return None
 
 
-def build_metric_set(registry: CollectorRegistry, buckets: tuple[float, ...]) -> MetricSet:
-    """Register (or adopt) every family of the catalog in *registry*: all or none.
+def catalog_specs(
+    buckets: tuple[float, ...], families: frozenset[str] | tuple[str, ...] = LLM_FAMILIES
+) -> tuple[MetricSpec, ...]:
+    """Every family of the catalog served by a prometheus_client metric, in page order,
+    with the LLM families of the sets in *families* only."""
+    specs = (*CATALOG[:1], duration_spec(buckets), *CATALOG[1:])
+    return tuple(s for s in specs if llm_family_set(s.name) in (None, *families))
+
+
+def build_metric_set(
+    registry: CollectorRegistry,
+    buckets: tuple[float, ...],
+    families: frozenset[str] | tuple[str, ...] = LLM_FAMILIES,
+) -> MetricSet:
+    """Register (or adopt) every family of the catalog in *registry* (the LLM ones of the
+    sets in *families*): all or none.
 
     :raises MetricConflictError: a family name is taken by an incompatible collector.
     """
-    metrics = declare_all(registry, catalog_specs(buckets))
+    metrics = declare_all(registry, catalog_specs(buckets, families))
     metric_set = MetricSet(weakref.ref(registry), buckets=buckets, metrics=metrics)
     _create_known_series(metric_set)
     return metric_set

@@ -34,7 +34,10 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from ..errors import ConfigurationError, UnknownMetricError
+from ..llm.budget import InMemorySpend
+from ..llm.learned import InMemoryLearnedLimits
 from ..llm.quota import InMemoryQuota, QuotaCounter, QuotaLimits, QuotaUsage
+from ..llm.stores import LlmStores
 from ..settings import SharedSettings
 from .catalog import (
     BREAKER_STATES,
@@ -45,12 +48,14 @@ from .catalog import (
     build_metric_set,
     catalog_specs,
     duration_spec,
+    llm_family_set,
 )
 from .labels import LabelLength, PinnedLabel
 from .registration import declare, register_collector
 from .scrape_time import (
     HealthGauges,
     HealthSource,
+    LlmReading,
     ScrapeTimeGauges,
     UsersGauge,
     UsersSource,
@@ -76,6 +81,8 @@ def agreed_values(buckets: tuple[float, ...], settings: SharedSettings) -> dict[
         "APPMETRICS_GEMINI_ENDPOINTS": frozenset(settings.gemini_endpoints),
         "APPMETRICS_GEMINI_MODELS": frozenset(settings.gemini_models),
         "APPMETRICS_GEMINI_PRICES": dict(settings.gemini_prices),
+        "APPMETRICS_GEMINI_DAILY_BUDGET_USD": settings.gemini_daily_budget,
+        "APPMETRICS_LLM_FAMILIES": frozenset(settings.llm_families),
     }
 
 
@@ -93,6 +100,7 @@ class SharedSeries:
     :param quota: where quota usage is counted; an :class:`InMemoryQuota` if ``None``.
     :param length: the registry's label length cap.
     :param lock: the registry state's lock.
+    :param llm: where spend and learned limits are kept; in process if ``None``.
     """
 
     def __init__(
@@ -104,6 +112,7 @@ class SharedSeries:
         *,
         length: LabelLength,
         lock: threading.RLock,
+        llm: LlmStores | None = None,
     ) -> None:
         self.metric_set = metric_set
         self._gauges = gauges
@@ -122,9 +131,16 @@ class SharedSeries:
         self.own_quota = quota is None
         self._timezone = settings.quota_timezone
         self._services: set[str] = set()
+        #: Today's spend and the limits learned from refusals (see :meth:`use_llm_stores`).
+        self.llm: LlmStores = llm or self._local_llm_stores()
+        #: Whether :attr:`llm` is the registry's own in-process pair.
+        self.own_llm = llm is None
+        #: The daily budget in USD, if one is configured.
+        self.budget: float | None = settings.gemini_daily_budget
         self._set_limits(settings.quota_limits)
         # The counter is looked up at each scrape: a later app may bring its own.
         gauges.watch_quota(self._quota_reading)
+        gauges.watch_llm(self._llm_reading)
 
     def reconfigure(self, settings: SharedSettings) -> None:
         """Apply a later app's settings (no app with the earlier ones is alive)."""
@@ -133,8 +149,42 @@ class SharedSeries:
         self.service.set_limit(settings.max_label_values)
         if self.own_quota and self._timezone != settings.quota_timezone:
             self.quota = InMemoryQuota(settings.quota_timezone)
+        if self.own_llm and self._timezone != settings.quota_timezone:
+            self.llm = LlmStores(InMemorySpend(settings.quota_timezone), self.llm.learned)
         self._timezone = settings.quota_timezone
         self._set_limits(settings.quota_limits)
+        self.budget = settings.gemini_daily_budget
+
+    def _local_llm_stores(self) -> LlmStores:
+        return LlmStores(InMemorySpend(self._timezone), InMemoryLearnedLimits())
+
+    def _llm_reading(self) -> LlmReading:
+        learning = not self.quota_limits.items()
+        learned = self.llm.learned.limits() if learning else ()
+        return LlmReading(self.llm.spend.today(), self.budget, learned)
+
+    def use_llm_stores(self, stores: LlmStores | None) -> None:
+        """Keep the registry's spend and learned limits in *stores* from now on; in process
+        if ``None``."""
+        if stores is None:
+            self.llm, self.own_llm = self._local_llm_stores(), True
+        elif stores is not self.llm:
+            self.llm, self.own_llm = stores, False
+
+    def add_spend(self, usd: float) -> None:
+        """Add an estimated cost to today's spend."""
+        self.llm.spend.add(usd)
+
+    def learn_call(self, model: str, tokens: int) -> None:
+        """Count a call that went through, for the observed limits (while no quota limit is
+        configured: the learned limits are not shown otherwise)."""
+        if not self.quota_limits.items():
+            self.llm.learned.note_call(model, tokens)
+
+    def learn_refusal(self, model: str, limit: str, reported: int | None) -> None:
+        """Learn from a 429 refusal (while no quota limit is configured)."""
+        if not self.quota_limits.items():
+            self.llm.learned.refused(model, limit, reported)
 
     def _set_limits(self, limits: QuotaLimits) -> None:
         configured = dict(limits.items())
@@ -175,8 +225,11 @@ class SharedSeries:
         self.endpoint.pin(endpoints)
         self.model.pin(models)
         ms = self.metric_set
+        if not ms.has("gemini_api_calls_total"):
+            return
         for endpoint in endpoints:
             for model in models:
+                ms.counter("gemini_api_rejected_calls_total").labels(endpoint, model)
                 for status in ("success", "error"):
                     ms.counter("gemini_api_calls_total").labels(endpoint, model, status)
                 ms.counter("gemini_api_tokens_total").labels(endpoint, model)
@@ -315,6 +368,7 @@ class RegistryState:
             if self._metric_set is None:
                 registry = self.registry
                 gauges = ScrapeTimeGauges(self.count_internal_error)
+                gauges.llm_families = settings.llm_families
                 register_collector(registry, gauges, gauges.names())
                 health = HealthGauges(self.count_internal_error)
                 try:
@@ -324,7 +378,7 @@ class RegistryState:
                     raise
                 try:
                     # All or nothing: a conflict leaves none of our collectors behind.
-                    metric_set = build_metric_set(registry, buckets)
+                    metric_set = build_metric_set(registry, buckets, settings.llm_families)
                 except BaseException:
                     registry.unregister(gauges)
                     registry.unregister(health)
@@ -339,14 +393,20 @@ class RegistryState:
             return self._metric_set
 
     def shared_series(
-        self, app: object, settings: SharedSettings, quota: QuotaCounter | None
+        self,
+        app: object,
+        settings: SharedSettings,
+        quota: QuotaCounter | None,
+        *,
+        llm: LlmStores | None = None,
     ) -> SharedSeries:
         """The registry's :class:`SharedSeries`, built on the first call (after
         :meth:`metric_set_for`), with *app* noted as using the settings in force.
 
         An explicit *quota* counter replaces the registry's: every app's usage is counted
         there from now on. Without one, apps share the registry's counter; once the apps
-        that brought a counter are gone, an in-process one again.
+        that brought a counter are gone, an in-process one again. The same goes for *llm*,
+        where spend and learned limits are kept (Redis-shared when the app has Redis).
         """
         with self.lock:
             series = self._series
@@ -360,15 +420,22 @@ class RegistryState:
                     quota,
                     length=self.label_length,
                     lock=self.lock,
+                    llm=llm,
                 )
                 for layer, (size_bytes, items) in self._layers.items():
                     series.register_layer(layer, size_bytes, items)
                 self._series = series
-            elif quota is not None:
-                series.use_counter(quota)
-            elif not series.own_quota and not list(self._apps):
-                # The apps that brought the counter are gone: count in process again.
-                series.use_counter(None)
+            else:
+                alone = not list(self._apps)
+                if quota is not None:
+                    series.use_counter(quota)
+                elif not series.own_quota and alone:
+                    # The apps that brought the counter are gone: count in process again.
+                    series.use_counter(None)
+                if llm is not None:
+                    series.use_llm_stores(llm)
+                elif not series.own_llm and alone:
+                    series.use_llm_stores(None)
             self._apps.add(app)
             return series
 
@@ -386,10 +453,29 @@ class RegistryState:
             duration = declare(registry, duration_spec(buckets))
             metric_set.metrics["http_request_duration_seconds"] = duration
             metric_set.buckets = buckets
+        if metric_set is not None:
+            self._switch_llm_families(metric_set, settings.llm_families)
         self.label_length.max_length = settings.max_label_length
         if self._series is not None:
             self._series.reconfigure(settings)
         self._agreed = agreed_values(buckets, settings)
+
+    def _switch_llm_families(self, metric_set: MetricSet, families: frozenset[str]) -> None:
+        """Register the LLM families of the sets now on, unregister those of the sets off."""
+        registry = self.registry
+        wanted = {
+            spec.name: spec
+            for spec in catalog_specs(metric_set.buckets, families)
+            if llm_family_set(spec.name) is not None
+        }
+        for name in [n for n in metric_set.metrics if llm_family_set(n) is not None]:
+            if name not in wanted:
+                registry.unregister(metric_set.metrics.pop(name))
+        for name, spec in wanted.items():
+            if name not in metric_set.metrics:
+                metric_set.metrics[name] = declare(registry, spec)
+        if self._gauges is not None:
+            self._gauges.llm_families = families
 
     # -- before or after the first app ---------------------------------------------------
 

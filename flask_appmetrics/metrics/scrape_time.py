@@ -1,5 +1,5 @@
-"""The gauges computed when a registry is collected: quota usage, cache hit rate and sizes,
-health checks and verdicts.
+"""The gauges computed when a registry is collected: quota usage and learned limits, LLM
+spend and budget, cache hit rate and sizes, health checks and verdicts.
 
 One :class:`ScrapeTimeGauges` collector per registry serves every family of
 :data:`~flask_appmetrics.metrics.catalog.SCRAPE_TIME_FAMILIES`. Being one collector, it
@@ -20,12 +20,16 @@ import math
 import threading
 import weakref
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from prometheus_client import Counter, Gauge
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric, StateSetMetricFamily
 
 from ..errors import count_internal_error
+from ..llm.budget import remaining
+from ..llm.conventions import LLM_FAMILIES
+from ..llm.learned import LearnedLimit
 from ..llm.quota import QuotaLimits, QuotaUsage
 from .catalog import HEALTH_FAMILIES, HEALTH_STATUSES, SCRAPE_TIME_FAMILIES, hit_rate
 
@@ -39,6 +43,17 @@ ValueFunction = Callable[[], "float | None"]
 #: Reads the quota at scrape time: the usage now and the limits it is measured against.
 QuotaReading = Callable[[], "tuple[QuotaUsage, QuotaLimits]"]
 
+
+@dataclass(frozen=True)
+class LlmReading:
+    """The LLM accounting at one scrape: today's spend, the budget (``None``: none) and the
+    limits learned from refusals (empty while limits are configured)."""
+
+    spend_today: float
+    budget: float | None
+    learned: tuple[LearnedLimit, ...] = ()
+
+
 _QUOTA_GAUGES: tuple[tuple[str, Callable[[QuotaUsage, QuotaLimits], float]], ...] = (
     ("quota_requests_current_minute", lambda u, _: u.requests_minute),
     ("quota_tokens_current_minute", lambda u, _: u.tokens_minute),
@@ -46,6 +61,14 @@ _QUOTA_GAUGES: tuple[tuple[str, Callable[[QuotaUsage, QuotaLimits], float]], ...
     ("quota_tokens_today", lambda u, _: u.tokens_today),
     ("quota_rpm_remaining", lambda u, limits: _remaining(limits.rpm, u.requests_minute)),
     ("quota_tpm_remaining", lambda u, limits: _remaining(limits.tpm, u.tokens_minute)),
+)
+
+
+#: The scrape-time gauges of the ``gemini`` family set.
+_GEMINI_GAUGES = (
+    "gemini_api_daily_budget_usd",
+    "gemini_api_spend_today_usd",
+    "gemini_api_budget_remaining_usd",
 )
 
 
@@ -65,6 +88,10 @@ class ScrapeTimeGauges:
         self._operations: Counter | None = None
         self._on_error = on_error
         self._quota: QuotaReading | None = None
+        self._llm: Callable[[], LlmReading] | None = None
+        #: The LLM family sets on (``APPMETRICS_LLM_FAMILIES``): the ``gemini_api_*``
+        #: gauges here are served with the ``gemini`` set only.
+        self.llm_families: frozenset[str] = frozenset(LLM_FAMILIES)
         self._layers: dict[str, tuple[ValueFunction | None, ValueFunction | None]] = {}
         self._lock = threading.Lock()
 
@@ -79,6 +106,11 @@ class ScrapeTimeGauges:
     def watch_quota(self, reading: QuotaReading) -> None:
         """Serve the quota gauges from *reading*, called once per collection."""
         self._quota = reading
+
+    def watch_llm(self, reading: Callable[[], LlmReading]) -> None:
+        """Serve the spend, budget and learned limit gauges from *reading*, called once per
+        collection."""
+        self._llm = reading
 
     def set_layer(
         self, label: str, size_bytes: ValueFunction | None, items: ValueFunction | None
@@ -107,6 +139,7 @@ class ScrapeTimeGauges:
                 usage, limits = quota
                 for name, read in _QUOTA_GAUGES:
                     families[name].add_metric([], read(usage, limits))
+        self._collect_llm(families)
         rate = self._value(self._hit_rate)
         if rate is not None:
             families["cache_hit_rate"].add_metric([], rate)
@@ -119,7 +152,26 @@ class ScrapeTimeGauges:
                     number = self._number(function)
                     if number is not None:
                         families[name].add_metric([label], number)
+        if "gemini" not in self.llm_families:
+            for name in _GEMINI_GAUGES:
+                families.pop(name)
         return list(families.values())
+
+    def _collect_llm(self, families: dict[str, GaugeMetricFamily]) -> None:
+        reading = self._llm
+        llm = self._value(reading) if reading is not None else None
+        if llm is None:
+            return
+        if llm.budget is not None:
+            families["gemini_api_daily_budget_usd"].add_metric([], llm.budget)
+        families["gemini_api_spend_today_usd"].add_metric([], llm.spend_today)
+        families["gemini_api_budget_remaining_usd"].add_metric(
+            [], remaining(llm.budget, llm.spend_today)
+        )
+        for learned in llm.learned:
+            families["quota_learned_limit"].add_metric(
+                [learned.model, learned.limit, learned.source], learned.value
+            )
 
     def _hit_rate(self) -> float | None:
         # From the counter's own samples at this scrape, so it never disagrees with them.

@@ -17,18 +17,16 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from .. import signals
 from ..errors import count_internal_error
-from ..integrations.genai import token_usage
 from ..llm.pricing import PriceTable
-from ..llm.tokens import TokenUsage
-from ..metrics.catalog import BREAKER_STATES, GEMINI_STATUSES
+from ..metrics.catalog import BREAKER_STATES
 from ..metrics.custom import CustomMetric, declared_metric
 from . import validation as check
+from .gemini import GeminiCall, GeminiRecorder, parse_gemini_call
 
 if TYPE_CHECKING:
     from blinker import NamedSignal
@@ -45,17 +43,6 @@ _STATE_EVENTS = ("state_change", "state")
 
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class GeminiCall:
-    """A validated :data:`~flask_appmetrics.signals.gemini_call` payload."""
-
-    endpoint: str
-    model: str
-    status: str
-    duration: float | None
-    usage: TokenUsage
 
 
 # The payloads sent most often (every cache read, every breaker call) are validated into
@@ -129,46 +116,6 @@ def parse_quota_usage(*, requests: object = 1, tokens: object = 0, **unknown: ob
     return check.count("requests", requests), check.count("tokens", tokens)
 
 
-def parse_gemini_call(
-    *,
-    endpoint: object = None,
-    model: object = None,
-    status: object = "success",
-    duration: object = None,
-    tokens: object = None,
-    input_tokens: object = None,
-    output_tokens: object = None,
-    thoughts_tokens: object = None,
-    cached_tokens: object = None,
-    usage_metadata: object = None,
-    **unknown: object,
-) -> GeminiCall:
-    """Validate a Gemini call payload; explicit counts override ``usage_metadata``'s.
-
-    :raises TypeError, ValueError: naming the bad field.
-    """
-    _no_unknown(unknown)
-    usage = token_usage(usage_metadata) if usage_metadata is not None else TokenUsage()
-    usage = usage.with_overrides(
-        input=check.optional_count("input_tokens", input_tokens),
-        output=check.optional_count("output_tokens", output_tokens),
-        thoughts=check.optional_count("thoughts_tokens", thoughts_tokens),
-        cached=check.optional_count("cached_tokens", cached_tokens),
-        total=check.optional_count("tokens", tokens),
-    )
-    if usage.cached is not None and usage.input is not None and usage.cached > usage.input:
-        raise ValueError(
-            f"cached_tokens: {usage.cached} cached tokens exceed the {usage.input} input tokens"
-        )
-    return GeminiCall(
-        endpoint=check.label("endpoint", endpoint),
-        model=check.label("model", model),
-        status=check.choice("status", status, GEMINI_STATUSES),
-        duration=check.optional_duration("duration", duration),
-        usage=usage,
-    )
-
-
 def parse_business_event(
     registry: CollectorRegistry,
     /,
@@ -216,6 +163,7 @@ class SignalReceivers:
         self.series = series
         self.strict = strict
         self.prices = PriceTable(settings.gemini_prices)
+        self._gemini = GeminiRecorder(series, self.prices)
         self._cache_children: dict[tuple[str, str | None, bool], tuple[Any, ...]] = {}
         series.pin_gemini(settings.gemini_endpoints, settings.gemini_models)
 
@@ -305,28 +253,8 @@ class SignalReceivers:
         return tuple(children)
 
     def record_gemini_call(self, call: GeminiCall) -> None:
-        """Record a validated call: count, duration, tokens, cost and quota."""
-        state = self.series
-        ms = state.metric_set
-        endpoint, model = state.endpoint(call.endpoint), state.model(call.model)
-        ms.counter("gemini_api_calls_total").labels(endpoint, model, call.status).inc()
-        if call.duration is not None:
-            ms.histogram("gemini_api_duration_seconds").labels(endpoint, model).observe(
-                call.duration
-            )
-        usage = call.usage
-        total = usage.total_tokens()
-        if total is not None:
-            ms.counter("gemini_api_tokens_total").labels(endpoint, model).inc(total)
-        by_type = ms.counter("gemini_api_token_usage_total")
-        for token_type, amount in usage.breakdown().items():
-            by_type.labels(endpoint, model, token_type).inc(amount)
-        # Priced by the model's real name: "other" has no price.
-        price = self.prices.price(call.model)
-        cost = price.cost(usage) if price is not None else None
-        if cost is not None:
-            ms.counter("gemini_api_cost_usd_total").labels(endpoint, model).inc(cost)
-        state.add_quota(1, total or 0)
+        """Record a validated call (see :mod:`flask_appmetrics.recording.gemini`)."""
+        self._gemini.record(call)
 
     def record_circuit_breaker_event(self, event: BreakerEvent) -> None:
         service, kind, entered = event

@@ -43,11 +43,11 @@ _QUOTA_USAGE = {
     "rpd": ("quota_requests_today", "requests today"),
     "tpd": ("quota_tokens_today", "tokens today"),
 }
-# Families another part of the app may export (today's LLM cost, a daily budget, the time
-# to the first chunk of a streamed answer): shown when present, found by name.
-_COST_TODAY = re.compile(r"^gemini_.*cost.*today|^gemini_.*today.*cost")
-_BUDGET = re.compile(r"^gemini_.*budget.*usd")
-_FIRST_CHUNK = re.compile(r"^gemini_.*first_chunk.*_seconds_bucket$")
+# The LLM families that may be absent (the gemini set turned off, the budget not set, no
+# stream yet, or a worker's window under gunicorn without Redis): shown when present.
+_COST_TODAY = re.compile(r"^gemini_api_spend_today_usd$")
+_BUDGET = re.compile(r"^gemini_api_daily_budget_usd$")
+_FIRST_CHUNK = re.compile(r"^gemini_api_time_to_first_chunk_seconds_bucket$")
 
 
 def read_samples(registry: CollectorRegistry) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -321,7 +321,8 @@ def llm(samples: Samples, budget_usd: float | None) -> dict[str, Any] | None:
                     first_chunk[bound] = first_chunk.get(bound, 0.0) + value
     if budget_usd is not None:
         budget = budget_usd
-    if not calls and cost_today is None and budget is None:
+    # Spend today is exported at 0 from the start: no call and no budget is no LLM block.
+    if not calls and not cost_today and budget is None:
         return None
     bounds = tuple(sorted(first_chunk))
     ttfc = quantile(0.5, bounds, tuple(first_chunk[b] for b in bounds)) if bounds else None

@@ -95,7 +95,9 @@ def test_usage_metadata_of_a_real_response(app: Flask, registry: CollectorRegist
         )
     assert registry.get_sample_value("gemini_api_tokens_total", GEN) == 1250.0
     assert usage(registry, "input") == 1000.0
-    assert usage(registry, "output") == 200.0
+    # Output includes the reasoning tokens (OpenTelemetry's and Gemini's billing's count);
+    # thoughts is that part of it shown on its own, as cached is of input.
+    assert usage(registry, "output") == 250.0
     assert usage(registry, "thoughts") == 50.0
     assert usage(registry, "cached") == 400.0
     # gemini-1.5-flash: 0.075 input, 0.01875 cached, 0.30 output, per million tokens.

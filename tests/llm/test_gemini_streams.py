@@ -83,6 +83,11 @@ def test_an_exhausted_stream_is_one_success_timed_over_its_iteration(
     # The last chunk's usage: the stream's totals.
     assert registry.get_sample_value("gemini_api_tokens_total", GEN) == 42.0
     assert stream.__name__ == "stream"
+    # Time to the first chunk (one step), and output speed over the other two.
+    first = registry.get_sample_value("gemini_api_time_to_first_chunk_seconds_sum", GEN) or 0.0
+    assert STEP <= first < total
+    speed = registry.get_sample_value("gemini_api_output_tokens_per_second_sum", GEN)
+    assert speed == pytest.approx(32 / (total - first))
 
 
 def test_a_stream_that_raises_is_an_error_timed_to_the_failure(

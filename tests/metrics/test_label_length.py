@@ -76,9 +76,10 @@ def test_megabyte_values_through_every_helper_keep_the_page_small(
             record_business_event("images_generated_total", labels={"source": value})
             quality.labels(content_type=value).observe(0.5)
     body = page(registry)
-    # 25 new series in a dozen families, each label at most 128 bytes: tens of kilobytes
+    # 25 new series in a dozen families (a Gemini call alone: seven, two of them histograms),
+    # each label at most 128 bytes: hundreds of kilobytes
     # (850 MB without the cap).
-    assert len(body) - baseline < 400_000, len(body)
+    assert len(body) - baseline < 600_000, len(body)
     assert max(len(v.encode()) for v in all_label_values(body)) <= LIMIT
     # Every call counted; distinct long values stay distinct, in the documented form.
     model_labels = {
@@ -270,8 +271,9 @@ def test_an_api_taking_the_model_from_its_clients(registry: CollectorRegistry) -
         assert serve(app, "POST", "/v1/generate", body)[0].startswith("200")
     status, page_body = serve(app, "GET", "/metrics")
     assert status.startswith("200")
-    # 20 distinct models kept (APPMETRICS_MAX_LABEL_VALUES), then "other"; a few KiB each.
-    assert len(page_body) - len(first_page) < 200_000, len(page_body)
+    # 20 distinct models kept (APPMETRICS_MAX_LABEL_VALUES), then "other"; some KiB each
+    # (the gen_ai_* duration histogram has 14 buckets).
+    assert len(page_body) - len(first_page) < 350_000, len(page_body)
     assert max(len(v.encode()) for v in all_label_values(page_body)) <= LIMIT
     requests_total = registry.get_sample_value(
         "http_requests_total", {"method": "POST", "endpoint": "/v1/generate", "status": "200"}

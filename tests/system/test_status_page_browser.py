@@ -223,7 +223,7 @@ def test_example_app_page(tmp_path: Path, serve: Any) -> None:
     for section in ("llm-card", "quota-card", "caches-card", "breakers-card"):
         assert re.search(rf'id="{section}"(?! hidden)', dom), section
     assert 'data-key="/api/generate"' in dom
-    assert 'data-key="gemini-1.5-flash"' in dom
+    assert 'data-key="gemini-2.5-flash"' in dom
     image = screenshot(tmp_path, f"{base}/status", (1200, 1000))
     assert image.count(hex_rgb(STATUS_COLOURS["degraded"]), (60, 20, 1140, 80), tol=12) > 40_000
     charts = image.counts([hex_rgb(c) for c in SERIES_COLOURS.values()], (40, 190, 1160, 400), 30)

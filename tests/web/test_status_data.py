@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
 from flask_appmetrics import (
@@ -151,8 +151,8 @@ def test_llm_quota_and_cache_figures(registry: CollectorRegistry) -> None:
     assert (llm["calls"], llm["errors"], llm["tokens"]) == (3, 1, 3050)
     assert llm["calls_today"] == 4  # the quota's count: three calls and one record
     assert llm["cost_usd"] > 0
-    assert llm["cost_today_usd"] is None  # not exported by this app
-    assert llm["budget_usd"] is None
+    assert llm["cost_today_usd"] == llm["cost_usd"]  # every call was today
+    assert llm["budget_usd"] is None  # none configured
     assert [m["model"] for m in llm["models"]] == ["gemini-2.5-flash", "gemini-2.5-pro"]
     assert body["quota"] == [
         {"limit": "rpm", "label": "requests this minute", "used": 4, "max": 10},
@@ -166,11 +166,13 @@ def test_llm_quota_and_cache_figures(registry: CollectorRegistry) -> None:
 
 def test_cost_today_and_budget_show_when_exported(registry: CollectorRegistry) -> None:
     app = Flask("budget")
+    app.config["APPMETRICS_GEMINI_DAILY_BUDGET_USD"] = 5
     FlaskMetrics(app, registry=registry)
-    Gauge("gemini_api_cost_usd_today", "today's cost", registry=registry).set(1.25)
-    Gauge("gemini_api_daily_budget_usd", "the daily budget", registry=registry).set(5)
+    with app.app_context():
+        # gemini-2.5-flash: 0.30 USD per million input tokens.
+        record_gemini_usage("/ask", "gemini-2.5-flash", input_tokens=1_000_000)
     llm = data(app)["llm"]
-    assert (llm["cost_today_usd"], llm["budget_usd"]) == (1.25, 5.0)
+    assert (llm["cost_today_usd"], llm["budget_usd"]) == (0.3, 5.0)
 
 
 class Broken:

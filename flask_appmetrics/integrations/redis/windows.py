@@ -11,7 +11,9 @@ With ``APPMETRICS_REDIS_URL`` set, three windows live in Redis instead of proces
   size whenever it is written;
 * the API quota (:class:`SharedQuota`, a :class:`~flask_appmetrics.llm.quota.QuotaCounter`): one
   hash per minute and per day, incremented in a ``MULTI`` transaction that returns the new
-  totals, so limit checks see one consistent snapshot.
+  totals, so limit checks see one consistent snapshot;
+* LLM spend today and the quota limits learned from refusals
+  (:mod:`flask_appmetrics.integrations.redis.llm`).
 
 The two health windows are written in batches: a request only adds to in-process pending
 counts, and at most once per ``APPMETRICS_REDIS_FLUSH_SECONDS`` (default 1 s) a request
@@ -63,9 +65,13 @@ from zoneinfo import ZoneInfo
 
 from ...errors import ConfigurationError
 from ...health.windows import BucketedCounter, Clock, RecentUsers, RequestCounts
+from ...llm.budget import InMemorySpend
+from ...llm.learned import InMemoryLearnedLimits
 from ...llm.quota import InMemoryQuota, QuotaUsage
+from ...llm.stores import LlmStores
 from ...slo.windows import ObjectiveWindow, SloWindow
 from .link import PendingOps, RedisLink
+from .llm import SharedLearnedLimits, SharedSpend
 from .slo_windows import SharedSloWindow
 
 if TYPE_CHECKING:
@@ -355,6 +361,8 @@ class SharedWindows:
     requests: SharedRequestWindow
     users: SharedUserWindow
     quota: SharedQuota
+    #: LLM spend today and learned quota limits.
+    llm: LlmStores
     #: The service level objectives' period (``APPMETRICS_SLO_WINDOW_DAYS``).
     slo_period_seconds: float = 30 * _DAY_SECONDS
 
@@ -423,9 +431,13 @@ def shared_windows(
         )
     timezone = settings.shared.quota_timezone
     quota = SharedQuota(link, InMemoryQuota(timezone), timezone)
+    llm = LlmStores(
+        SharedSpend(link, InMemorySpend(timezone), timezone),
+        SharedLearnedLimits(link, InMemoryLearnedLimits()),
+    )
     logger.info(
         "flask-appmetrics: health and quota windows shared through %s under prefix %r",
         link.where,
         link.prefix,
     )
-    return SharedWindows(link, requests, users, quota, settings.slo.period_seconds)
+    return SharedWindows(link, requests, users, quota, llm, settings.slo.period_seconds)

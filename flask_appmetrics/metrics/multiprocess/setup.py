@@ -34,9 +34,11 @@ value worth reading):
 ``cache_items_count``                backend (Redis, Memcached), one worker's for a per-process
                                      cache
 ``quota_*`` (six gauges),            with ``APPMETRICS_REDIS_URL``: read from Redis by the
-``concurrent_users``                 scraping worker, hence exact; without it every worker has
-                                     its own window and the families are left out rather
-                                     than showing one worker's numbers
+``concurrent_users``,                scraping worker, hence exact; without it every worker has
+``quota_learned_limit``,             its own window and the families are left out rather
+``gemini_api_spend_today_usd``,      than showing one worker's numbers
+``gemini_api_budget_remaining_usd``
+``gemini_api_daily_budget_usd``      configuration: the scraping worker's, the same in all
 ``health_check_up``,                 the scraping worker's checks (its cached results, stale
 ``health_check_duration_seconds``,   ones run within their timeout) and verdict: checks are
 ``app_health_status``                about dependencies every worker shares, and a value
@@ -263,10 +265,13 @@ WINDOW_GAUGES = (
     "quota_rpm_remaining",
     "quota_tpm_remaining",
     "concurrent_users",
+    "quota_learned_limit",
+    "gemini_api_spend_today_usd",
+    "gemini_api_budget_remaining_usd",
 )
 #: Gauges computed at scrape time from the app's cache objects: served as the scraping
 #: worker sees them (exact for a shared cache backend such as Redis or Memcached).
-LOCAL_GAUGES = ("cache_size_bytes", "cache_items_count")
+LOCAL_GAUGES = ("cache_size_bytes", "cache_items_count", "gemini_api_daily_budget_usd")
 #: The catalog's gauges whose file values no scrape reads: an exited worker's are dropped.
 SCRAPE_TIME_GAUGES = frozenset(("cache_hit_rate", *WINDOW_GAUGES, *LOCAL_GAUGES))
 #: The catalog's configuration gauges (``livemax``): an exited worker's configuration is

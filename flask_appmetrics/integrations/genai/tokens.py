@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..llm.tokens import FIELDS, TokenUsage
-from ..recording import validation as _validation
+from ...llm.tokens import FIELDS, TokenUsage
+from ...recording import validation as _validation
 
 __all__ = ["FIELDS", "TokenUsage", "token_usage"]
 
