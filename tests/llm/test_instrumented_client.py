@@ -10,7 +10,6 @@ counting, and what instrumenting does to the client object.
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -284,12 +283,6 @@ def test_async_calls(app: Flask, registry: CollectorRegistry, genai_client: Any)
     assert value(registry, "gen_ai_client_operation_duration_seconds_count", **counted) == 1
 
 
-@pytest.mark.xfail(
-    sys.version_info < (3, 11),
-    reason="embed_content calls go unrecorded on Python 3.10 with the lowest dependency versions "
-    "(found by scripts/test-lowest.sh; cause not yet found)",
-    strict=False,
-)
 def test_embeddings_and_token_counting_are_their_own_operations(
     app: Flask, registry: CollectorRegistry, genai_client: Any
 ) -> None:
