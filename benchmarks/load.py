@@ -1,28 +1,31 @@
 """Load benchmark: gunicorn with several workers, driven by ``wrk`` on 127.0.0.1.
 
-Part 1, throughput and tail latency. Gunicorn servers run the same trivial app
-(``/items/<int:item_id>``) side by side, each with ``--workers`` sync workers:
+Gunicorn servers run the same trivial app (``/items/<int:item_id>``) side by side, each
+with ``--workers`` sync workers and the same arguments; only the instrumentation differs:
 
 * ``bare``: plain Flask;
+* ``bare_config``: plain Flask, started with ``-c python:flask_appmetrics.gunicorn`` and
+  ``PROMETHEUS_MULTIPROC_DIR``: what the config module's hooks cost with nothing recorded;
 * ``appmetrics``: flask-appmetrics in prometheus_client's multiprocess mode, started with
   ``-c python:flask_appmetrics.gunicorn`` (every request writes mmap files);
 * ``appmetrics_redis``: the same with ``APPMETRICS_REDIS_URL`` (a throwaway redis-server):
-  the health and users windows are updated in Redis on every request (skipped without
-  ``redis-server`` or with ``--no-redis``);
+  the health and users windows are shared in Redis (skipped without ``redis-server`` or
+  with ``--no-redis``);
 * ``exporter``: prometheus_flask_exporter's ``GunicornInternalPrometheusMetrics``, also in
-  multiprocess mode (skipped if it is not installed).
+  multiprocess mode, without a config module (its exit hook only matters when a worker
+  exits, and none does here; skipped if it is not installed).
 
-``wrk`` hits one server at a time for ``--duration`` seconds, in interleaved rounds (the
-order rotates each round), so a noisy neighbour slows every variant alike. Printed: median
-requests/s and p99 latency per variant, and their ratios to ``bare``.
+``wrk --latency`` hits one server at a time for ``--duration`` seconds, in interleaved
+rounds (the order rotates each round), so a noisy neighbour slows every variant alike.
+Printed: median requests/s and p99 latency per variant, and their ratios to ``bare`` (of
+the medians, and the median of each round's ratio, which pairs runs seconds apart); and the
+CPU time the workers spent per request (``/proc/<pid>/stat`` of the master's children,
+over each run): on a shared machine, the cost of a request that the neighbours do not
+change as much as they change the wall clock.
 
-Part 2, scrape time of ``/metrics`` in multiprocess mode. A multiprocess directory is
-filled with ``--series`` counter series (1,000 and 10,000 by default) in each of four
-worker files; then the median time to render the page is measured for prometheus_client's
-own ``MultiProcessCollector`` and for flask-appmetrics' scrape registry (the same files,
-plus derived gauges), in-process, and for a real ``GET /metrics`` on gunicorn.
+Scrape time in multiprocess mode is measured by ``benchmarks/multiprocess_scrape.py``.
 
-    python benchmarks/load.py [--duration 5] [--rounds 3] [--workers 3]
+    python benchmarks/load.py [--duration 5] [--rounds 5] [--workers 3]
 
 The app factory :func:`create_app` is what the gunicorn workers load
 (``benchmarks.load:create_app()``, variant from ``BENCH_VARIANT``).
@@ -31,6 +34,7 @@ The app factory :func:`create_app` is what the gunicorn workers load
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import shutil
@@ -41,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -113,7 +118,7 @@ def _start(variant: str, workers: int, tmp: Path) -> Server:
         multiproc = tmp / f"multiproc-{variant}"
         multiproc.mkdir()
         env["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc)
-    if variant.startswith("appmetrics"):
+    if variant.startswith("appmetrics") or variant == "bare_config":
         args += ["-c", "python:flask_appmetrics.gunicorn"]
     args.append("benchmarks.load:create_app()")
     proc = subprocess.Popen(args, cwd=ROOT, env=env, pass_fds=(sock.fileno(),))
@@ -122,9 +127,13 @@ def _start(variant: str, workers: int, tmp: Path) -> Server:
     return server
 
 
-def _wait_ready(server: Server) -> None:
-    import urllib.request
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body: bytes = response.read()
+        return body
 
+
+def _wait_ready(server: Server) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if server.proc.poll() is not None:
@@ -212,6 +221,9 @@ class WrkResult:
     requests_per_second: float
     p99_seconds: float
     errors: int
+    requests: int
+    #: CPU time the server's workers spent per request (user + system)
+    cpu_per_request: float = 0.0
 
 
 def run_wrk(url: str, duration: float, connections: int, threads: int) -> WrkResult:
@@ -238,11 +250,42 @@ def run_wrk(url: str, duration: float, connections: int, threads: int) -> WrkRes
     count = int(errors.group(1)) if errors else 0
     if socket_errors:
         count += sum(int(n) for n in re.findall(r"\d+", socket_errors.group(1)))
-    return WrkResult(float(rps.group(1)), _seconds(p99.group(1)), count)
+    total = re.search(r"(\d+) requests in", out)
+    if total is None:
+        raise RuntimeError(f"could not parse wrk output:\n{out}")
+    return WrkResult(float(rps.group(1)), _seconds(p99.group(1)), count, int(total.group(1)))
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def workers_cpu_seconds(master: int) -> float:
+    """User + system CPU time of the children of gunicorn's *master* (its workers)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        if int(fields[1]) == master:  # ppid
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / _TICK
+
+
+def measure(server: Server, args: argparse.Namespace, duration: float) -> WrkResult:
+    """One wrk run against *server*, with the CPU its workers spent per request."""
+    before = workers_cpu_seconds(server.proc.pid)
+    result = run_wrk(server.url + PATH, duration, args.connections, args.threads)
+    spent = workers_cpu_seconds(server.proc.pid) - before
+    return dataclasses.replace(result, cpu_per_request=spent / max(1, result.requests))
 
 
 def load_benchmark(args: argparse.Namespace) -> None:
-    variants = ["bare", "appmetrics"]
+    variants = ["bare", "bare_config", "appmetrics"]
     if shutil.which("redis-server") is not None and not args.no_redis:
         variants.append("appmetrics_redis")
     try:
@@ -253,146 +296,56 @@ def load_benchmark(args: argparse.Namespace) -> None:
         variants.append("exporter")
     results: dict[str, list[WrkResult]] = {v: [] for v in variants}
     with servers(variants, args.workers) as running:
+        bodies = {v: _get(server.url + PATH) for v, server in running.items()}
+        assert len(set(bodies.values())) == 1, f"the variants serve different pages: {bodies}"
         for server in running.values():  # warm-up: imports, first requests, page cache
             run_wrk(server.url + PATH, 1, args.connections, args.threads)
         for round_ in range(args.rounds):
             order = variants[round_ % len(variants) :] + variants[: round_ % len(variants)]
             for variant in order:
-                result = run_wrk(
-                    running[variant].url + PATH, args.duration, args.connections, args.threads
-                )
+                result = measure(running[variant], args, args.duration)
                 results[variant].append(result)
                 print(
                     f"  round {round_ + 1} {variant:<17} {result.requests_per_second:9.0f} req/s"
                     f"  p99 {result.p99_seconds * 1000:7.2f} ms  errors {result.errors}"
+                    f"  worker CPU {result.cpu_per_request * 1e6:6.0f} us/request"
                 )
     rps = {v: statistics.median(r.requests_per_second for r in rs) for v, rs in results.items()}
     p99 = {v: statistics.median(r.p99_seconds for r in rs) for v, rs in results.items()}
+    cpu = {v: statistics.median(r.cpu_per_request for r in rs) for v, rs in results.items()}
     print(
         f"\nload: {args.workers} gunicorn sync workers, wrk -t{args.threads} "
         f"-c{args.connections}, {args.rounds} rounds x {args.duration:g} s, medians"
     )
-    print(f"{'variant':<18}{'req/s':>10}{'p99 ms':>10}{'req/s vs bare':>16}{'p99 vs bare':>14}")
+    print(
+        f"{'variant':<18}{'req/s':>10}{'p99 ms':>10}{'req/s vs bare':>16}{'p99 vs bare':>14}"
+        f"{'per-round req/s vs bare':>26}{'CPU us/req':>12}{'vs bare':>9}"
+    )
     for v in variants:
+        # Each round's ratio pairs runs seconds apart: drift of the machine's load cancels.
+        paired = statistics.median(
+            r.requests_per_second / b.requests_per_second
+            for r, b in zip(results[v], results["bare"], strict=True)
+        )
         print(
             f"{v:<18}{rps[v]:>10.0f}{p99[v] * 1000:>10.2f}"
-            f"{rps[v] / rps['bare']:>16.3f}{p99[v] / p99['bare']:>14.3f}"
-        )
-
-
-# -- scrape time -------------------------------------------------------------------------------
-
-
-def fill_multiproc_dir(path: Path, series: int, processes: int = 4) -> None:
-    """*series* counter series (one family, 10 label values x series/10) in each of
-    *processes* worker files: the page shows *series* series after aggregation."""
-    from prometheus_client.mmap_dict import MmapedDict, mmap_key
-
-    for pid in range(100_000, 100_000 + processes):
-        files = MmapedDict(str(path / f"counter_{pid}.db"))
-        for i in range(series):
-            key = mmap_key(
-                "bench_requests",
-                "bench_requests_total",
-                ("endpoint", "status"),
-                (f"/route/{i // 10}", str(200 + i % 10)),
-                "Benchmark requests",
-            )
-            files.write_value(key, float(i + pid), 0.0)
-        files.close()
-
-
-def _median_seconds(render: Any, repeat: int) -> float:
-    render()  # warm-up
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        render()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def _interleaved_medians(a: Any, b: Any, repeat: int) -> tuple[float, float]:
-    """Median seconds of *a* and *b*, run alternately so that noise hits both alike."""
-    a(), b()  # warm-up
-    times_a, times_b = [], []
-    for i in range(repeat):
-        for render, times in ((a, times_a), (b, times_b))[:: 1 if i % 2 == 0 else -1]:
-            start = time.perf_counter()
-            render()
-            times.append(time.perf_counter() - start)
-    return statistics.median(times_a), statistics.median(times_b)
-
-
-def scrape_benchmark(args: argparse.Namespace) -> None:
-    from prometheus_client import CollectorRegistry, generate_latest
-    from prometheus_client.multiprocess import MultiProcessCollector
-
-    from flask_appmetrics.metrics.multiprocess.setup import scrape_registry
-
-    print(f"\nscrape time of a multiprocess /metrics page, median of {args.scrape_repeat}")
-    print(f"{'series':>8}{'prometheus_client ms':>22}{'flask-appmetrics ms':>21}{'ratio':>8}")
-    for series in args.series:
-        with tempfile.TemporaryDirectory(prefix="appmetrics-scrape-") as tmp:
-            path = Path(tmp)
-            fill_multiproc_dir(path, series)
-
-            def plain(path: Path = path) -> bytes:
-                registry = CollectorRegistry()
-                MultiProcessCollector(registry, str(path))
-                return generate_latest(registry)
-
-            def ours(path: Path = path) -> bytes:
-                return generate_latest(scrape_registry(str(path)))
-
-            baseline, mine = _interleaved_medians(plain, ours, args.scrape_repeat)
-            print(f"{series:>8}{baseline * 1000:>22.2f}{mine * 1000:>21.2f}{mine / baseline:>8.3f}")
-    http_scrape(args)
-
-
-def http_scrape(args: argparse.Namespace) -> None:
-    """``GET /metrics`` through gunicorn (appmetrics variant) with the largest page."""
-    import urllib.request
-
-    series = max(args.series)
-    with servers(["appmetrics"], args.workers) as running:
-        server = running["appmetrics"]
-        assert server.multiproc is not None
-        fill_multiproc_dir(server.multiproc, series)
-
-        def get() -> bytes:
-            with urllib.request.urlopen(server.url + "/metrics", timeout=30) as response:
-                body: bytes = response.read()
-                return body
-
-        page = get()
-        lines = sum(1 for line in page.splitlines() if line and not line.startswith(b"#"))
-        seconds = _median_seconds(get, args.scrape_repeat)
-        print(
-            f"GET /metrics via gunicorn with {series} bench series ({lines} samples on the "
-            f"page): median {seconds * 1000:.2f} ms"
+            f"{rps[v] / rps['bare']:>16.3f}{p99[v] / p99['bare']:>14.3f}{paired:>26.3f}"
+            f"{cpu[v] * 1e6:>12.0f}{cpu[v] / cpu['bare']:>9.3f}"
         )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--series", type=int, nargs="+", default=[1_000, 10_000])
-    parser.add_argument("--scrape-repeat", type=int, default=20)
-    parser.add_argument("--skip-load", action="store_true")
     parser.add_argument("--no-redis", action="store_true", help="skip appmetrics_redis")
-    parser.add_argument("--skip-scrape", action="store_true")
     args = parser.parse_args()
-    if shutil.which("wrk") is None and not args.skip_load:
+    if shutil.which("wrk") is None:
         parser.error("wrk is not installed (scripts/system-deps.sh installs it)")
-    if not args.skip_load:
-        load_benchmark(args)
-    if not args.skip_scrape:
-        scrape_benchmark(args)
+    load_benchmark(args)
 
 
 if __name__ == "__main__":

@@ -339,7 +339,10 @@ class track_gemini_call:  # lower case: used like a function (context manager, d
     def record_response(self, response: object) -> None:
         """Use *response* (or its ``usage_metadata``) for the token counts, and its finish
         reasons and model version."""
-        self._counts["usage_metadata"] = response
+        # Some responses carry no token counts at all (the embedding responses of older
+        # google-genai releases have no usage_metadata): the call is still recorded.
+        if hasattr(response, "usage_metadata"):
+            self._counts["usage_metadata"] = response
         self._note_facts(response)
 
     def usage(

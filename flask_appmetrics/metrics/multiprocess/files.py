@@ -80,6 +80,11 @@ class MetricFile:
         """Whether the values leave the page when the process exits (``live*`` gauges)."""
         return self.mode.startswith("live")
 
+    @property
+    def pid_label(self) -> str:
+        """The pid as the name spells it: the ``pid`` label of ``all`` gauges."""
+        return self.name[self.name.rindex("_") + 1 : -3]
+
 
 def parse_name(name: str) -> MetricFile | None:
     """The metric file *name* describes, or ``None`` for any other file."""
