@@ -449,3 +449,35 @@ def test_threads_scraping_at_once_see_the_same_page(tmp_path: Path) -> None:
         assert len(pages) == 12
         assert len(set(pages)) == 1
         _equal(page(pages[0]), _theirs(tmp_path))
+
+
+def test_exemplars_go_on_openmetrics_pages_with_the_other_lines_kept(tmp_path: Path) -> None:
+    from flask_appmetrics.metrics.multiprocess.exemplar_file import ExemplarFile, bucket_key
+
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    with workers(tmp_path, range(2)) as running:
+        running[0].step()
+        exemplars = ExemplarFile(str(tmp_path))
+        try:
+            bucket = bucket_key("latency_seconds_bucket", {"route": "/r0", "le": "1.0"})
+            exemplars.write(bucket, trace, 0.75, 1700000000.5)
+            for encoder in ENCODERS:
+                for _ in range(2):  # lines made, then lines kept: both as the encoder writes
+                    body = ours(tmp_path, encoder)
+                if encoder in (TEXT, TEXT_DOTS):
+                    assert b"trace_id" not in body  # the text format has no exemplars
+                    continue
+                found = {
+                    (s.name, s.labels.get("route"), s.labels.get("le")): s.exemplar
+                    for family in parse_om(body.decode())
+                    for s in family.samples
+                    if s.exemplar is not None
+                }
+                assert list(found) == [("latency_seconds_bucket", "/r0", "1.0")]
+                exemplar = found["latency_seconds_bucket", "/r0", "1.0"]
+                assert exemplar.labels == {"trace_id": trace}
+                assert exemplar.value == 0.75
+                # The families without exemplars are on the page too, exactly (1 + 1, 2).
+                assert page(body, encoder)[("jobs_total", frozenset({("queue", "a")}))] == 4.0
+        finally:
+            exemplars.close()
