@@ -103,7 +103,27 @@ class CountingInput:
         return line
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
+        # The optional reads are counted too, and exist only where the server's stream
+        # has them: werkzeug's LimitedStream (an app with MAX_CONTENT_LENGTH) reads with
+        # readinto when hasattr says the stream has it, else with read.
+        attr = getattr(self._stream, name)
+        if name in ("readinto", "readinto1"):
+
+            def read_into(buffer: Any) -> int | None:
+                size: int | None = attr(buffer)
+                self.count += size or 0
+                return size
+
+            return read_into
+        if name == "read1":
+
+            def read1(*args: Any) -> bytes:
+                data: bytes = attr(*args)
+                self.count += len(data)
+                return data
+
+            return read1
+        return attr
 
 
 class Measured:

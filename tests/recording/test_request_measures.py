@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import http.client
 import io
+import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 from flask import Flask, Response, request, send_file, stream_with_context
 from prometheus_client import CollectorRegistry
+from werkzeug.serving import make_server
 from werkzeug.test import EnvironBuilder
 
 from flask_appmetrics.recording.request_measures import MAX_QUEUE_SECONDS, request_start
@@ -79,6 +82,32 @@ def test_request_sizes_from_content_length_and_chunked_bodies(
     getattr(body, "close", lambda: None)()
     assert observations(registry, "http_request_size_bytes", **labels) == (2, 370)
     assert observations(registry, "http_response_size_bytes", **labels) == (2, 5)
+
+
+@pytest.mark.parametrize("max_content_length", [None, 10 * 1024 * 1024])
+def test_a_chunked_upload_through_werkzeugs_server_counts_what_the_app_read(
+    app_factory: AppFactory, registry: CollectorRegistry, max_content_length: int | None
+) -> None:
+    # With MAX_CONTENT_LENGTH, werkzeug limits the server's stream and reads it with
+    # readinto; without, with read.
+    app = app_factory({**SIZES, "MAX_CONTENT_LENGTH": max_content_length})
+    add_routes(app)
+    server = make_server("127.0.0.1", 0, app, threaded=False)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=30)
+        chunks = iter([b"a" * 3000, b"b" * 2000])
+        connection.request("POST", "/upload", body=chunks, encode_chunked=True)
+        response = connection.getresponse()
+        assert response.read() == b"5000"
+        connection.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=30)
+    labels = {"method": "POST", "endpoint": "/upload"}
+    assert observations(registry, "http_request_size_bytes", **labels) == (1, 5000)
 
 
 def test_response_sizes_as_sent(app_factory: AppFactory, registry: CollectorRegistry) -> None:
