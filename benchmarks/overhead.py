@@ -1,8 +1,9 @@
 """Per-request overhead of flask-appmetrics against bare Flask and the peer.
 
 Runs one trivial app several ways in one process, in interleaved rounds whose order turns
-each round (so a noisy neighbour slows every variant alike), and prints the median microseconds per request,
-the overhead each variant adds over bare Flask, and the ratios the project targets, for
+each round (so a noisy neighbour slows every variant alike), and prints the median
+microseconds per request, the overhead each variant adds over bare Flask, and the ratios
+the project targets, for
 flask-appmetrics as installed (health windows and user tracking on):
 
 * its overhead at most a quarter of ``prometheus_flask_exporter``'s;
