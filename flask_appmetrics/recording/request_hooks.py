@@ -435,7 +435,9 @@ class RequestInstrumentation:
         self._exclude = settings.exclude_paths
         self._exclusions = exclusions if exclusions is not None else Exclusions()
         #: Route keys of excluded views, decided at their first request.
-        self._excluded_keys: set[tuple[str, str]] = set()
+        #: Keys are (method label, rule text, view): views of one rule text (host or
+        #: subdomain routing) share the labels but not their exclusion.
+        self._excluded_keys: set[tuple[str, str, str]] = set()
         #: Whether requests give their trace to the duration's exemplar.
         self._exemplars = settings.exemplars
         #: The reader of the trace beyond the ``traceparent`` header (``None``: the header
@@ -451,7 +453,7 @@ class RequestInstrumentation:
             else None
         )
         self._own_blueprints = own_blueprints
-        self._routes: dict[tuple[str, str], Route] = {}
+        self._routes: dict[tuple[str, str, str], Route] = {}
         self._errors = metric_set.counter("application_errors_total")
         self._error_type = BoundedLabel(settings.max_error_types, length=label_length)
         self._on_internal_error = on_internal_error
@@ -523,6 +525,7 @@ class RequestInstrumentation:
             key = (
                 METHOD_LABELS.get(req.method, OTHER_METHOD),
                 rule.rule if rule is not None else UNMATCHED_ENDPOINT,
+                rule.endpoint if rule is not None else "",
             )
             route = self._routes.get(key)
             if route is None:
@@ -642,7 +645,7 @@ class RequestInstrumentation:
             except Exception:
                 self._internal_error("before_request")
 
-    def _route(self, key: tuple[str, str], rule: Rule | None) -> Route | bool:
+    def _route(self, key: tuple[str, str, str], rule: Rule | None) -> Route | bool:
         """The route of *key*, made and kept; ``False`` (not kept) for an excluded view."""
         if key in self._excluded_keys:
             return False
@@ -680,6 +683,7 @@ class RequestInstrumentation:
         key = (
             METHOD_LABELS.get(req.method, OTHER_METHOD),
             rule.rule if rule is not None else UNMATCHED_ENDPOINT,
+            rule.endpoint if rule is not None else "",
         )
         route = self._routes.get(key)
         if route is None:

@@ -157,3 +157,30 @@ def test_exclusions_belong_to_their_extension(registry: CollectorRegistry) -> No
         apps.append(app)
     assert endpoints_on_page(registry) == set()
     assert endpoints_on_page(other_registry) == {"/shared"}
+
+
+@pytest.mark.parametrize("first", ["internal", "public"])
+def test_views_of_one_rule_text_are_excluded_each_on_its_own(
+    registry: CollectorRegistry, first: str
+) -> None:
+    # Subdomain routing: two views on "/", one excluded. Whichever is requested first, the
+    # other keeps its own decision.
+    metrics = FlaskMetrics(registry=registry)
+    app = Flask("subdomains", subdomain_matching=True)
+    app.config["SERVER_NAME"] = "example.com"
+
+    @app.get("/", subdomain="internal", endpoint="internal_index")
+    @metrics.exclude
+    def internal_index() -> str:
+        return "internal"
+
+    @app.get("/", endpoint="public_index")
+    def public_index() -> str:
+        return "public"
+
+    metrics.init_app(app)
+    hosts = {"internal": "internal.example.com", "public": "example.com"}
+    for which in (first, *(h for h in hosts if h != first)):
+        assert serve(app, "/", headers={"Host": hosts[which]}).body == which.encode()
+    labels = {"method": "GET", "endpoint": "/", "status": "200"}
+    assert registry.get_sample_value("http_requests_total", labels) == 1.0
