@@ -26,32 +26,50 @@ from .multiprocess.exemplar_file import BucketKey, Stored, bucket_key, process_f
 TRACE_LABEL = "trace_id"
 _HEX = frozenset("0123456789abcdef")
 _INVALID_TRACE = "0" * 32
+_INVALID_SPAN = "0" * 16
+
+
+class TraceId(str):
+    """A trace id a tracer gave (32 lowercase hex digits, not all zero: see
+    :func:`trace_id`), noted as it is; any other string is a ``traceparent`` header."""
+
+    __slots__ = ()
+
+
+def trace_id(value: str) -> TraceId | None:
+    """*value* as a :class:`TraceId`, if it is one (32 lowercase hex digits, not all
+    zero); else ``None``."""
+    if len(value) != 32 or value == _INVALID_TRACE or not _HEX.issuperset(value):
+        return None
+    return TraceId(value)
+
+
+def parse_traceparent(header: str) -> str | None:
+    """The trace id of a W3C ``traceparent`` header whose sampled flag is set, as W3C Trace
+    Context reads it (``00-<32 hex trace id>-<16 hex span id>-<2 hex flags>``, lowercase,
+    neither id all zero; a later version may add fields after a dash; version ``ff`` is
+    invalid); ``None`` for anything else."""
+    if len(header) < 55 or header[2] != "-" or header[35] != "-" or header[52] != "-":
+        return None
+    version = header[:2]
+    if version == "ff" or not _HEX.issuperset(version):
+        return None
+    if len(header) != 55 and (version == "00" or header[55] != "-"):
+        return None
+    trace, span, flags = header[3:35], header[36:52], header[53:55]
+    if not _HEX.issuperset(span) or span == _INVALID_SPAN or not _HEX.issuperset(flags):
+        return None
+    if not int(flags, 16) & 1:
+        return None  # not sampled: no trace to link to
+    return trace_id(trace)
 
 
 def parse_trace_id(value: str) -> str | None:
-    """The trace id in *value*: 32 hex digits alone, or leading a W3C ``traceparent``
-    (``00-<trace id>-<span id>-<flags>``, sampled flag set) or a ``sentry-trace`` header
-    (``<trace id>-<span id>[-<sampled>]``, not ``-0``); ``None`` for anything else."""
-    if len(value) == 32:
-        trace = value.lower()
-    elif value[2:3] == "-" and len(value) >= 55:  # traceparent: version-trace-span-flags
-        parts = value.split("-")
-        if len(parts) < 4 or len(parts[0]) != 2 or parts[0] == "ff" or len(parts[3]) != 2:
-            return None
-        try:
-            if not int(parts[3], 16) & 1:
-                return None  # not sampled: no trace to link to
-        except ValueError:
-            return None
-        trace = parts[1].lower()
-    else:  # sentry-trace
-        parts = value.split("-")
-        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] == "0"):
-            return None
-        trace = parts[0].lower()
-    if len(trace) != 32 or trace == _INVALID_TRACE or not _HEX.issuperset(trace):
-        return None
-    return trace
+    """The trace id *value* gives: a :class:`TraceId` as it is, any other string read as a
+    ``traceparent`` header (:func:`parse_traceparent`)."""
+    if type(value) is TraceId:
+        return value
+    return parse_traceparent(value)
 
 
 def note_exemplar(
@@ -60,8 +78,8 @@ def note_exemplar(
     """Make (*trace*, *value*) the exemplar of the bucket of the histogram *child* (a
     labelled child, or an unlabelled histogram) that *value* falls in.
 
-    :param trace: a trace id or a header holding one (see :func:`parse_trace_id`); nothing
-        is noted when it holds none.
+    :param trace: a tracer's :class:`TraceId` or a ``traceparent`` header (see
+        :func:`parse_trace_id`); nothing is noted when it holds no sampled trace.
     :param index: the bucket's index, when the caller knows it.
     :param key: the bucket's key in the exemplar file, when the caller keeps it.
     """

@@ -19,12 +19,14 @@ from typing import Any
 
 from flask import Flask, current_app, has_app_context, has_request_context, request
 
+from ..metrics.exemplars import trace_id
+
 logger = logging.getLogger(__name__)
 
 #: The WSGI environ key of the ``traceparent`` header.
 TRACEPARENT = "HTTP_TRACEPARENT"
 
-#: A source of the current trace: a trace id or a header holding one, or ``None``.
+#: A source of the current trace: its trace id (a ``TraceId``), or ``None``.
 TraceSource = Callable[[], "str | None"]
 
 
@@ -47,7 +49,7 @@ def _opentelemetry(app: Flask | None) -> TraceSource | None:
     def current() -> str | None:
         context = get_current_span().get_span_context()
         if context.is_valid and context.trace_flags.sampled:
-            return format(context.trace_id, "032x")
+            return trace_id(format(context.trace_id, "032x"))
         return None
 
     return current
@@ -63,7 +65,14 @@ def _sentry() -> TraceSource | None:
     get_traceparent = sentry_sdk.get_traceparent
 
     def current() -> str | None:
-        return get_traceparent()  # "<trace id>-<span id>[-<sampled>]"
+        # "<trace id>-<span id>[-<sampled>]": none when Sentry decided not to sample.
+        value = get_traceparent()
+        if value is None:
+            return None
+        parts = value.split("-")
+        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] == "0"):
+            return None
+        return trace_id(parts[0])
 
     return current
 

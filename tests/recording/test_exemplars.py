@@ -26,7 +26,7 @@ from sentry_sdk.transport import Transport
 
 from flask_appmetrics import FlaskMetrics
 from flask_appmetrics.helpers import record_gemini_usage
-from flask_appmetrics.metrics.exemplars import parse_trace_id
+from flask_appmetrics.metrics.exemplars import parse_trace_id, trace_id
 from flask_appmetrics.recording.trace_context import request_trace_reader
 from tests.support.apps import AppFactory
 from tests.support.wsgi import serve
@@ -152,10 +152,10 @@ def test_the_active_opentelemetry_span_gives_the_trace(otel_app: tuple[Flask, li
     assert serve(app, "/traced").status == 200
     traces = exemplar_traces(buckets(app, "http_request_duration_seconds", endpoint="/traced"))
     assert list(traces.values()) == seen
-    assert parse_trace_id(seen[0]) == seen[0]
+    assert trace_id(seen[0]) == seen[0]
 
 
-def test_an_unsampled_span_gives_no_exemplar_and_the_header_is_not_used_instead(
+def test_an_unsampled_incoming_trace_gives_no_exemplar(
     app_factory: AppFactory,
 ) -> None:
     app = app_factory()
@@ -177,6 +177,29 @@ def test_an_unsampled_span_gives_no_exemplar_and_the_header_is_not_used_instead(
         FlaskInstrumentor().uninstrument_app(app)
         provider.shutdown()
     assert exemplar_traces(buckets(app, "http_request_duration_seconds", endpoint="/traced")) == {}
+
+
+def test_a_span_the_app_does_not_sample_leaves_the_callers_sampled_trace(
+    app_factory: AppFactory,
+) -> None:
+    # The caller sampled its trace (it exists in the tracing backend); this app's tracer
+    # samples nothing: the exemplar links to the caller's trace, the next source in order.
+    app = app_factory()
+
+    @app.get("/traced")
+    def traced() -> str:
+        return "ok"
+
+    callers = secrets.token_hex(16)
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    FlaskInstrumentor().instrument_app(app, tracer_provider=provider)
+    try:
+        serve(app, "/traced", headers={"traceparent": traceparent(callers)})
+    finally:
+        FlaskInstrumentor().uninstrument_app(app)
+        provider.shutdown()
+    traces = exemplar_traces(buckets(app, "http_request_duration_seconds", endpoint="/traced"))
+    assert list(traces.values()) == [callers]
 
 
 class _NoTransport(Transport):
@@ -234,29 +257,47 @@ def test_gemini_durations_carry_the_callers_trace(app_factory: AppFactory) -> No
     assert exemplar_traces(samples) == {"2.0": trace_id}
 
 
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+SPAN = "00f067aa0ba902b7"
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("4bf92f3577b34da6a3ce929d0e0e4736", "4bf92f3577b34da6a3ce929d0e0e4736"),
-        (
-            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
-            "4bf92f3577b34da6a3ce929d0e0e4736",
-        ),
-        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", None),
-        ("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", None),
-        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-zz", None),
-        ("4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1", "4bf92f3577b34da6a3ce929d0e0e4736"),
-        ("4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7", "4bf92f3577b34da6a3ce929d0e0e4736"),
-        ("4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0", None),
-        ("0" * 32, None),
-        ("g" * 32, None),
+        (f"00-{TRACE}-{SPAN}-01", TRACE),
+        (f"00-{TRACE}-{SPAN}-03", TRACE),  # another flag beside sampled
+        (f"01-{TRACE}-{SPAN}-01-future-field", TRACE),  # a later version may add fields
+        (f"00-{TRACE}-{SPAN}-00", None),  # not sampled
+        (f"ff-{TRACE}-{SPAN}-01", None),  # an invalid version
+        (f"zz-{TRACE}-{SPAN}-01", None),
+        (f"00-{TRACE}-{SPAN}-zz", None),
+        (f"00-{TRACE.upper()}-{SPAN}-01", None),  # W3C ids are lowercase
+        (f"00-{'0' * 32}-{SPAN}-01", None),
+        (f"00-{TRACE}-{'0' * 16}-01", None),
+        (f"00-{TRACE}-{'x' * 16}-01", None),
+        (f"00-{TRACE}-{SPAN}0000-01", None),  # a span id of another length
+        (f"00-{TRACE}-{SPAN}-01-extra", None),  # version 00 has exactly four fields
+        (f"01-{TRACE}-{SPAN}-01extra", None),
+        (TRACE, None),  # a bare id is no traceparent header
+        (f"{TRACE}-{SPAN}-1", None),  # nor is a sentry-trace value
         ("", None),
         ("-", None),
         ("x" * 1000, None),
     ],
 )
-def test_trace_ids_are_read_from_each_format(value: str, expected: str | None) -> None:
+def test_traceparent_headers_are_read_as_w3c_trace_context_reads_them(
+    value: str, expected: str | None
+) -> None:
     assert parse_trace_id(value) == expected
+
+
+def test_a_tracers_trace_id_is_taken_as_it_is() -> None:
+    given = trace_id(TRACE)
+    assert given is not None
+    assert parse_trace_id(given) == TRACE
+    assert trace_id("0" * 32) is None
+    assert trace_id(TRACE.upper()) is None
+    assert trace_id(TRACE[:-1]) is None
 
 
 def test_an_app_of_its_own_extension_keeps_its_exemplars(registry: Any) -> None:
