@@ -25,7 +25,13 @@ from sphinx.util.docutils import SphinxDirective
 
 import flask_appmetrics
 from flask_appmetrics import config
-from flask_appmetrics.metrics.catalog import HEALTH_FAMILIES, SCRAPE_TIME_FAMILIES, catalog_specs
+from flask_appmetrics.metrics.catalog import (
+    BODY_SIZE_SPECS,
+    HEALTH_FAMILIES,
+    QUEUE_TIME_SPECS,
+    SCRAPE_TIME_FAMILIES,
+    catalog_specs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +94,14 @@ class MetricCatalog(SphinxDirective):
         rows: list[tuple[str, str, tuple[str, ...], str]] = [
             (spec.name, spec.kind, spec.labelnames, spec.documentation)
             for spec in catalog_specs(config.DEFAULT_BUCKETS)
+        ]
+        rows += [
+            (spec.name, spec.kind, spec.labelnames, f"{spec.documentation} (opt-in: {key})")
+            for specs, key in (
+                (BODY_SIZE_SPECS, "APPMETRICS_BODY_SIZES"),
+                (QUEUE_TIME_SPECS, "APPMETRICS_QUEUE_TIME"),
+            )
+            for spec in specs
         ]
         rows += [
             (family.name, "gauge", family.labelnames, family.documentation)

@@ -17,7 +17,9 @@ import pytest
 
 from flask_appmetrics.config import DEFAULT_BUCKETS, DEFAULTS, DESCRIPTIONS
 from flask_appmetrics.metrics.catalog import (
+    BODY_SIZE_SPECS,
     HEALTH_FAMILIES,
+    QUEUE_TIME_SPECS,
     SCRAPE_TIME_FAMILIES,
     catalog_specs,
 )
@@ -86,6 +88,7 @@ def test_the_configuration_reference_lists_every_key(site: Path) -> None:
 def test_the_metric_catalog_lists_every_family(site: Path) -> None:
     text = " ".join(_read(site / "metrics.html").text)
     names = [spec.name for spec in catalog_specs(DEFAULT_BUCKETS)]
+    names += [spec.name for spec in (*BODY_SIZE_SPECS, *QUEUE_TIME_SPECS)]
     names += [family.name for family in (*SCRAPE_TIME_FAMILIES, *HEALTH_FAMILIES)]
     for name in names:
         assert name in text, f"metrics.html lacks {name}"
