@@ -209,6 +209,7 @@ class FlaskMetrics(CustomMetricsMixin, CacheLayersMixin):
             own_blueprints=own_blueprints,
             health=health,
             route_observer=slo.observe,
+            observes=slo.covers,
             on_internal_error=metric_set.count_internal_error,
             label_length=shared_state.label_length,
             exclusions=self._exclusions,

@@ -1,4 +1,4 @@
-"""Per-request HTTP measurement through Flask's request hooks and a WSGI backstop.
+"""Per-request HTTP measurement around Flask's request steps and a WSGI backstop.
 
 One :class:`RequestInstrumentation` serves one app. The hot path is a dictionary lookup of
 the route per (method, endpoint), two appends to the app's
@@ -13,15 +13,16 @@ Life of a request:
   slot (a list) in the WSGI environ. The hooks write into the slot rather than into the
   environ, so a middleware between the backstop and Flask that copies the environ still
   shares it with the backstop.
-* ``before_request`` (installed first, so no other hook can short-circuit it) resolves the
-  labels and logs the start (``http_requests_in_progress``).
-* ``after_request`` stores the status of the response and whether its body streams (a
-  generator, ``stream_with_context``, a file from ``send_file``, ``send_from_directory`` or
-  the static route, any iterable other than a list, a tuple or werkzeug's
-  ``ClosingIterator`` of an error page), and the user's identity. It runs again when Flask
-  replaces the response with a 500 (saving the session failed): the later status wins. It
-  resolves the labels itself when ``before_request`` never ran (a
-  ``url_value_preprocessor`` refused the request).
+* Before the app's request preprocessing (its ``url_value_preprocessor`` functions and
+  ``before_request`` hooks, so that none can short-circuit it), the labels are resolved
+  and the start is logged (``http_requests_in_progress``).
+* After the app finalizes the response (its ``after_request`` hooks ran and the session
+  was saved), the status of the response is stored, and whether its body streams (a
+  generator, ``stream_with_context``, a file from ``send_file``, ``send_from_directory``
+  or the static route, any iterable other than a list, a tuple or werkzeug's
+  ``ClosingIterator`` of an error page), and the user's identity. When Flask replaces the
+  response with a 500 (a hook or saving the session failed, or the view raised) it
+  finalizes that one too: the later status wins.
 * The backstop logs the end of the request, once: when ``wsgi_app`` returns, for a body
   that does not stream; when the server closes the body, for one that does (the duration
   then runs to the last chunk sent); as a 500 when ``wsgi_app`` raises (a failing
@@ -351,6 +352,32 @@ def _with_backstop(wsgi_app: Any, instrumentation: RequestInstrumentation) -> An
     return backstop
 
 
+def _around_request_steps(
+    app: Flask, before: Callable[[], None], after: Callable[[Response], Response]
+) -> None:
+    """Run *before* as the app's request preprocessing starts and *after* on the response
+    its finalizing returns.
+
+    ``finalize_request`` turns the view's return value into the response, runs the
+    ``after_request`` hooks and saves the session; Flask calls it again with the 500 it
+    sends when that fails (or when the view raised and no handler took the exception), and
+    *after* then sees that 500: the last response seen is the one sent. Instance
+    attributes, as ``wsgi_app`` is wrapped: a subclass's own methods are wrapped alike.
+    """
+    preprocess = app.preprocess_request
+    finalize = app.finalize_request
+
+    def preprocess_request() -> Any:
+        before()
+        return preprocess()
+
+    def finalize_request(rv: Any, from_error_handler: bool = False) -> Response:
+        return after(finalize(rv, from_error_handler))
+
+    app.preprocess_request = preprocess_request  # type: ignore[method-assign]
+    app.finalize_request = finalize_request  # type: ignore[method-assign]
+
+
 def _measuring(backstop: Any, measures: RequestMeasures) -> Any:
     """Wrap the backstop to record the opt-in sizes of each request (``measured``, the
     slot's last item, filled by the hooks) once it has ended: when the backstop returns,
@@ -409,6 +436,9 @@ class RequestInstrumentation:
     :param route_observer: told about each finished request that counts for health, with
         its labels: ``(method, endpoint, duration_seconds, status_code)`` (the service level
         objectives count by route).
+    :param observes: whether *route_observer* wants the requests of a ``(method,
+        endpoint)`` pair, asked once per route when the app first serves it (``None``:
+        every route's).
     :param on_internal_error: told about each failure of the instrumentation itself.
     :param label_length: the length cap of ``error_type`` values (the registry's
         ``APPMETRICS_MAX_LABEL_LENGTH``).
@@ -426,6 +456,7 @@ class RequestInstrumentation:
         own_blueprints: frozenset[str],
         health: HealthMonitor | None = None,
         route_observer: RouteObserver | None = None,
+        observes: Callable[[str, str], bool] | None = None,
         on_internal_error: Callable[[str], None] | None = None,
         label_length: LabelLength | None = None,
         exclusions: Exclusions | None = None,
@@ -453,6 +484,7 @@ class RequestInstrumentation:
             else None
         )
         self._own_blueprints = own_blueprints
+        self._observes = observes
         self._routes: dict[tuple[str, str, str], Route] = {}
         self._errors = metric_set.counter("application_errors_total")
         self._error_type = BoundedLabel(settings.max_error_types, length=label_length)
@@ -475,25 +507,23 @@ class RequestInstrumentation:
             health.add_pending(self.log.fold)
 
     def install(self, app: Flask) -> None:
-        # Through Flask's setup methods (they refuse an app that already served requests),
-        # then moved: our before_request first, so that a hook of another extension that
-        # returns early (a rate limiter, a login redirect) cannot skip ours and leave the
-        # request unmeasured; our after_request at the head of the list, which Flask runs
-        # last, so that we record the response the client gets, even when an earlier hook
-        # replaced it or failed into a 500.
-        # The hooks of the opt-in measurements only when the app turns some on: the plain
+        # Our steps run around Flask's own: before every url_value_preprocessor and
+        # before_request hook (so that a hook of another extension that returns early, a
+        # rate limiter or a login redirect, cannot skip ours and leave the request
+        # unmeasured), and after every after_request hook and the session's saving (so
+        # that we record the response the client gets, even when a hook replaced it or
+        # failed into a 500). Wrapping the two steps costs less per request than two hooks
+        # (Flask checks each hook for a coroutine on every call). Through Flask's setup
+        # methods' check first: an app that already served requests is refused alike.
+        # The steps of the opt-in measurements only when the app turns some on: the plain
         # ones then cost nothing for them.
+        check = getattr(app, "_check_setup_finished", None)  # Flask's own refusal
+        if check is not None:
+            check("before_request")
         measures = self._measures
-        before_hook = self._before_request if measures is None else self._before_measured
-        after_hook = self._after_request if measures is None else self._after_measured
-        app.before_request(before_hook)
-        app.after_request(after_hook)
-        before = app.before_request_funcs[None]
-        before.remove(before_hook)
-        before.insert(0, before_hook)
-        after = app.after_request_funcs[None]
-        after.remove(after_hook)
-        after.insert(0, after_hook)
+        before = self._before_request if measures is None else self._before_measured
+        after = self._after_request if measures is None else self._after_measured
+        _around_request_steps(app, before, after)
         backstop = _with_backstop(app.wsgi_app, self)
         if measures is not None and measures.body_sizes:
             backstop = _measuring(backstop, measures)
@@ -664,6 +694,12 @@ class RequestInstrumentation:
             in_window=blueprint not in self._own_blueprints and self.log.health is not None,
             writes=self._writes,
         )
+        observes = self._observes
+        if observes is not None and route.in_window:
+            try:
+                route.observed = observes(key[0], key[1])
+            except Exception:  # observed, then: the observer copes with it
+                self._internal_error("before_request")
         # Bounded: ten method labels times the app's URL rules, plus one unmatched endpoint.
         # Two threads may build the same route: the first one stored is the one used.
         found = self._routes.setdefault(key, route)
@@ -702,6 +738,10 @@ class RequestInstrumentation:
 
     @route_observer.setter
     def route_observer(self, observer: RouteObserver | None) -> None:
+        # Another observer: it is given every route's requests.
+        self._observes = None
+        for route in list(self._routes.values()):
+            route.observed = True
         self.log.route_observer = observer
 
     @property

@@ -78,7 +78,7 @@ class Route(RouteSeries):
     (the extension's own endpoints do not), and the durations of its requests not yet
     folded, by status."""
 
-    __slots__ = ("in_window", "logs")
+    __slots__ = ("in_window", "logs", "observed")
 
     def __init__(
         self,
@@ -91,6 +91,9 @@ class Route(RouteSeries):
     ) -> None:
         super().__init__(metric_set, method, endpoint, writes)
         self.in_window = in_window
+        #: Whether the log's route observer wants this route's requests (an observer
+        #: counting by route says so once, when the route is made).
+        self.observed = True
         #: Durations of the requests answered with each status, oldest first.
         self.logs: dict[int, deque[float]] = {}
 
@@ -229,9 +232,10 @@ class RequestLog:
                     log = route.logs.setdefault(status, deque())
                 log.append(duration)
             if route.in_window:
-                observer = self.route_observer
-                if observer is not None:
-                    observer(route.method, route.endpoint, duration, status)
+                if route.observed:
+                    observer = self.route_observer
+                    if observer is not None:
+                        observer(route.method, route.endpoint, duration, status)
                 self._ended.append(end)
                 if status >= 500:
                     self._failed.append(end)

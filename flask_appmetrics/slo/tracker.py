@@ -140,6 +140,15 @@ class SloTracker:
         for threshold, window in entries:
             window.record(status >= 500 if threshold is None else duration_seconds > threshold)
 
+    def covers(self, method: str, endpoint: str) -> bool:
+        """Whether any objective counts the requests of (*method*, *endpoint*): asked once
+        per route as the app serves it, so that a route no objective covers costs its
+        requests no :meth:`observe` call."""
+        entries = self._by_route.get((method, endpoint))
+        if entries is None:
+            entries = self._entries(method, endpoint)
+        return bool(entries)
+
     def _entries(self, method: str, endpoint: str) -> _Entries:
         with self._lock:
             if not self._final:
