@@ -190,9 +190,7 @@ def run_one(name: str, requests: int) -> None:
     run_round(app, environ, requests)
 
 
-def report(
-    per_request: dict[str, float], unit: str, added: dict[str, float] | None = None
-) -> None:
+def report(per_request: dict[str, float], unit: str, added: dict[str, float] | None = None) -> None:
     """Print each variant's cost and what it adds to bare Flask, and the target ratios.
 
     :param added: what each variant adds (default: the difference of *per_request*'s).

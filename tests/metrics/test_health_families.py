@@ -41,7 +41,8 @@ def release() -> Iterator[threading.Event]:
 def test_checks_and_verdict_are_exported(
     metrics: FlaskMetrics, registry: CollectorRegistry, app_factory: AppFactory
 ) -> None:
-    app_factory()
+    # Kept referenced: the families report the apps that are alive.
+    app = app_factory()
     # No check yet: the verdict alone.
     assert verdict(registry) == {"healthy": 1.0, "degraded": 0.0, "unhealthy": 0.0}
     assert up(registry, "database") is None
@@ -56,6 +57,7 @@ def test_checks_and_verdict_are_exported(
     metrics.add_health_check("database", lambda: False)  # replaced: a new check
     assert up(registry, "database") == 0.0
     assert verdict(registry) == {"healthy": 0.0, "degraded": 0.0, "unhealthy": 1.0}
+    assert FlaskMetrics.state(app) is not None
 
 
 def test_the_verdict_is_an_enum_in_openmetrics(
