@@ -3,7 +3,9 @@
 
 Part 1, series. Three live workers (real processes, each a Flask app with flask-appmetrics
 that served requests on enough routes for the page to show about ``--series`` samples,
-then idle) write their files in one directory. In this process, in interleaved rounds:
+then idle) write their files in one directory. Their requests carry a sampled
+``traceparent``: the OpenMetrics page carries exemplars, which prometheus_client's
+collector drops. In this process, in interleaved rounds:
 
 * prometheus_client: a fresh registry with ``MultiProcessCollector`` and its encoder, as
   its documentation sets up multiprocess mode (``generate_latest``, or the OpenMetrics
@@ -84,7 +86,9 @@ for r in range(routes):
 FlaskMetrics(app)
 client = app.test_client()
 for i in range(max(400, 2 * routes)):
-    client.get(f"/r{i % routes}/{i}").close()
+    # A traced caller: each bucket a request falls in gets an exemplar.
+    trace = {"traceparent": f"00-{i + 1:032x}-00f067aa0ba902b7-01"}
+    client.get(f"/r{i % routes}/{i}", headers=trace).close()
     client.get(f"/missing/{i}").close()
 print("ready", flush=True)
 sys.stdin.readline()

@@ -37,7 +37,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from flask_appmetrics.metrics.multiprocess.exposition import format_value
+from flask_appmetrics.metrics.multiprocess.exposition import format_value, writes_exemplars_as
 from flask_appmetrics.metrics.multiprocess.setup import (
     CACHE_HIT_RATE,
     LocalGauges,
@@ -467,6 +467,8 @@ def test_exemplars_go_on_openmetrics_pages_with_the_other_lines_kept(tmp_path: P
                 if encoder in (TEXT, TEXT_DOTS):
                     assert b"trace_id" not in body  # the text format has no exemplars
                     continue
+                # Written after the kept lines, not by encoding the family again.
+                assert writes_exemplars_as(encoder, "trace_id")
                 found = {
                     (s.name, s.labels.get("route"), s.labels.get("le")): s.exemplar
                     for family in parse_om(body.decode())

@@ -12,6 +12,10 @@ is cut into the family's header (its ``#`` lines) and one line per series, each 
 must end with a space and the value that was given. An encoder whose output is not like
 that (an unknown format) is not cut: the page is then encoded whole, as prometheus_client
 would, and no faster.
+
+Exemplars (OpenMetrics) are written after their buckets' lines, in the text the encoder
+itself writes for them: checked once per encoder on a sample of its own, and the page is
+encoded whole where it differs.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
+from .exemplar_file import BucketKey, Stored
 from .series import Aggregate, Family, SeriesTable
 
 Encoder = Callable[[Collector], bytes]
@@ -62,7 +68,9 @@ def format_value(value: float) -> str:
 class _Rendering:
     """One encoder's text for the families and series of one table."""
 
-    __slots__ = ("done", "encoder", "headers", "ordered", "prefixes", "trailer")
+    __slots__ = (
+        "done", "encoder", "exemplar_format", "headers", "ordered", "prefixes", "trailer"
+    )  # fmt: skip
 
     def __init__(self, encoder: Encoder, trailer: str) -> None:
         self.encoder = encoder
@@ -75,6 +83,9 @@ class _Rendering:
         self.done: dict[str, int] = {}
         #: per family, the prefixes in the order of its plan, and the plan's size
         self.ordered: dict[str, tuple[int, list[str]]] = {}
+        #: whether exemplars are written as :func:`exemplar_suffix` writes them (``None``:
+        #: not checked yet)
+        self.exemplar_format: bool | None = None
 
     def learn(
         self, table: SeriesTable, family: Family, slots: list[int], values: list[float]
@@ -111,11 +122,12 @@ class _Rendering:
         self.headers[family.name] = header
         return text[len(header) :]
 
-    def whole(self, metric: Metric) -> str:
-        """*metric* as the encoder writes it, without what it writes at the end of a page."""
-        text = self.encoder(Collected((metric,))).decode("utf-8")
-        trailer = self.trailer
-        return text[: len(text) - len(trailer)] if trailer and text.endswith(trailer) else text
+    def writes_exemplars_as(self, label: str) -> bool:
+        """Whether the encoder writes an exemplar as :func:`exemplar_suffix` does, after
+        the sample's value (checked once per encoder on a sample of its own)."""
+        if self.exemplar_format is None:
+            self.exemplar_format = writes_exemplars_as(self.encoder, label)
+        return self.exemplar_format
 
     def learn_all(self, table: SeriesTable, family: Family) -> bool:
         """Encode the family's series that have no line yet (with a value of 0)."""
@@ -165,6 +177,67 @@ def _unsupported(table: SeriesTable, encoder: Encoder) -> None:
         _RENDERINGS.setdefault(table, {})[_key(encoder)] = _UNSUPPORTED
 
 
+def exemplar_suffix(label: str, trace: str, value: float, timestamp: float) -> str:
+    """What prometheus_client's OpenMetrics encoders write after a sample's value for its
+    exemplar ``{label: trace}`` (a trace id: nothing in it to escape)."""
+    return f' # {{{label}="{trace}"}} {format_value(value)} {timestamp}'
+
+
+def writes_exemplars_as(encoder: Encoder, label: str) -> bool:
+    """Whether *encoder* writes an exemplar ``{label: <trace id>}`` as
+    :func:`exemplar_suffix` does, right after the sample's value."""
+    trace, value, timestamp = "4bf92f3577b34da6a3ce929d0e0e4736", 0.25, 1700000000.5
+
+    def page(exemplar: Exemplar | None) -> str:
+        metric = Metric("appmetrics_probe", "probe", "histogram")
+        metric.add_sample("appmetrics_probe_bucket", {"le": "1.0"}, 3.0, exemplar=exemplar)
+        return encoder(Collected((metric,))).decode("utf-8")
+
+    try:
+        plain = page(None)
+        marked = page(Exemplar({label: trace}, value, timestamp))
+    except Exception:
+        return False
+    suffix = exemplar_suffix(label, trace, value, timestamp)
+    return plain.count(" 3.0\n") == 1 and marked == plain.replace(" 3.0\n", f" 3.0{suffix}\n")
+
+
+#: Per table: how many series it had, and the slot of each bucket by (sample name, labels).
+_BUCKETS: weakref.WeakKeyDictionary[SeriesTable, tuple[int, dict[BucketKey, int]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _bucket_slots(table: SeriesTable) -> dict[BucketKey, int]:
+    """The slot of each bucket series of *table* (the caller holds its lock)."""
+    known = _BUCKETS.get(table)
+    if known is not None and known[0] == len(table):
+        return known[1]
+    names, labels = table.names, table.labels
+    index = {
+        (name, tuple(sorted(labels[slot].items()))): slot
+        for slot, name in enumerate(names)
+        if name.endswith("_bucket")
+    }
+    _BUCKETS[table] = (len(table), index)
+    return index
+
+
+def _suffixes(
+    table: SeriesTable, exemplars: Mapping[BucketKey, Stored], label: str
+) -> dict[str, dict[int, str]]:
+    """Each exemplar's suffix by family and slot (the caller holds the table's lock)."""
+    slots = _bucket_slots(table)
+    family_of = table.family_of
+    out: dict[str, dict[int, str]] = {}
+    for key, (trace, value, timestamp) in exemplars.items():
+        slot = slots.get(key)
+        if slot is not None:
+            by_slot = out.setdefault(family_of[slot].name, {})
+            by_slot[slot] = exemplar_suffix(label, trace, value, timestamp)
+    return out
+
+
 def carries_exemplars(encoder: Encoder) -> bool:
     """Whether *encoder* writes exemplars (prometheus_client's OpenMetrics encoders do, the
     text format's do not)."""
@@ -177,20 +250,26 @@ def render(
     encoder: Encoder,
     exclude: frozenset[str] = frozenset(),
     *,
-    whole: Mapping[str, Metric] | None = None,
+    exemplars: Mapping[BucketKey, Stored] | None = None,
+    exemplar_label: str = "trace_id",
 ) -> str | None:
     """The families of *aggregate* but *exclude*, as *encoder* writes them (without what it
     writes at the end of a page); ``None`` when the encoder's text cannot be cut into lines
     (encode the families whole instead).
 
-    :param whole: families written as *encoder* writes these metrics instead, by name (their
-        samples carry what the kept lines cannot: exemplars).
+    :param exemplars: exemplars to write after their buckets' values, as *encoder* writes
+        them (``{exemplar_label: trace}``); ``None`` is returned if it writes them otherwise.
     """
     table = aggregate.table
     with table.lock:
         rendering = _rendering(table, encoder)
         if rendering is None:
             return None
+        suffixes: dict[str, dict[int, str]] = {}
+        if exemplars:
+            if not rendering.writes_exemplars_as(exemplar_label):
+                return None
+            suffixes = _suffixes(table, exemplars, exemplar_label)
         out: list[str] = []
         append = out.append
         done = rendering.done
@@ -199,8 +278,11 @@ def render(
         for name, family in table.families.items():
             if name not in touched or name in exclude:
                 continue
-            if whole and name in whole:
-                append(rendering.whole(whole[name]))
+            marked = suffixes.get(name)
+            if marked is not None:
+                if not _write_marked(rendering, aggregate, family, marked, append):
+                    _unsupported(table, encoder)
+                    return None
                 continue
             values = aggregate.page_values(family)
             learned = done.get(name, -1) == len(family.slots)
@@ -234,6 +316,29 @@ def render(
             append("\n".join(map(operator.add, ordered[1], _formatted(values))))
             append("\n")
         return "".join(out)
+
+
+def _write_marked(
+    rendering: _Rendering,
+    aggregate: Aggregate,
+    family: Family,
+    marked: Mapping[int, str],
+    append: Callable[[str], None],
+) -> bool:
+    """Write *family* line by line, each bucket in *marked* followed by its exemplar;
+    ``False`` if the encoder's text for its new series cannot be cut into lines."""
+    if rendering.done.get(family.name, -1) != len(family.slots) and not rendering.learn_all(
+        aggregate.table, family
+    ):
+        return False
+    prefixes = rendering.prefixes
+    append(rendering.headers[family.name])
+    for slot, value in aggregate.lines(family):
+        append(prefixes[slot])
+        append(format_value(value))
+        append(marked.get(slot, ""))
+        append("\n")
+    return True
 
 
 def _formatted(values: list[float]) -> Iterator[str]:

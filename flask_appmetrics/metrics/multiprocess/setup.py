@@ -66,7 +66,7 @@ from prometheus_client.registry import Collector
 
 from ...errors import ConfigurationError
 from ..catalog import HEALTH_FAMILIES, hit_rate
-from ..exemplars import attach_exemplars
+from ..exemplars import TRACE_LABEL, attach_exemplars
 from ..registration import value_class_is_multiprocess
 from ..registry_state import registry_state
 from .archive import ArchiveError, dead_pids, fold, metric_files
@@ -421,16 +421,12 @@ class AggregatingCollector:
         (:mod:`flask_appmetrics.metrics.multiprocess.exposition`)."""
         aggregate = self._scrape()
         families = _Families(aggregate, self._derived_names)
-        # Only a format with exemplars (OpenMetrics) needs them; the families that have
-        # some are encoded whole, with them, and the others line by line as always.
+        # Only a format with exemplars (OpenMetrics) needs them: written after their
+        # buckets' kept lines.
         exemplars = read_exemplars(self._path) if carries_exemplars(encoder) else {}
-        with_exemplars: dict[str, Metric] = {}
-        for sample_name, _labels in exemplars:
-            name = sample_name.removesuffix("_bucket")
-            if name not in with_exemplars and name in families:
-                with_exemplars[name] = families[name]
-        attach_exemplars(with_exemplars.values(), exemplars)
-        text = render(aggregate, encoder, self._derived_names, whole=with_exemplars)
+        text = render(
+            aggregate, encoder, self._derived_names, exemplars=exemplars, exemplar_label=TRACE_LABEL
+        )
         if text is None:
             metrics = [families[name] for name in families]
             attach_exemplars(metrics, exemplars)
