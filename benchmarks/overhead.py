@@ -10,17 +10,22 @@ flask-appmetrics as installed (health windows and user tracking on):
 * its overhead no more than ``floor``'s (hand-written hooks updating pre-bound
   prometheus_client children: what the obvious instrumentation with these metrics costs).
 
+Many short rounds (101 of 500 requests, a few tens of milliseconds each) rather than a few
+long ones: each variant's run is then paired with bare Flask's a fraction of a second
+apart, and the median of many such differences moves little when the machine's
+neighbours come and go.
+
 Requests go straight through the WSGI callable, without a test client or a socket, and
 every body is closed as a server closes it, so what is measured is the app and its
 instrumentation.
 
 ``--instructions`` counts CPU instructions per request instead, under valgrind's callgrind
-(each variant in a process of its own, twice, with different request counts: the
-difference is the requests' alone, without start-up). Instruction counts do not depend on
+(each variant in a process of its own, twice, with different request counts and the cyclic
+collector off: the difference is the requests' alone, without start-up). Instruction counts do not depend on
 what else the machine runs; they are not time (a lock or a cache miss costs more than its
 instructions), so they complement the timed rounds rather than replace them.
 
-    python benchmarks/overhead.py [--rounds 31] [--requests 1000]
+    python benchmarks/overhead.py [--rounds 101] [--requests 500]
     python benchmarks/overhead.py --instructions [--requests 2000]
 """
 
@@ -187,6 +192,10 @@ def run_one(name: str, requests: int) -> None:
     app = VARIANTS[name]()
     environ = EnvironBuilder(path="/items/3").get_environ()
     run_round(app, environ, 200)
+    # A collection falling in one of the two counted runs and not in the other would count
+    # as the requests' instructions.
+    gc.collect()
+    gc.disable()
     run_round(app, environ, requests)
 
 
@@ -210,8 +219,8 @@ def report(per_request: dict[str, float], unit: str, added: dict[str, float] | N
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=31)
-    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=101)
+    parser.add_argument("--requests", type=int, default=500)
     parser.add_argument(
         "--instructions", action="store_true", help="count instructions under callgrind"
     )
