@@ -21,9 +21,10 @@ instrumentation.
 
 ``--instructions`` counts CPU instructions per request instead, under valgrind's callgrind
 (each variant in a process of its own, twice, with different request counts and the cyclic
-collector off: the difference is the requests' alone, without start-up). Instruction counts do not depend on
-what else the machine runs; they are not time (a lock or a cache miss costs more than its
-instructions), so they complement the timed rounds rather than replace them.
+collector off: the difference is the requests' alone, without start-up). Instruction counts
+do not depend on what else the machine runs; they are not time (a lock or a cache miss
+costs more than its instructions), so they complement the timed rounds rather than replace
+them.
 
     python benchmarks/overhead.py [--rounds 101] [--requests 500]
     python benchmarks/overhead.py --instructions [--requests 2000]
