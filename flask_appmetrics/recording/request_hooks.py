@@ -296,17 +296,15 @@ def _check_workers(environ: dict[str, Any]) -> None:
 def _with_backstop(wsgi_app: Any, instrumentation: RequestInstrumentation) -> Any:
     """Wrap the app's WSGI callable to measure each request from the server's side.
 
-    It starts the clock, gives the hooks a slot in the environ (:data:`_SLOT`) and logs the
-    end of the request from what they wrote there: when ``wsgi_app`` returns, or, for a
-    streamed body, when the server closes the body (``response.call_on_close`` is not
+    It starts the clock, gives our request steps a slot in the environ (:data:`_SLOT`) and
+    logs the end of the request from what they wrote there: when ``wsgi_app`` returns, or,
+    for a streamed body, when the server closes the body (``response.call_on_close`` is not
     enough: for a ``direct_passthrough`` body, ``send_file`` and static files, werkzeug
     hands the file wrapper to the server as it is, so the response's close callbacks never
-    run). A request whose ``after_request`` never ran for us keeps the slot's 500: an
-    ``after_request`` hook of the app that fails twice (Flask then logs it and sends its
-    500 without running the remaining hooks, ours included) or a 500 handler of the app
-    that fails itself. When ``wsgi_app`` raises (a failing ``teardown_request``, an error
-    re-raised under ``TESTING``, a ``BaseException`` such as ``SystemExit`` from a worker
-    timeout), the server answers 500 and that is recorded.
+    run). A request whose finalized response we never saw keeps the slot's 500 (a 500
+    handler of the app that fails itself). When ``wsgi_app`` raises (a failing
+    ``teardown_request``, an error re-raised under ``TESTING``, a ``BaseException`` such as
+    ``SystemExit`` from a worker timeout), the server answers 500 and that is recorded.
 
     The first request also checks the server's worker model (:func:`_check_workers`). A
     closure, not an object with ``__call__``: the call costs less on every request.
@@ -575,7 +573,7 @@ class RequestInstrumentation:
             slot = ctx.request.environ.get(_SLOT)
             if slot is not None:
                 route = slot[0]
-                if route is None:  # before_request never ran (a url_value_preprocessor)
+                if route is None:  # preprocessing never ran (a request_started receiver raised)
                     route = slot[0] = self._resolve(ctx.request)
                 if route:
                     # Later runs overwrite: Flask runs the hooks again for the 500 it sends
