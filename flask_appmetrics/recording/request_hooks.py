@@ -360,17 +360,24 @@ def _around_request_steps(
     ``after_request`` hooks and saves the session; Flask calls it again with the 500 it
     sends when that fails (or when the view raised and no handler took the exception), and
     *after* then sees that 500: the last response seen is the one sent. Instance
-    attributes, as ``wsgi_app`` is wrapped: a subclass's own methods are wrapped alike.
+    attributes, as ``wsgi_app`` is wrapped. The app's own steps are looked up on its class
+    at each call, so that a tracer patching the class later (``Flask.finalize_request``) is
+    still called; a wrapper set on the app itself before us (another extension's) is kept.
     """
-    preprocess = app.preprocess_request
-    finalize = app.finalize_request
+    cls = type(app)
+    preprocess = vars(app).get("preprocess_request")
+    finalize = vars(app).get("finalize_request")
 
     def preprocess_request() -> Any:
         before()
-        return preprocess()
+        if preprocess is not None:
+            return preprocess()
+        return cls.preprocess_request(app)
 
     def finalize_request(rv: Any, from_error_handler: bool = False) -> Response:
-        return after(finalize(rv, from_error_handler))
+        if finalize is not None:
+            return after(finalize(rv, from_error_handler))
+        return after(cls.finalize_request(app, rv, from_error_handler))
 
     app.preprocess_request = preprocess_request  # type: ignore[method-assign]
     app.finalize_request = finalize_request  # type: ignore[method-assign]

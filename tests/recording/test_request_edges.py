@@ -204,3 +204,79 @@ def test_a_class_based_iterable_body_is_timed_to_its_close() -> None:
     )
     assert duration is not None
     assert duration >= 0.2
+
+
+def test_a_tracer_patching_the_flask_class_later_is_still_called() -> None:
+    # Tracers patch Flask's request steps on the class, sometimes after the app exists.
+    class Traced(Flask):
+        pass
+
+    registry = CollectorRegistry()
+    app = Traced(__name__)
+    FlaskMetrics(app, registry=registry)
+
+    @app.get("/traced")
+    def traced() -> str:
+        return "ok"
+
+    steps: list[str] = []
+    preprocess, finalize = Flask.preprocess_request, Flask.finalize_request
+
+    def traced_preprocess(self: Flask) -> Any:
+        steps.append("preprocess")
+        return preprocess(self)
+
+    def traced_finalize(self: Flask, rv: Any, from_error_handler: bool = False) -> Any:
+        steps.append("finalize")
+        return finalize(self, rv, from_error_handler)
+
+    Traced.preprocess_request = traced_preprocess  # type: ignore[method-assign]
+    Traced.finalize_request = traced_finalize  # type: ignore[method-assign]
+    statuses, body, _ = serve(app, "/traced")
+    assert (statuses, body) == (["200 OK"], b"ok")
+    assert steps == ["preprocess", "finalize"]
+    assert requests(registry, "/traced", "200") == 1.0
+
+
+def test_a_wrapper_another_extension_set_on_the_app_first_is_kept() -> None:
+    seen: list[int] = []
+
+    def wrap(app: Flask) -> None:
+        finalize = app.finalize_request
+
+        def finalize_request(rv: Any, from_error_handler: bool = False) -> Any:
+            response = finalize(rv, from_error_handler)
+            response.status_code = 202
+            seen.append(response.status_code)
+            return response
+
+        app.finalize_request = finalize_request  # type: ignore[method-assign]
+
+    app, registry = make_app(wrap)
+
+    @app.get("/wrapped")
+    def wrapped() -> str:
+        return "ok"
+
+    statuses, _, _ = serve(app, "/wrapped")
+    assert statuses == ["202 ACCEPTED"]
+    assert seen == [202]
+    assert requests(registry, "/wrapped", "202") == 1.0
+
+
+def test_the_status_of_an_internal_error_handler_is_the_one_recorded() -> None:
+    app, registry = make_app()
+
+    @app.errorhandler(500)
+    def unavailable(error: Exception) -> tuple[str, int]:
+        return "try later", 503
+
+    @app.get("/broken")
+    def broken() -> str:
+        raise RuntimeError("boom")
+
+    statuses, body, _ = serve(app, "/broken")
+    assert (statuses, body) == (["503 SERVICE UNAVAILABLE"], b"try later")
+    assert requests(registry, "/broken", "503") == 1.0
+    assert requests(registry, "/broken", "500") is None
+    assert in_progress(registry, "/broken") == 0.0
