@@ -155,9 +155,9 @@ def test_the_active_opentelemetry_span_gives_the_trace(otel_app: tuple[Flask, li
     assert trace_id(seen[0]) == seen[0]
 
 
-def test_an_unsampled_incoming_trace_gives_no_exemplar(
-    app_factory: AppFactory,
-) -> None:
+def traced_by_an_unsampling_tracer(app_factory: AppFactory, header: str) -> Flask:
+    """An app whose own tracer samples nothing (opentelemetry-instrumentation-flask with an
+    ``ALWAYS_OFF`` sampler), after one request to ``/traced`` with *header* as traceparent."""
     app = app_factory()
 
     @app.get("/traced")
@@ -167,15 +167,17 @@ def test_an_unsampled_incoming_trace_gives_no_exemplar(
     provider = TracerProvider(sampler=ALWAYS_OFF)
     FlaskInstrumentor().instrument_app(app, tracer_provider=provider)
     try:
-        # The span continues the incoming trace, unsampled: no trace will exist to link to.
-        serve(
-            app,
-            "/traced",
-            headers={"traceparent": traceparent(secrets.token_hex(16), sampled=False)},
-        )
+        serve(app, "/traced", headers={"traceparent": header})
     finally:
         FlaskInstrumentor().uninstrument_app(app)
         provider.shutdown()
+    return app
+
+
+def test_an_unsampled_incoming_trace_gives_no_exemplar(app_factory: AppFactory) -> None:
+    # The span continues the incoming trace, unsampled: no trace will exist to link to.
+    header = traceparent(secrets.token_hex(16), sampled=False)
+    app = traced_by_an_unsampling_tracer(app_factory, header)
     assert exemplar_traces(buckets(app, "http_request_duration_seconds", endpoint="/traced")) == {}
 
 
@@ -184,20 +186,8 @@ def test_a_span_the_app_does_not_sample_leaves_the_callers_sampled_trace(
 ) -> None:
     # The caller sampled its trace (it exists in the tracing backend); this app's tracer
     # samples nothing: the exemplar links to the caller's trace, the next source in order.
-    app = app_factory()
-
-    @app.get("/traced")
-    def traced() -> str:
-        return "ok"
-
     callers = secrets.token_hex(16)
-    provider = TracerProvider(sampler=ALWAYS_OFF)
-    FlaskInstrumentor().instrument_app(app, tracer_provider=provider)
-    try:
-        serve(app, "/traced", headers={"traceparent": traceparent(callers)})
-    finally:
-        FlaskInstrumentor().uninstrument_app(app)
-        provider.shutdown()
+    app = traced_by_an_unsampling_tracer(app_factory, traceparent(callers))
     traces = exemplar_traces(buckets(app, "http_request_duration_seconds", endpoint="/traced"))
     assert list(traces.values()) == [callers]
 
