@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import random
 import re
 import shutil
 import signal
@@ -88,6 +89,8 @@ def create_app() -> Any:
 
         if variant == "appmetrics_redis":
             app.config["APPMETRICS_REDIS_URL"] = os.environ["BENCH_REDIS_URL"]
+            # Users are hashed with a key derived from it (else one kept in Redis, warned).
+            app.config["SECRET_KEY"] = "load-benchmark"
         FlaskMetrics(app)
     elif variant == "exporter":
         from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
@@ -345,28 +348,43 @@ def load_benchmark(args: argparse.Namespace) -> None:
     )
     print(
         f"{'variant':<18}{'req/s':>10}{'p99 ms':>10}{'req/s vs bare':>16}{'p99 vs bare':>14}"
-        f"{'per-round req/s vs bare':>26}{'CPU us/req':>12}{'vs bare':>9}"
+        f"{'per-round vs bare':>20}{'95% interval':>15}{'CPU us/req':>12}{'vs bare':>9}"
     )
     for v in variants:
-        # Each round's ratio pairs runs seconds apart: drift of the machine's load cancels.
-        paired = statistics.median(
-            r.requests_per_second / b.requests_per_second
-            for r, b in zip(results[v], results["bare"], strict=True)
-        )
+        paired = statistics.median(_round_ratios(results, v, "bare"))
+        low, high = median_interval(_round_ratios(results, v, "bare"))
         print(
             f"{v:<18}{rps[v]:>10.0f}{p99[v] * 1000:>10.2f}"
-            f"{rps[v] / rps['bare']:>16.3f}{p99[v] / p99['bare']:>14.3f}{paired:>26.3f}"
-            f"{cpu[v] * 1e6:>12.0f}{cpu[v] / cpu['bare']:>9.3f}"
+            f"{rps[v] / rps['bare']:>16.3f}{p99[v] / p99['bare']:>14.3f}{paired:>14.3f}"
+            f"{f'({low:.3f}-{high:.3f})':>15}{cpu[v] * 1e6:>12.0f}{cpu[v] / cpu['bare']:>9.3f}"
         )
     # Both import Flask in the master before forking: the difference is the recording.
-    alone = statistics.median(
-        r.requests_per_second / b.requests_per_second
-        for r, b in zip(results["appmetrics"], results["bare_config"], strict=True)
-    )
+    alone = _round_ratios(results, "appmetrics", "bare_config")
+    low, high = median_interval(alone)
     print(
-        f"\nappmetrics vs bare_config (the instrumentation alone): per-round req/s {alone:.3f}, "
+        f"\nappmetrics vs bare_config (the instrumentation alone): per-round req/s "
+        f"{statistics.median(alone):.3f} ({low:.3f}-{high:.3f}), "
         f"CPU/request {cpu['appmetrics'] / cpu['bare_config']:.3f}"
     )
+
+
+def _round_ratios(results: dict[str, list[WrkResult]], variant: str, base: str) -> list[float]:
+    """Each round's requests/s of *variant* over *base*'s: runs seconds apart, so drift of
+    the machine's load cancels."""
+    return [
+        r.requests_per_second / b.requests_per_second
+        for r, b in zip(results[variant], results[base], strict=True)
+    ]
+
+
+def median_interval(values: list[float], resamples: int = 2000) -> tuple[float, float]:
+    """A 95 % interval of the median of *values* (percentile bootstrap, fixed seed): how
+    far another run of as many rounds could land."""
+    rng = random.Random(0)
+    medians = sorted(
+        statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples)
+    )
+    return medians[int(resamples * 0.025)], medians[int(resamples * 0.975) - 1]
 
 
 def main() -> None:
