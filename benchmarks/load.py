@@ -89,8 +89,6 @@ def create_app() -> Any:
 
         if variant == "appmetrics_redis":
             app.config["APPMETRICS_REDIS_URL"] = os.environ["BENCH_REDIS_URL"]
-            # Users are hashed with a key derived from it (else one kept in Redis, warned).
-            app.config["SECRET_KEY"] = "load-benchmark"
         FlaskMetrics(app)
     elif variant == "exporter":
         from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
