@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, abort
 from prometheus_client import CollectorRegistry
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -294,3 +294,55 @@ def test_hostile_names_render_as_text(tmp_path: Path, serve: Any) -> None:
     # Shown as text, escaped by the DOM serialiser.
     assert ">db&lt;!--&lt;script&gt;" in dom
     assert ">svc&lt;!--&lt;script&gt;" in dom
+
+
+def test_objectives_pass_burn_fast_or_have_their_budget_spent(tmp_path: Path, serve: Any) -> None:
+    """A budget spent at a slow burn is no fast burn (the objective stays healthy), and the
+    page says the budget is spent instead of showing the objective as passing."""
+    metrics = FlaskMetrics(registry=CollectorRegistry())
+    app = Flask("status_test")
+    metrics.init_app(app)
+
+    @app.get("/pay/<int:fail>")
+    @metrics.slo(availability=0.999, name="checkout")
+    def pay(fail: int) -> str:
+        if fail:
+            abort(500)
+        return "paid"
+
+    @app.get("/items")
+    @metrics.slo(availability=0.999, name="browse")
+    def items() -> str:
+        return "items"
+
+    @app.get("/search/<int:fail>")
+    @metrics.slo(availability=0.999, name="search")
+    def search(fail: int) -> str:
+        if fail:
+            abort(500)
+        return "found"
+
+    client = app.test_client()
+    for _ in range(499):
+        assert client.get("/pay/0").status_code == 200
+    assert client.get("/pay/1").status_code == 500  # 0.2 % bad: twice the 0.1 % allowed
+    for _ in range(100):
+        assert client.get("/items").status_code == 200
+    for n in range(200):
+        assert client.get(f"/search/{int(n % 10 == 0)}").status_code in (200, 500)
+    report = client.get("/status?format=json").get_json()
+    by_name = {o["name"]: o for o in report["objectives"]}
+    assert by_name["checkout"]["status"] == "healthy"  # burning at 2x: no fast burn
+    assert by_name["checkout"]["budget_remaining"] == pytest.approx(-1.0)
+    assert by_name["search"]["status"] == "degraded"  # 10 % bad: a burn of 100x
+    dom = run_chromium(tmp_path / "profile", f"{serve(app)}/status", "--dump-dom")
+    assert 'data-rendered="yes"' in dom
+    rows = {
+        key: re.findall(r"<td(?: class=\"([^\"]*)\")?>([^<]*)</td>", row)
+        for key, row in re.findall(r'<tr class="objective" data-key="([^"]+)">(.*?)</tr>', dom)
+    }
+    assert set(rows) == {"checkout", "browse", "search"}
+    assert rows["checkout"][1] == ("warn", "budget spent")
+    assert rows["checkout"][3][1] == "-100.0% of 30 d"
+    assert rows["browse"][1] == ("pass", "pass")
+    assert rows["search"][1] == ("warn", "fast burn")
