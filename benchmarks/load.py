@@ -12,6 +12,9 @@ with ``--workers`` sync workers and the same arguments; only the instrumentation
   from it share those modules' memory instead of each importing its own copy.
   ``appmetrics`` gets that too, so ``appmetrics`` against ``bare_config`` (printed last) is
   what the instrumentation alone costs;
+* ``floor``: hand-written ``before_request``/``after_request`` hooks updating pre-bound
+  prometheus_client children of the three HTTP metrics, in multiprocess mode, started like
+  ``bare_config``: what the obvious instrumentation with these metrics costs;
 * ``appmetrics``: flask-appmetrics in prometheus_client's multiprocess mode, started with
   ``-c python:flask_appmetrics.gunicorn`` (every request writes mmap files);
 * ``appmetrics_redis``: the same with ``APPMETRICS_REDIS_URL`` (a throwaway redis-server):
@@ -90,11 +93,39 @@ def create_app() -> Any:
         if variant == "appmetrics_redis":
             app.config["APPMETRICS_REDIS_URL"] = os.environ["BENCH_REDIS_URL"]
         FlaskMetrics(app)
+    elif variant == "floor":
+        hand_written(app)
     elif variant == "exporter":
         from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
         GunicornInternalPrometheusMetrics(app)
     return app
+
+
+def hand_written(app: Any) -> None:
+    """The floor: two hooks updating pre-bound prometheus_client children of the three HTTP
+    metrics (no health windows, no users, no exemplars)."""
+    from flask import request
+    from prometheus_client import Counter, Gauge, Histogram
+
+    labels = ("GET", "/items/<int:item_id>")
+    total = Counter("req_total", "x", ["method", "endpoint", "status"]).labels(*labels, "200")
+    duration = Histogram("req_seconds", "x", ["method", "endpoint"]).labels(*labels)
+    progress = Gauge(
+        "req_in_progress", "x", ["method", "endpoint"], multiprocess_mode="livesum"
+    ).labels(*labels)
+
+    @app.before_request
+    def start() -> None:
+        progress.inc()
+        request.environ["bench.start"] = time.perf_counter()
+
+    @app.after_request
+    def stop(response: Any) -> Any:
+        duration.observe(time.perf_counter() - request.environ["bench.start"])
+        total.inc()
+        progress.dec()
+        return response
 
 
 # -- servers --------------------------------------------------------------------------------
@@ -130,7 +161,7 @@ def _launch(variant: str, workers: int, tmp: Path, generation: int) -> Server:
         multiproc = tmp / f"multiproc-{variant}-{generation}"
         multiproc.mkdir()
         env["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc)
-    if variant.startswith("appmetrics") or variant == "bare_config":
+    if variant.startswith("appmetrics") or variant in ("bare_config", "floor"):
         args += ["-c", "python:flask_appmetrics.gunicorn"]
     args.append("benchmarks.load:create_app()")
     proc = subprocess.Popen(args, cwd=ROOT, env=env, pass_fds=(sock.fileno(),))
@@ -309,7 +340,7 @@ def measure(server: Server, args: argparse.Namespace, duration: float) -> WrkRes
 
 
 def load_benchmark(args: argparse.Namespace) -> None:
-    variants = ["bare", "bare_config", "appmetrics"]
+    variants = ["bare", "bare_config", "floor", "appmetrics"]
     if shutil.which("redis-server") is not None and not args.no_redis:
         variants.append("appmetrics_redis")
     try:
@@ -356,14 +387,16 @@ def load_benchmark(args: argparse.Namespace) -> None:
             f"{rps[v] / rps['bare']:>16.3f}{p99[v] / p99['bare']:>14.3f}{paired:>14.3f}"
             f"{f'({low:.3f}-{high:.3f})':>15}{cpu[v] * 1e6:>12.0f}{cpu[v] / cpu['bare']:>9.3f}"
         )
-    # Both import Flask in the master before forking: the difference is the recording.
-    alone = _round_ratios(results, "appmetrics", "bare_config")
-    low, high = median_interval(alone)
-    print(
-        f"\nappmetrics vs bare_config (the instrumentation alone): per-round req/s "
-        f"{statistics.median(alone):.3f} ({low:.3f}-{high:.3f}), "
-        f"CPU/request {cpu['appmetrics'] / cpu['bare_config']:.3f}"
-    )
+    # All three import Flask in the master before forking: the differences are the recording.
+    print()
+    for base, what in (("bare_config", "the instrumentation alone"), ("floor", "hand-written")):
+        paired_with = _round_ratios(results, "appmetrics", base)
+        low, high = median_interval(paired_with)
+        print(
+            f"appmetrics vs {base} ({what}): per-round req/s "
+            f"{statistics.median(paired_with):.3f} ({low:.3f}-{high:.3f}), "
+            f"CPU/request {cpu['appmetrics'] / cpu[base]:.3f}"
+        )
 
 
 def _round_ratios(results: dict[str, list[WrkResult]], variant: str, base: str) -> list[float]:
