@@ -6,12 +6,11 @@ with ``--workers`` sync workers and the same arguments; only the instrumentation
 * ``bare``: plain Flask;
 * ``bare_config``: plain Flask, started with ``-c python:flask_appmetrics.gunicorn`` and
   ``PROMETHEUS_MULTIPROC_DIR``: what the config module's hooks cost with nothing recorded.
-  It is faster than ``bare`` (measured: 3 to 4 % more requests/s, 7 % less worker CPU per
-  request), as is a master given a config file that only imports Flask: loading the config
-  module imports Flask, werkzeug and prometheus_client in the master, and workers forked
-  from it share those modules' memory instead of each importing its own copy.
-  ``appmetrics`` gets that too, so ``appmetrics`` against ``bare_config`` (printed last) is
-  what the instrumentation alone costs;
+  In most runs it is faster than ``bare`` (up to 9 % more requests/s), as is a master given
+  a config file that only imports Flask: loading the config module imports Flask, werkzeug
+  and prometheus_client in the master, and workers forked from it share those modules
+  instead of each importing its own. ``appmetrics`` gets that too, so ``appmetrics``
+  against ``bare_config`` (printed last) is what the instrumentation alone costs;
 * ``floor``: hand-written ``before_request``/``after_request`` hooks updating pre-bound
   prometheus_client children of the three HTTP metrics, in multiprocess mode, started like
   ``bare_config``: what the obvious instrumentation with these metrics costs;
@@ -26,10 +25,10 @@ with ``--workers`` sync workers and the same arguments; only the instrumentation
 
 ``wrk --latency`` hits one server at a time for ``--duration`` seconds, in interleaved
 rounds (the order rotates each round), so a noisy neighbour slows every variant alike.
-Every ``--restart-every`` rounds all servers are stopped and fresh ones started: two
-servers running the same code can differ by several percent for as long as they live
-(memory layout, hash seed, which core the workers settle on), so a variant's median spans
-several processes instead of resting on one's luck.
+Every ``--restart-every`` rounds all servers are stopped and fresh ones started, so that a
+variant's median spans several server processes rather than one (whose memory layout and
+hash seed stay what they are for as long as it lives). Each per-round median comes with a
+95 % bootstrap interval: where another run of as many rounds could land.
 Printed: median requests/s and p99 latency per variant, and their ratios to ``bare`` (of
 the medians, and the median of each round's ratio, which pairs runs seconds apart); and the
 CPU time the workers spent per request (``/proc/<pid>/stat`` of the master's children,
