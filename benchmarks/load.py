@@ -93,38 +93,14 @@ def create_app() -> Any:
             app.config["APPMETRICS_REDIS_URL"] = os.environ["BENCH_REDIS_URL"]
         FlaskMetrics(app)
     elif variant == "floor":
-        hand_written(app)
+        from benchmarks.hand_written import instrument_by_hand
+
+        instrument_by_hand(app)
     elif variant == "exporter":
         from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
         GunicornInternalPrometheusMetrics(app)
     return app
-
-
-def hand_written(app: Any) -> None:
-    """The floor: two hooks updating pre-bound prometheus_client children of the three HTTP
-    metrics (no health windows, no users, no exemplars)."""
-    from flask import request
-    from prometheus_client import Counter, Gauge, Histogram
-
-    labels = ("GET", "/items/<int:item_id>")
-    total = Counter("req_total", "x", ["method", "endpoint", "status"]).labels(*labels, "200")
-    duration = Histogram("req_seconds", "x", ["method", "endpoint"]).labels(*labels)
-    progress = Gauge(
-        "req_in_progress", "x", ["method", "endpoint"], multiprocess_mode="livesum"
-    ).labels(*labels)
-
-    @app.before_request
-    def start() -> None:
-        progress.inc()
-        request.environ["bench.start"] = time.perf_counter()
-
-    @app.after_request
-    def stop(response: Any) -> Any:
-        duration.observe(time.perf_counter() - request.environ["bench.start"])
-        total.inc()
-        progress.dec()
-        return response
 
 
 # -- servers --------------------------------------------------------------------------------

@@ -42,13 +42,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
-from flask import Flask, request
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from werkzeug.test import EnvironBuilder
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-from flask_appmetrics import FlaskMetrics
+from flask import Flask  # noqa: E402
+from prometheus_client import CollectorRegistry  # noqa: E402
+from werkzeug.test import EnvironBuilder  # noqa: E402
+
+from benchmarks.hand_written import instrument_by_hand  # noqa: E402
+from flask_appmetrics import FlaskMetrics  # noqa: E402
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -77,27 +83,7 @@ def hooks_only() -> Flask:
 def floor() -> Flask:
     """Hand-written instrumentation with children bound once: the floor for these metrics."""
     app = trivial_app()
-    registry = CollectorRegistry()
-    labels = ("GET", "/items/<int:item_id>")
-    total = Counter("req_total", "x", ["method", "endpoint", "status"], registry=registry)
-    duration = Histogram("req_seconds", "x", ["method", "endpoint"], registry=registry)
-    progress = Gauge("req_in_progress", "x", ["method", "endpoint"], registry=registry)
-    total_child = total.labels(*labels, "200")
-    duration_child = duration.labels(*labels)
-    progress_child = progress.labels(*labels)
-
-    @app.before_request
-    def start() -> None:
-        progress_child.inc()
-        request.environ["bench.start"] = time.perf_counter()
-
-    @app.after_request
-    def stop(response: Any) -> Any:
-        duration_child.observe(time.perf_counter() - request.environ["bench.start"])
-        total_child.inc()
-        progress_child.dec()
-        return response
-
+    instrument_by_hand(app, CollectorRegistry())
     return app
 
 
