@@ -6,11 +6,12 @@ with ``--workers`` sync workers and the same arguments; only the instrumentation
 * ``bare``: plain Flask;
 * ``bare_config``: plain Flask, started with ``-c python:flask_appmetrics.gunicorn`` and
   ``PROMETHEUS_MULTIPROC_DIR``: what the config module's hooks cost with nothing recorded.
-  In most runs it is faster than ``bare`` (up to 9 % more requests/s), as is a master given
-  a config file that only imports Flask: loading the config module imports Flask, werkzeug
-  and prometheus_client in the master, and workers forked from it share those modules
-  instead of each importing its own. ``appmetrics`` gets that too, so ``appmetrics``
-  against ``bare_config`` (printed last) is what the instrumentation alone costs;
+  In most short runs it was faster than ``bare`` (up to 9 % more requests/s), as was a
+  master given a config file that only imports Flask: loading the config module imports
+  Flask, werkzeug and prometheus_client in the master, and workers forked from it share
+  those modules instead of each importing its own. ``appmetrics`` gets that too, so
+  ``appmetrics`` against ``bare_config`` (printed at the end) is what the instrumentation
+  alone costs;
 * ``floor``: hand-written ``before_request``/``after_request`` hooks updating pre-bound
   prometheus_client children of the three HTTP metrics, in multiprocess mode, started like
   ``bare_config``: what the obvious instrumentation with these metrics costs;
